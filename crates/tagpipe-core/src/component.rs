@@ -1,0 +1,160 @@
+//! What a component crate implements.
+//!
+//! Each source, processor and sink crate provides a config struct (serde, `deny_unknown_fields`,
+//! every field documented) that implements one of [`SourceConfig`], [`ProcessorConfig`] or
+//! [`SinkConfig`] — a pure `validate` (no I/O) and a `build` — and the matching
+//! `*Component` trait that names its type for the registry (`const TYPE`).
+
+use std::fmt::{self, Debug};
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tower::util::BoxService;
+
+use crate::ack::DestinationOutcome;
+use crate::batch::BatchSettings;
+use crate::event::Event;
+use crate::id::ComponentId;
+use crate::pipeline::Dispatcher;
+use crate::processor::ProcessorLayer;
+
+/// Any error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One problem found by a component's `validate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// The offending field as a dotted path inside the component (`batch.max_events`), or empty
+    /// for the component as a whole. The config loader turns it into a line and column.
+    pub field: String,
+    /// What is wrong, and how to fix it.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// A problem with `field` (a dotted path, or `""` for the whole component).
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "`{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+/// A running source: completes when the source has stopped (input exhausted, or shutdown asked
+/// for through [`SourceContext::shutdown`]).
+pub type RunningSource = BoxFuture<'static, Result<(), BoxError>>;
+
+/// What a source is built with.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The source's ID.
+    pub id: ComponentId,
+    /// Where the source sends its events: every pipeline that lists it.
+    pub output: Dispatcher,
+    /// Cancelled when tagpipe shuts down: stop accepting, finish what is in hand, return.
+    pub shutdown: CancellationToken,
+}
+
+/// A source's configuration.
+pub trait SourceConfig: Debug + Send + Sync + 'static {
+    /// Checks the configuration without any I/O. Empty when valid.
+    fn validate(&self) -> Vec<ValidationError> {
+        Vec::new()
+    }
+
+    /// Builds the source (binding sockets, opening files); the returned future runs it.
+    fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<RunningSource, BoxError>>;
+}
+
+/// Registers a source type: `registry.source::<MySourceConfig>()`.
+pub trait SourceComponent: SourceConfig + DeserializeOwned {
+    /// The type name used in component IDs (`file`, `http`).
+    const TYPE: &'static str;
+}
+
+/// What a processor is built with.
+#[derive(Debug, Clone)]
+pub struct ProcessorContext {
+    /// The processor's ID.
+    pub id: ComponentId,
+}
+
+/// A processor's configuration. A processor is a `tower::Layer` over the pipeline service.
+pub trait ProcessorConfig: Debug + Send + Sync + 'static {
+    /// Checks the configuration without any I/O. Empty when valid.
+    fn validate(&self) -> Vec<ValidationError> {
+        Vec::new()
+    }
+
+    /// Builds the layer. Called once; the layer is applied in every pipeline that lists it.
+    fn build(&self, cx: ProcessorContext) -> Result<ProcessorLayer, BoxError>;
+}
+
+/// Registers a processor type: `registry.processor::<MyProcessorConfig>()`.
+pub trait ProcessorComponent: ProcessorConfig + DeserializeOwned {
+    /// The type name used in component IDs (`consent`, `mapping`).
+    const TYPE: &'static str;
+}
+
+/// A sink's service: takes a batch of events, answers one outcome per event, in order.
+/// An `Err` fails the whole batch with the error's message.
+pub type SinkService = BoxService<Vec<Event>, Vec<DestinationOutcome>, BoxError>;
+
+/// A built sink: its service and how the shared driver should feed it.
+pub struct SinkParts {
+    /// The service the driver calls with batches.
+    pub service: SinkService,
+    /// How events are grouped into calls.
+    pub batch: BatchSettings,
+    /// How many calls may be in flight at once (at least 1).
+    pub concurrency: usize,
+}
+
+impl Debug for SinkParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkParts")
+            .field("batch", &self.batch)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a sink is built with.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// The sink's ID.
+    pub id: ComponentId,
+}
+
+/// A sink's configuration.
+pub trait SinkConfig: Debug + Send + Sync + 'static {
+    /// Checks the configuration without any I/O. Empty when valid.
+    fn validate(&self) -> Vec<ValidationError> {
+        Vec::new()
+    }
+
+    /// Builds the sink (opening files, creating clients).
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>>;
+}
+
+/// Registers a sink type: `registry.sink::<MySinkConfig>()`.
+pub trait SinkComponent: SinkConfig + DeserializeOwned {
+    /// The type name used in component IDs (`console`, `spotify`).
+    const TYPE: &'static str;
+}

@@ -1,0 +1,204 @@
+//! The shared sink driver: one task per sink that turns its queue into batched service calls.
+//!
+//! Like Vector's driver, it owns what every sink needs and no sink should write again: batching
+//! (`max_events`, linger `timeout`), bounded concurrency, completing acknowledgements from the
+//! service's per-event outcomes, counting, and the shutdown deadline. A sink only supplies its
+//! `tower::Service` over batches.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::{Service, ServiceExt};
+
+use crate::ack::{DeliveryToken, DestinationOutcome, Outcome};
+use crate::batch::BatchSettings;
+use crate::component::{SinkParts, SinkService};
+use crate::event::Event;
+use crate::id::ComponentId;
+use crate::queue::{QueuedEvent, SinkStats};
+
+/// How a sink's driver ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverReport {
+    /// The sink.
+    pub sink: ComponentId,
+    /// Events that were still queued or in flight when the shutdown deadline came.
+    pub undelivered: usize,
+}
+
+/// Runs one sink: reads its queue until it is closed and empty, or until `abort` is cancelled
+/// (the shutdown deadline), in which case everything still queued or in flight is failed and
+/// counted.
+pub async fn run(
+    sink: ComponentId,
+    mut queue: mpsc::Receiver<QueuedEvent>,
+    parts: SinkParts,
+    stats: Arc<SinkStats>,
+    abort: CancellationToken,
+) -> DriverReport {
+    let SinkParts {
+        mut service,
+        batch,
+        concurrency,
+    } = parts;
+    let BatchSettings {
+        max_events,
+        timeout,
+    } = batch;
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let in_flight_events = Arc::new(AtomicUsize::new(0));
+    let mut in_flight = JoinSet::new();
+    let mut batch: Vec<QueuedEvent> = Vec::with_capacity(max_events);
+
+    let aborted = 'run: loop {
+        // Wait for the first event of a batch.
+        let received = tokio::select! {
+            biased;
+            () = abort.cancelled() => break 'run true,
+            n = queue.recv_many(&mut batch, max_events) => n,
+        };
+        if received == 0 {
+            break 'run false; // closed and empty
+        }
+        // Linger for more, up to the batch timeout.
+        if batch.len() < max_events && !timeout.is_zero() {
+            let deadline = Instant::now() + timeout;
+            while batch.len() < max_events {
+                let room = max_events - batch.len();
+                tokio::select! {
+                    biased;
+                    () = abort.cancelled() => break 'run true,
+                    () = tokio::time::sleep_until(deadline) => break,
+                    n = queue.recv_many(&mut batch, room) => if n == 0 { break },
+                }
+            }
+        }
+        let permit = tokio::select! {
+            biased;
+            () = abort.cancelled() => break 'run true,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let ready = tokio::select! {
+            biased;
+            () = abort.cancelled() => break 'run true,
+            ready = service.ready() => ready.map(|_| ()),
+        };
+        while in_flight.try_join_next().is_some() {}
+        let (events, tokens) = split(&mut batch);
+        let count = tokens.len();
+        if let Err(error) = ready {
+            tracing::warn!(sink = %sink, %error, "sink not ready; failing batch");
+            complete_all(tokens, &DestinationOutcome::failed(error.to_string()), &stats);
+            continue;
+        }
+        in_flight_events.fetch_add(count, Ordering::Relaxed);
+        let call = service.call(events);
+        let stats = stats.clone();
+        let counter = in_flight_events.clone();
+        let sink_id = sink.clone();
+        in_flight.spawn(async move {
+            let result = call.await;
+            complete_batch(&sink_id, tokens, result, &stats);
+            counter.fetch_sub(count, Ordering::Relaxed);
+            drop(permit);
+        });
+    };
+
+    if !aborted {
+        // Queue closed: let in-flight calls finish, unless the deadline comes first.
+        tokio::select! {
+            biased;
+            () = abort.cancelled() => {},
+            () = async { while in_flight.join_next().await.is_some() {} } => {
+                return DriverReport { sink, undelivered: 0 };
+            }
+        }
+    }
+
+    // The shutdown deadline: fail whatever is left and say how much.
+    queue.close();
+    let mut undelivered = batch.len() + in_flight_events.load(Ordering::Relaxed);
+    let reason = "shutdown deadline reached before delivery";
+    for item in batch.drain(..) {
+        SinkStats::add(&stats.failed, 1);
+        item.token.complete(DestinationOutcome::failed(reason));
+    }
+    while let Some(item) = queue.recv().await {
+        undelivered += 1;
+        SinkStats::add(&stats.failed, 1);
+        item.token.complete(DestinationOutcome::failed(reason));
+    }
+    // Aborted calls drop their tokens, which records them as failed.
+    in_flight.shutdown().await;
+    DriverReport { sink, undelivered }
+}
+
+fn split(batch: &mut Vec<QueuedEvent>) -> (Vec<Event>, Vec<DeliveryToken>) {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut tokens = Vec::with_capacity(batch.len());
+    for item in batch.drain(..) {
+        events.push(item.event);
+        tokens.push(item.token);
+    }
+    (events, tokens)
+}
+
+fn complete_all(tokens: Vec<DeliveryToken>, outcome: &DestinationOutcome, stats: &SinkStats) {
+    count(stats, outcome.outcome, tokens.len());
+    for token in tokens {
+        token.complete(outcome.clone());
+    }
+}
+
+fn count(stats: &SinkStats, outcome: Outcome, n: usize) {
+    let counter = match outcome {
+        Outcome::Sent => &stats.sent,
+        Outcome::Skipped => &stats.skipped,
+        Outcome::Failed => &stats.failed,
+    };
+    SinkStats::add(counter, n);
+}
+
+fn complete_batch(
+    sink: &ComponentId,
+    tokens: Vec<DeliveryToken>,
+    result: Result<Vec<DestinationOutcome>, crate::component::BoxError>,
+    stats: &SinkStats,
+) {
+    match result {
+        Ok(outcomes) if outcomes.len() == tokens.len() => {
+            for (token, outcome) in tokens.into_iter().zip(outcomes) {
+                count(stats, outcome.outcome, 1);
+                token.complete(outcome);
+            }
+        }
+        Ok(outcomes) => {
+            let message = format!(
+                "sink {sink} answered {} outcomes for {} events",
+                outcomes.len(),
+                tokens.len()
+            );
+            tracing::error!(sink = %sink, "{message}");
+            complete_all(tokens, &DestinationOutcome::failed(message), stats);
+        }
+        Err(error) => {
+            tracing::warn!(sink = %sink, %error, events = tokens.len(), "batch failed");
+            complete_all(tokens, &DestinationOutcome::failed(error.to_string()), stats);
+        }
+    }
+}
+
+/// A sink service from a closure over batches — handy for simple sinks and tests.
+pub fn service_fn<F, Fut>(f: F) -> SinkService
+where
+    F: FnMut(Vec<Event>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<DestinationOutcome>, crate::component::BoxError>>
+        + Send
+        + 'static,
+{
+    SinkService::new(tower::service_fn(f))
+}

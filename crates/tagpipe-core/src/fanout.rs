@@ -1,0 +1,110 @@
+//! The fan-out service at the end of every pipeline: one event into every sink's queue.
+//!
+//! No deep copy: each sink gets the same `Arc`ed data and context plus its own
+//! [`DeliveryToken`]. A full queue follows its sink's `when_full`: `drop_newest` fails the event
+//! for that sink only, `block` waits for room (after every other sink has already got it).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc::error::TrySendError;
+use tower::Service;
+
+use crate::ack::{DeliveryToken, DestinationOutcome};
+use crate::component::{BoxError, BoxFuture};
+use crate::event::Event;
+use crate::processor::Disposition;
+use crate::queue::{QueuedEvent, SinkInput, SinkStats, WhenFull};
+
+/// Sends each event to every sink of a pipeline.
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    sinks: Arc<[SinkInput]>,
+}
+
+impl FanOut {
+    /// A fan-out to these sinks' queues.
+    pub fn new(sinks: Vec<SinkInput>) -> Self {
+        Self {
+            sinks: sinks.into(),
+        }
+    }
+}
+
+/// The future of [`FanOut`]: ready at once unless a `block` queue is full.
+pub enum FanOutFuture {
+    /// Every queue took the event (or dropped it): nothing to wait for.
+    Done,
+    /// Waiting for room in `block` queues.
+    Waiting(BoxFuture<'static, Result<Disposition, BoxError>>),
+}
+
+impl Future for FanOutFuture {
+    type Output = Result<Disposition, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            FanOutFuture::Done => Poll::Ready(Ok(Disposition::Forwarded)),
+            FanOutFuture::Waiting(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl Service<Event> for FanOut {
+    type Response = Disposition;
+    type Error = BoxError;
+    type Future = FanOutFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut event: Event) -> Self::Future {
+        let ack = event.ack.take();
+        let mut waiting: Vec<(SinkInput, QueuedEvent)> = Vec::new();
+        for sink in self.sinks.iter() {
+            let item = QueuedEvent {
+                event: event.clone(),
+                token: DeliveryToken::new(ack.clone(), sink.id.clone()),
+            };
+            match sink.tx.try_send(item) {
+                Ok(()) => SinkStats::add(&sink.stats.queued, 1),
+                Err(TrySendError::Full(item)) => match sink.when_full {
+                    WhenFull::DropNewest => {
+                        SinkStats::add(&sink.stats.dropped_full, 1);
+                        SinkStats::add(&sink.stats.failed, 1);
+                        item.token.complete(DestinationOutcome::failed(
+                            "queue full: event dropped (when_full: drop_newest)",
+                        ));
+                    }
+                    WhenFull::Block => waiting.push((sink.clone(), item)),
+                },
+                Err(TrySendError::Closed(item)) => {
+                    SinkStats::add(&sink.stats.failed, 1);
+                    item.token
+                        .complete(DestinationOutcome::failed("sink has stopped"));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return FanOutFuture::Done;
+        }
+        FanOutFuture::Waiting(Box::pin(async move {
+            for (sink, item) in waiting {
+                match sink.tx.send(item).await {
+                    Ok(()) => SinkStats::add(&sink.stats.queued, 1),
+                    Err(closed) => {
+                        SinkStats::add(&sink.stats.failed, 1);
+                        closed
+                            .0
+                            .token
+                            .complete(DestinationOutcome::failed("sink has stopped"));
+                    }
+                }
+            }
+            Ok(Disposition::Forwarded)
+        }))
+    }
+}

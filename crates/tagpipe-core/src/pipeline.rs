@@ -1,0 +1,126 @@
+//! Pipelines and the dispatcher a source sends into.
+//!
+//! A [`Pipeline`] is its processors layered over a fan-out. A [`Dispatcher`] holds every pipeline
+//! that lists one source; the source hands it events and, if it wants, awaits their
+//! acknowledgements.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tower::{Service, ServiceExt};
+
+use crate::ack::{DestinationOutcome, record_all};
+use crate::event::Event;
+use crate::id::ComponentId;
+use crate::processor::{Disposition, PipelineService};
+
+/// One named pipeline, ready to take events.
+#[derive(Clone)]
+pub struct Pipeline {
+    name: Arc<str>,
+    service: PipelineService,
+    sinks: Arc<[ComponentId]>,
+}
+
+impl Pipeline {
+    /// A pipeline whose `service` (processors over the fan-out) ends in `sinks`.
+    pub fn new(name: &str, service: PipelineService, sinks: Vec<ComponentId>) -> Self {
+        Self {
+            name: Arc::from(name),
+            service,
+            sinks: sinks.into(),
+        }
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sinks at the end of this pipeline.
+    pub fn sinks(&self) -> &[ComponentId] {
+        &self.sinks
+    }
+
+    /// Runs events through the pipeline, one after another, recording a processor's skip or
+    /// failure as the outcome at every sink of the pipeline.
+    async fn process(&self, events: impl Iterator<Item = Event>) {
+        let mut service = self.service.clone();
+        for event in events {
+            // Keep the tracker alive until a skip or failure has been recorded.
+            let ack = event.ack.clone();
+            let result = match service.ready().await {
+                Ok(ready) => ready.call(event).await,
+                Err(e) => Err(e),
+            };
+            let outcome = match result {
+                Ok(Disposition::Forwarded) => continue,
+                Ok(Disposition::Skipped(reason)) => DestinationOutcome::skipped(reason),
+                Ok(Disposition::Failed(reason)) => DestinationOutcome::failed(reason),
+                Err(error) => {
+                    tracing::warn!(pipeline = %self.name, %error, "processor error");
+                    DestinationOutcome::failed(format!("pipeline {}: {error}", self.name))
+                }
+            };
+            record_all(ack.as_ref(), &self.sinks, &outcome);
+        }
+    }
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("sinks", &self.sinks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a source sends its events: every pipeline that lists the source.
+#[derive(Clone, Debug)]
+pub struct Dispatcher {
+    pipelines: Arc<[Pipeline]>,
+}
+
+impl Dispatcher {
+    /// A dispatcher feeding these pipelines.
+    pub fn new(pipelines: Vec<Pipeline>) -> Self {
+        Self {
+            pipelines: pipelines.into(),
+        }
+    }
+
+    /// Sends one event into every pipeline. Returns once each pipeline's queues took it
+    /// (waiting only for `when_full: block` queues that are full).
+    pub async fn send(&self, event: Event) {
+        self.send_all(vec![event]).await;
+    }
+
+    /// Sends events, in order, into every pipeline.
+    pub async fn send_all(&self, events: Vec<Event>) {
+        let Some((last, rest)) = self.pipelines.split_last() else {
+            return;
+        };
+        for pipeline in rest {
+            pipeline.process(events.iter().cloned()).await;
+        }
+        last.process(events.into_iter()).await;
+    }
+
+    /// Every sink this source's events can reach, without duplicates.
+    pub fn sinks(&self) -> Vec<ComponentId> {
+        let mut sinks: Vec<ComponentId> = self
+            .pipelines
+            .iter()
+            .flat_map(|p| p.sinks.iter().cloned())
+            .collect();
+        sinks.sort();
+        sinks.dedup();
+        sinks
+    }
+
+    /// The pipelines this source feeds.
+    pub fn pipelines(&self) -> &[Pipeline] {
+        &self.pipelines
+    }
+}
