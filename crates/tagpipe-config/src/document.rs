@@ -150,7 +150,11 @@ pub(crate) fn locate(node: &Spanned<Node>, path: &str) -> Pos {
     let mut current = node;
     let mut found = pos(node);
     for segment in path.split('.').filter(|s| !s.is_empty()) {
-        if let Some((key, child)) = current.value.children.iter().find(|(k, _)| k.value == segment)
+        if let Some((key, child)) = current
+            .value
+            .children
+            .iter()
+            .find(|(k, _)| k.value == segment)
         {
             found = pos(key);
             current = child;

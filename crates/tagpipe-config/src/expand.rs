@@ -98,7 +98,8 @@ pub(crate) fn expand(text: &str, env: &HashMap<String, String>) -> Expansion {
                     out.push_str(&replacement);
                     i += consumed;
                     new_col += new_len;
-                    shift += new_len as i64 - consumed as i64;
+                    shift += i64::try_from(new_len).unwrap_or(i64::MAX)
+                        - i64::try_from(consumed).unwrap_or(i64::MAX);
                     line_shifts.push((new_col, shift));
                 }
                 _ => {
@@ -156,9 +157,8 @@ fn rewrite_reference(
         ));
     }
     let has_default = op.starts_with(":-") || op.starts_with('-');
-    let known_op = op.is_empty()
-        || has_default
-        || [":+", "+", ":?", "?"].iter().any(|p| op.starts_with(p));
+    let known_op =
+        op.is_empty() || has_default || [":+", "+", ":?", "?"].iter().any(|p| op.starts_with(p));
     if !known_op {
         return Err(format!(
             "invalid reference `${{{body}}}`: after the variable name, expected `}}` or `:-default`"
@@ -178,7 +178,10 @@ mod tests {
     use super::*;
 
     fn env() -> HashMap<String, String> {
-        HashMap::from([("PORT".into(), "8080".into()), ("TOKEN".into(), "t0k".into())])
+        HashMap::from([
+            ("PORT".into(), "8080".into()),
+            ("TOKEN".into(), "t0k".into()),
+        ])
     }
 
     #[test]
@@ -195,7 +198,10 @@ mod tests {
 
     #[test]
     fn unset_without_default_is_an_error_at_its_position() {
-        let x = expand("a: 1\nb: x ${env:MISSING}\nc: ${env:MISSING:-d}\n# ${env:IN_COMMENT}\n", &env());
+        let x = expand(
+            "a: 1\nb: x ${env:MISSING}\nc: ${env:MISSING:-d}\n# ${env:IN_COMMENT}\n",
+            &env(),
+        );
         assert_eq!(x.errors.len(), 1, "{:?}", x.errors);
         assert_eq!(x.errors[0].0, (2, 6));
         assert!(x.errors[0].1.contains("`MISSING` is not set"));

@@ -65,6 +65,7 @@ pub fn load_file(path: &Path, registry: &Registry) -> Result<LoadedConfig, Confi
 }
 
 /// Loads and validates pipeline YAML `text` (named `file` in errors) with variables from `env`.
+#[allow(clippy::implicit_hasher)]
 pub fn load_str(
     file: &str,
     text: &str,
@@ -102,7 +103,7 @@ pub fn load_str(
                 return Err(ConfigErrors(vec![error]));
             }
         };
-    let topology = loader.load(&doc, registry, skeleton);
+    let topology = loader.load(&doc, registry, &skeleton);
     if loader.errors.is_empty() {
         Ok(LoadedConfig {
             topology,
@@ -135,7 +136,7 @@ impl Loader<'_> {
         self.errors.push(ConfigError::at(self.file, at, message));
     }
 
-    fn load(&mut self, doc: &Doc<'_>, registry: &Registry, skeleton: Skeleton) -> TopologyConfig {
+    fn load(&mut self, doc: &Doc<'_>, registry: &Registry, skeleton: &Skeleton) -> TopologyConfig {
         let sources = self.check_ids("sources", &skeleton.sources, &registry.sources);
         let processors = self.check_ids("processors", &skeleton.processors, &registry.processors);
         let sinks = self.check_ids("sinks", &skeleton.sinks, &registry.sinks);
@@ -260,7 +261,10 @@ impl Loader<'_> {
         let mut used: HashSet<(&str, String)> = HashSet::new();
         let mut entries = Vec::new();
         if pipelines.0.is_empty() {
-            self.error((1, 1), "no pipelines: add a `pipelines:` section connecting sources to sinks");
+            self.error(
+                (1, 1),
+                "no pipelines: add a `pipelines:` section connecting sources to sinks",
+            );
         }
         for (name, spec) in &pipelines.0 {
             let spec_value = &spec.value;
@@ -272,7 +276,12 @@ impl Loader<'_> {
             };
             for (kind, refs, defined, out) in [
                 ("source", &spec_value.sources, sources, &mut entry.sources),
-                ("processor", &spec_value.processors, processors, &mut entry.processors),
+                (
+                    "processor",
+                    &spec_value.processors,
+                    processors,
+                    &mut entry.processors,
+                ),
                 ("sink", &spec_value.sinks, sinks, &mut entry.sinks),
             ] {
                 for reference in refs {
@@ -304,14 +313,21 @@ impl Loader<'_> {
                 }
             }
             if spec_value.sources.is_empty() {
-                self.error(pos(name), format!("pipeline `{}` has no source", name.value));
+                self.error(
+                    pos(name),
+                    format!("pipeline `{}` has no source", name.value),
+                );
             }
             if spec_value.sinks.is_empty() {
                 self.error(pos(name), format!("pipeline `{}` has no sink", name.value));
             }
             entries.push(entry);
         }
-        for (kind, defined) in [("source", sources), ("processor", processors), ("sink", sinks)] {
+        for (kind, defined) in [
+            ("source", sources),
+            ("processor", processors),
+            ("sink", sinks),
+        ] {
             for c in defined {
                 if !used.contains(&(kind, c.id.to_string())) {
                     let at = self.expansion.original(pos(c.key));
@@ -348,16 +364,21 @@ impl Loader<'_> {
             let word = match (redacted, at, node) {
                 (false, _, _) => Some(word.to_owned()),
                 (true, Some(at), _) => word_at(&self.expansion.text, at),
-                (true, None, Some(node)) => find_unknown_key(node, &expected, extra_fields)
-                    .map(|key| {
+                (true, None, Some(node)) => {
+                    find_unknown_key(node, &expected, extra_fields).map(|key| {
                         at = Some(pos(key));
                         key.value.clone()
-                    }),
+                    })
+                }
                 (true, None, None) => None,
             };
             if let Some(word) = word {
                 if redacted {
-                    let kind = if rendered.starts_with("unknown field") { "field" } else { "variant" };
+                    let kind = if rendered.starts_with("unknown field") {
+                        "field"
+                    } else {
+                        "variant"
+                    };
                     let expected_list = expected.join(", ");
                     message = format!("unknown {kind} `{word}`, expected one of {expected_list}");
                 }
@@ -414,12 +435,19 @@ fn unknown_name(message: &str) -> Option<(&str, Vec<&str>)> {
 
 /// The plain word (a key or scalar) starting at `at` in `text`, unless it is a `${…}` reference.
 fn word_at(text: &str, (line, column): Pos) -> Option<String> {
-    let line = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
-    let rest: String = line.chars().skip(usize::try_from(column).ok()?.saturating_sub(1)).collect();
+    let line = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let rest: String = line
+        .chars()
+        .skip(usize::try_from(column).ok()?.saturating_sub(1))
+        .collect();
     let rest = rest.trim_start_matches(['"', '\'']);
     let word: String = rest
         .chars()
-        .take_while(|c| !matches!(c, ':' | ',' | '}' | ']' | '"' | '\'' | '#') && !c.is_whitespace())
+        .take_while(|c| {
+            !matches!(c, ':' | ',' | '}' | ']' | '"' | '\'' | '#') && !c.is_whitespace()
+        })
         .collect();
     (!word.is_empty() && !word.starts_with('$')).then_some(word)
 }
@@ -438,7 +466,9 @@ fn find_unknown_key<'n>(
         need_sibling: bool,
     ) -> Option<&'n Spanned<String>> {
         let keys = &node.value.children;
-        let has_sibling = keys.iter().any(|(k, _)| expected.contains(&k.value.as_str()));
+        let has_sibling = keys
+            .iter()
+            .any(|(k, _)| expected.contains(&k.value.as_str()));
         if !keys.is_empty() && (has_sibling || !need_sibling) {
             let unknown = keys.iter().find(|(k, _)| {
                 !expected.contains(&k.value.as_str()) && !extra.contains(&k.value.as_str())

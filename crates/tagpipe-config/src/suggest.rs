@@ -1,7 +1,10 @@
 //! "Did you mean …?" for misspelt field names, component types and IDs.
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo.
-pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1) + usize::from(word.len() > 6);
     candidates
         .into_iter()
@@ -44,7 +47,10 @@ mod tests {
     #[test]
     fn suggests_near_misses_only() {
         assert_eq!(closest("lisen", ["listen", "port"]), Some("listen"));
-        assert_eq!(closest("max_event", ["max_events", "when_full"]), Some("max_events"));
+        assert_eq!(
+            closest("max_event", ["max_events", "when_full"]),
+            Some("max_events")
+        );
         assert_eq!(closest("consol", ["console", "file"]), Some("console"));
         assert_eq!(closest("xyz", ["console", "file"]), None);
     }

@@ -244,7 +244,10 @@ fn invalid_component_id() {
 
 #[test]
 fn pipeline_naming_an_undefined_component() {
-    let text = VALID.replace("sinks: [console, console/two]", "sinks: [console, console/to]");
+    let text = VALID.replace(
+        "sinks: [console, console/two]",
+        "sinks: [console, console/to]",
+    );
     let (line, column, message) = one_error(&text);
     assert_eq!((line, column), (17, 22), "{message}");
     assert!(message.contains("sink `console/to`"), "{message}");
@@ -284,7 +287,10 @@ fn unset_env_var_without_default() {
     let text = VALID.replace("${env:PORT}", "${env:NOT_SET_ANYWHERE}");
     let (line, column, message) = one_error(&text);
     assert_eq!((line, column), (11, 11), "{message}");
-    assert!(message.contains("`NOT_SET_ANYWHERE` is not set"), "{message}");
+    assert!(
+        message.contains("`NOT_SET_ANYWHERE` is not set"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -314,9 +320,15 @@ fn validation_errors_point_at_the_field() {
     let text = VALID.replace("listen: 127.0.0.1:8080", "listen: nowhere");
     let (line, column, message) = one_error(&text);
     assert_eq!((line, column), (3, 5), "{message}");
-    assert!(message.contains("demo: `listen`: expected host:port"), "{message}");
+    assert!(
+        message.contains("demo: `listen`: expected host:port"),
+        "{message}"
+    );
 
-    let text = VALID.replace("rules: [{field: x}]", "rules:\n      - field: a\n      - field: ''");
+    let text = VALID.replace(
+        "rules: [{field: x}]",
+        "rules:\n      - field: a\n      - field: ''",
+    );
     let (line, column, message) = one_error(&text);
     assert_eq!((line, column), (9, 9), "{message}");
 }
@@ -347,7 +359,10 @@ fn unused_components_are_warnings() {
     let text = VALID.replace("  console/two:\n", "  console/spare:\n  console/two:\n");
     let loaded = load(&text).expect("valid");
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-    assert_eq!((loaded.warnings[0].line, loaded.warnings[0].column), (10, 3));
+    assert_eq!(
+        (loaded.warnings[0].line, loaded.warnings[0].column),
+        (10, 3)
+    );
     assert!(loaded.warnings[0].message.contains("console/spare"));
 }
 
@@ -369,5 +384,8 @@ fn an_empty_file_says_what_is_missing() {
 fn errors_display_file_line_column() {
     let err = load(&VALID.replace("lisen", "x").replace("listen:", "lisen:")).expect_err("bad");
     let text = err.to_string();
-    assert!(text.starts_with("error: test.yaml:3:5: unknown field"), "{text}");
+    assert!(
+        text.starts_with("error: test.yaml:3:5: unknown field"),
+        "{text}"
+    );
 }

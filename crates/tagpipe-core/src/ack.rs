@@ -224,7 +224,9 @@ mod tests {
             futures_poll_once(&mut rx).is_none(),
             "must wait for every destination"
         );
-        b.complete(DestinationOutcome::skipped("consent: ad_storage not granted"));
+        b.complete(DestinationOutcome::skipped(
+            "consent: ad_storage not granted",
+        ));
         let outcomes = rx.await;
         assert_eq!(outcomes["console"].outcome, Outcome::Sent);
         assert_eq!(outcomes["file/out"].outcome, Outcome::Skipped);
@@ -262,7 +264,10 @@ mod tests {
             DestinationOutcome::sent().with_request(serde_json::json!({"a": 1})),
         )
         .expect("serialisable");
-        assert_eq!(v, serde_json::json!({"outcome": "sent", "request": {"a": 1}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"outcome": "sent", "request": {"a": 1}})
+        );
     }
 
     fn futures_poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {

@@ -92,7 +92,11 @@ pub async fn run(
         let count = tokens.len();
         if let Err(error) = ready {
             tracing::warn!(sink = %sink, %error, "sink not ready; failing batch");
-            complete_all(tokens, &DestinationOutcome::failed(error.to_string()), &stats);
+            complete_all(
+                tokens,
+                &DestinationOutcome::failed(error.to_string()),
+                &stats,
+            );
             continue;
         }
         in_flight_events.fetch_add(count, Ordering::Relaxed);
@@ -187,7 +191,11 @@ fn complete_batch(
         }
         Err(error) => {
             tracing::warn!(sink = %sink, %error, events = tokens.len(), "batch failed");
-            complete_all(tokens, &DestinationOutcome::failed(error.to_string()), stats);
+            complete_all(
+                tokens,
+                &DestinationOutcome::failed(error.to_string()),
+                stats,
+            );
         }
     }
 }

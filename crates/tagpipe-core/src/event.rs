@@ -117,10 +117,10 @@ impl RequestContext {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Self {
-            cookies,
-            trace_id,
             client_addr,
             headers,
+            cookies,
+            trace_id,
             ..Self::detached()
         }
     }
@@ -305,7 +305,10 @@ mod tests {
     #[test]
     fn cookies_and_trace_id_come_from_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert("cookie", HeaderValue::from_static("_ga=GA1.1.2; __spdt=abc; e=\"q\""));
+        headers.insert(
+            "cookie",
+            HeaderValue::from_static("_ga=GA1.1.2; __spdt=abc; e=\"q\""),
+        );
         headers.insert("trace-id", HeaderValue::from_static("t-1"));
         headers.insert("authorization", HeaderValue::from_static("Bearer sekrit"));
         let cx = RequestContext::from_headers(headers, None);
@@ -356,6 +359,10 @@ mod tests {
         let mut alone = copy;
         let before = Arc::as_ptr(&alone.data);
         alone.data_mut().insert("y".into(), Value::from(2));
-        assert_eq!(before, Arc::as_ptr(&alone.data), "an unshared event is changed in place");
+        assert_eq!(
+            before,
+            Arc::as_ptr(&alone.data),
+            "an unshared event is changed in place"
+        );
     }
 }

@@ -86,7 +86,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_ids() {
-        for bad in ["", "Spotify", "spotify/", "a/b/c", "1x", "a b", "spotify/e u"] {
+        for bad in [
+            "",
+            "Spotify",
+            "spotify/",
+            "a/b/c",
+            "1x",
+            "a b",
+            "spotify/e u",
+        ] {
             assert!(ComponentId::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

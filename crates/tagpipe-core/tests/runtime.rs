@@ -252,7 +252,13 @@ async fn a_stalled_sink_with_drop_newest_does_not_hold_up_the_others() {
         let outcomes = within(ack).await;
         assert_eq!(outcomes["healthy"].outcome, Outcome::Sent);
         assert_eq!(outcomes["dead"].outcome, Outcome::Failed);
-        assert!(outcomes["dead"].reason.as_deref().unwrap().contains("queue full"));
+        assert!(
+            outcomes["dead"]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("queue full")
+        );
         dropped += 1;
     }
     assert_eq!(dropped, 980);
@@ -287,7 +293,10 @@ async fn when_full_block_applies_back_pressure_until_there_is_room() {
     for _ in 0..50 {
         tokio::task::yield_now().await;
     }
-    assert!(!sender.is_finished(), "a full `block` queue must hold the sender");
+    assert!(
+        !sender.is_finished(),
+        "a full `block` queue must hold the sender"
+    );
     assert_eq!(slow.events(), 0);
     let opener = {
         let slow = slow.clone();
@@ -330,12 +339,18 @@ async fn a_skipping_processor_reports_skipped_with_its_reason_and_other_pipeline
     h.dispatcher.send_all(vec![skipped, kept]).await;
     let skipped = within(skipped_ack).await;
     assert_eq!(skipped["filtered"].outcome, Outcome::Skipped);
-    assert_eq!(skipped["filtered"].reason.as_deref(), Some("filter: skip_me"));
+    assert_eq!(
+        skipped["filtered"].reason.as_deref(),
+        Some("filter: skip_me")
+    );
     assert_eq!(skipped["raw"].outcome, Outcome::Sent);
     let kept = within(kept_ack).await;
     assert!(kept.values().all(|o| o.outcome == Outcome::Sent));
     // The processor changed its pipeline's copy only.
-    assert_eq!(filtered.seen.lock().unwrap()[0][0].data["processed"], json!(true));
+    assert_eq!(
+        filtered.seen.lock().unwrap()[0][0].data["processed"],
+        json!(true)
+    );
     assert!(
         raw.seen
             .lock()

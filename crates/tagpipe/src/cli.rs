@@ -1,0 +1,134 @@
+//! Command-line interface.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tagpipe_config::{ConfigErrors, LoadedConfig};
+use tagpipe_core::topology::Topology;
+
+use crate::components::registry;
+use crate::logging::LogFormat;
+
+/// The pipeline file used by `tagpipe run` without `-c`.
+const QUICKSTART: &str = include_str!("../../../pipelines/quickstart.yaml");
+const QUICKSTART_NAME: &str = "<embedded pipelines/quickstart.yaml>";
+
+/// tagpipe: a fast, self-hosted server-side tagging pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "tagpipe", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Log format: `pretty` or `json` (logs go to standard error).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Log level filter, e.g. `info`, `debug`, `tagpipe_core=trace,info`. Overrides RUST_LOG.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the pipelines of a file until SIGINT/SIGTERM (or until every source has finished).
+    Run {
+        /// The pipeline file. Without it, the embedded `pipelines/quickstart.yaml`.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check pipeline files without running them (no network): exit 0 when all are valid,
+    /// 1 with every error listed.
+    Validate {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn load(config: Option<&Path>) -> Result<LoadedConfig, ConfigErrors> {
+    match config {
+        Some(path) => tagpipe_config::load_file(path, &registry()),
+        None => tagpipe_config::load_str(
+            QUICKSTART_NAME,
+            QUICKSTART,
+            &registry(),
+            &std::env::vars().collect(),
+        ),
+    }
+}
+
+pub(crate) fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match tagpipe_config::load_file(file, &registry()) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("{}: valid", file.display());
+            }
+            Err(errors) => {
+                ok = false;
+                eprintln!("{errors}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub(crate) async fn run(config: Option<&Path>) -> ExitCode {
+    let loaded = match load(config) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let file = config.map_or_else(|| QUICKSTART_NAME.to_owned(), |p| p.display().to_string());
+    let topology = match Topology::build(loaded.topology).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(config = %file, version = env!("CARGO_PKG_VERSION"), "tagpipe running");
+    let report = topology.run(shutdown_signal()).await;
+    if report.undelivered.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

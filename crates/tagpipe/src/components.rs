@@ -1,0 +1,15 @@
+//! The one place where component crates are registered. A new source, processor or sink is a
+//! new crate plus one line here.
+
+use tagpipe_config::Registry;
+
+/// Every component type this binary knows.
+pub(crate) fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .source::<tagpipe_source_file::FileSourceConfig>()
+        .source::<tagpipe_source_file::StdinSourceConfig>()
+        .sink::<tagpipe_sink_console::ConsoleSinkConfig>()
+        .sink::<tagpipe_sink_file::FileSinkConfig>();
+    registry
+}

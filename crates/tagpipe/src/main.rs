@@ -1,0 +1,33 @@
+//! The `tagpipe` command: `run`, `validate`.
+
+mod cli;
+mod components;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_format, cli.log_level.as_deref());
+    match cli.command {
+        cli::Command::Validate { files } => cli::validate(&files),
+        cli::Command::Run { config } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = runtime.block_on(cli::run(config.as_deref()));
+            // A blocking read of standard input cannot be interrupted: do not wait for it.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            code
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: the real `tagpipe` binary, real files, real HTTP.
+
+mod cli;
+mod support;
