@@ -23,9 +23,11 @@ pub mod duration;
 pub mod event;
 pub mod fanout;
 pub mod id;
+pub mod path;
 pub mod pipeline;
 pub mod processor;
 pub mod queue;
+pub mod random;
 pub mod secret;
 pub mod topology;
 

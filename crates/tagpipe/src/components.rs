@@ -9,6 +9,7 @@ pub(crate) fn registry() -> Registry {
     registry
         .source::<tagpipe_source_file::FileSourceConfig>()
         .source::<tagpipe_source_file::StdinSourceConfig>()
+        .source::<tagpipe_source_http::HttpSourceConfig>()
         .sink::<tagpipe_sink_console::ConsoleSinkConfig>()
         .sink::<tagpipe_sink_file::FileSinkConfig>();
     registry

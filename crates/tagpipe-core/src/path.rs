@@ -1,0 +1,148 @@
+//! Dotted paths into event data: `user_data.email_address`, `items.0.price`.
+//!
+//! A segment that is a number indexes an array. Reading never fails (a missing path is `None`);
+//! writing creates the objects and arrays on the way (`set`), and refuses only when an existing
+//! scalar is in the way.
+
+use serde_json::{Map, Value};
+
+use crate::event::EventData;
+
+/// The value at `path`, if any.
+pub fn get<'a>(data: &'a EventData, path: &str) -> Option<&'a Value> {
+    let mut segments = path.split('.');
+    let mut current = data.get(segments.next()?)?;
+    for segment in segments {
+        current = match current {
+            Value::Object(map) => map.get(segment)?,
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// Removes and returns the value at `path`.
+pub fn remove(data: &mut EventData, path: &str) -> Option<Value> {
+    match path.rsplit_once('.') {
+        None => data.remove(path),
+        Some((parent, last)) => match get_mut(data, parent)? {
+            Value::Object(map) => map.remove(last),
+            Value::Array(items) => {
+                let i = last.parse::<usize>().ok()?;
+                (i < items.len()).then(|| items.remove(i))
+            }
+            _ => None,
+        },
+    }
+}
+
+/// Mutable access to the value at `path`, if any.
+pub fn get_mut<'a>(data: &'a mut EventData, path: &str) -> Option<&'a mut Value> {
+    let mut segments = path.split('.');
+    let mut current = data.get_mut(segments.next()?)?;
+    for segment in segments {
+        current = match current {
+            Value::Object(map) => map.get_mut(segment)?,
+            Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// Sets the value at `path`, creating objects (or arrays, for numeric segments) on the way.
+/// An array index may be at most the array's length (appending). Fails when a scalar is in the
+/// way or an index would leave a gap.
+pub fn set(data: &mut EventData, path: &str, value: Value) -> Result<(), String> {
+    let segments: Vec<&str> = path.split('.').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(format!("`{path}` is not a valid path"));
+    }
+    let (first, rest) = segments.split_first().expect("split yields at least one segment");
+    if rest.is_empty() {
+        data.insert((*first).to_owned(), value);
+        return Ok(());
+    }
+    let slot = data
+        .entry((*first).to_owned())
+        .or_insert_with(|| container_for(rest[0]));
+    set_in(slot, rest, value, path)
+}
+
+fn container_for(next: &str) -> Value {
+    if next.parse::<usize>().is_ok() {
+        Value::Array(Vec::new())
+    } else {
+        Value::Object(Map::new())
+    }
+}
+
+fn set_in(slot: &mut Value, segments: &[&str], value: Value, path: &str) -> Result<(), String> {
+    let (segment, rest) = segments.split_first().expect("called with a segment");
+    let child = match slot {
+        Value::Object(map) => {
+            if rest.is_empty() {
+                map.insert((*segment).to_owned(), value);
+                return Ok(());
+            }
+            map.entry((*segment).to_owned())
+                .or_insert_with(|| container_for(rest[0]))
+        }
+        Value::Array(items) => {
+            let i: usize = segment
+                .parse()
+                .map_err(|_| format!("`{path}`: `{segment}` indexes an array"))?;
+            if i > items.len() {
+                return Err(format!("`{path}`: index {i} leaves a gap in the array"));
+            }
+            if rest.is_empty() {
+                if i == items.len() {
+                    items.push(value);
+                } else {
+                    items[i] = value;
+                }
+                return Ok(());
+            }
+            if i == items.len() {
+                items.push(container_for(rest[0]));
+            }
+            &mut items[i]
+        }
+        _ => return Err(format!("`{path}`: a value that is not an object is in the way")),
+    };
+    set_in(child, rest, value, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn data(v: Value) -> EventData {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn get_set_remove() {
+        let mut d = data(json!({"user_data": {"email_address": "a@b.c"}, "items": [{"price": 1}]}));
+        assert_eq!(get(&d, "user_data.email_address"), Some(&json!("a@b.c")));
+        assert_eq!(get(&d, "items.0.price"), Some(&json!(1)));
+        assert_eq!(get(&d, "items.1.price"), None);
+        set(&mut d, "items.1.price", json!(2)).unwrap();
+        set(&mut d, "a.b.c", json!(true)).unwrap();
+        set(&mut d, "list.0.x", json!("y")).unwrap();
+        assert_eq!(d["items"], json!([{"price": 1}, {"price": 2}]));
+        assert_eq!(d["a"], json!({"b": {"c": true}}));
+        assert_eq!(d["list"], json!([{"x": "y"}]));
+        assert!(set(&mut d, "items.5.price", json!(3)).is_err());
+        assert!(set(&mut d, "user_data.email_address.x", json!(3)).is_err());
+        assert_eq!(remove(&mut d, "user_data.email_address"), Some(json!("a@b.c")));
+        assert_eq!(remove(&mut d, "items.0"), Some(json!({"price": 1})));
+        assert_eq!(d["items"], json!([{"price": 2}]));
+    }
+}

@@ -1,0 +1,46 @@
+//! Random identifiers from the operating system's generator.
+
+/// `N` random bytes.
+pub fn bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    if getrandom::fill(&mut buf).is_err() {
+        // The OS generator does not fail on supported platforms; fall back to a time-seeded mix
+        // rather than crash a running server.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(167);
+        }
+    }
+    buf
+}
+
+/// A random 64-bit number.
+pub fn u64() -> u64 {
+    u64::from_le_bytes(bytes::<8>())
+}
+
+/// 32 random lowercase hex characters (128 bits), e.g. for device ids.
+pub fn hex32() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let raw = bytes::<16>();
+    let mut out = String::with_capacity(32);
+    for b in raw {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_ids_are_32_lowercase_hex_and_differ() {
+        let a = super::hex32();
+        let b = super::hex32();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,169 @@
+//! `POST /v1/events`: sGTM event data from servers, taken verbatim — a JSON object, a JSON array
+//! of objects, or NDJSON. A batch with an invalid event is refused whole, naming the first bad
+//! one: nothing is half-accepted.
+
+use http::StatusCode;
+use serde_json::Value;
+use tagpipe_core::EventData;
+
+use crate::error::HttpError;
+
+/// How the body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// One JSON document: an object or an array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl Framing {
+    /// From the media type; `None` (no `Content-Type`) is read as JSON.
+    pub(crate) fn from_media_type(media: Option<&str>) -> Result<Self, HttpError> {
+        match media {
+            None | Some("application/json" | "text/json") => Ok(Self::Json),
+            Some(m) if m.ends_with("+json") => Ok(Self::Json),
+            Some("application/x-ndjson" | "application/jsonl" | "application/jsonlines") => {
+                Ok(Self::Ndjson)
+            }
+            Some(other) => Err(HttpError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported Content-Type `{other}`: send application/json or application/x-ndjson"
+                ),
+            )),
+        }
+    }
+}
+
+/// Parses the body into events, refusing the whole request on the first problem.
+pub(crate) fn parse(body: &[u8], framing: Framing, max_events: usize) -> Result<Vec<EventData>, HttpError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        HttpError::bad_request(format!(
+            "the body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    if text.trim().is_empty() {
+        return Err(HttpError::bad_request(
+            "empty body: expected a JSON object, an array of objects, or NDJSON",
+        ));
+    }
+    let events = match framing {
+        Framing::Json => match serde_json::from_str::<Value>(text) {
+            Err(e) => {
+                return Err(HttpError::bad_request(format!(
+                    "malformed JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                )));
+            }
+            Ok(Value::Object(event)) => vec![event],
+            Ok(Value::Array(items)) => {
+                too_many(items.len(), max_events)?;
+                let mut events = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    match item {
+                        Value::Object(event) => events.push(event),
+                        other => {
+                            return Err(HttpError::bad_request(format!(
+                                "event {i} is not a JSON object (found {})",
+                                kind(&other)
+                            )));
+                        }
+                    }
+                }
+                events
+            }
+            Ok(other) => {
+                return Err(HttpError::bad_request(format!(
+                    "expected a JSON object or an array of objects, found {}",
+                    kind(&other)
+                )));
+            }
+        },
+        Framing::Ndjson => {
+            let mut events = Vec::new();
+            for (line_no, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let index = events.len();
+                too_many(index + 1, max_events)?;
+                match serde_json::from_str::<Value>(line) {
+                    Ok(Value::Object(event)) => events.push(event),
+                    Ok(other) => {
+                        return Err(HttpError::bad_request(format!(
+                            "event {index} (line {}) is not a JSON object (found {})",
+                            line_no + 1,
+                            kind(&other)
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(HttpError::bad_request(format!(
+                            "event {index} (line {}): malformed JSON at column {}: {e}",
+                            line_no + 1,
+                            e.column()
+                        )));
+                    }
+                }
+            }
+            events
+        }
+    };
+    too_many(events.len(), max_events)?;
+    Ok(events)
+}
+
+fn too_many(n: usize, max: usize) -> Result<(), HttpError> {
+    if n > max {
+        Err(HttpError::too_large(format!(
+            "too many events in one request: at most {max} are accepted"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_arrays_and_ndjson() {
+        assert_eq!(parse(br#"{"a":1}"#, Framing::Json, 10).unwrap().len(), 1);
+        assert_eq!(parse(br#"[{"a":1},{"b":2}]"#, Framing::Json, 10).unwrap().len(), 2);
+        assert_eq!(parse(b"{\"a\":1}\n\n{\"b\":2}\n", Framing::Ndjson, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn refusals_say_what_and_where() {
+        let e = parse(br#"[{"a":1},"x",{"b":2}]"#, Framing::Json, 10).unwrap_err();
+        assert_eq!(e.message, "event 1 is not a JSON object (found a string)");
+        let e = parse(b"{\"a\":1}\n{\"b\":", Framing::Ndjson, 10).unwrap_err();
+        assert!(e.message.starts_with("event 1 (line 2): malformed JSON"), "{}", e.message);
+        let e = parse(b"{\"a\": tru}", Framing::Json, 10).unwrap_err();
+        assert!(e.message.starts_with("malformed JSON at line 1 column"), "{}", e.message);
+        let e = parse(b"{\"a\": \"\xff\"}", Framing::Json, 10).unwrap_err();
+        assert_eq!(e.message, "the body is not valid UTF-8 (at byte 7)");
+        let e = parse(b"[{},{},{}]", Framing::Json, 2).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let e = parse(b"42", Framing::Json, 2).unwrap_err();
+        assert!(e.message.contains("found a number"));
+        assert_eq!(
+            Framing::from_media_type(Some("text/csv")).unwrap_err().status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! Realistic gtag.js hits and the exact event data each must become.
+
+use serde_json::{Value, json};
+
+use super::parse_hits;
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/128.0 Safari/537.36";
+
+fn parse(query: &str, body: &str) -> Vec<Value> {
+    parse_hits(
+        query.as_bytes(),
+        body.as_bytes(),
+        "203.0.113.7".parse().unwrap(),
+        Some(UA),
+        100,
+    )
+    .expect("valid hit")
+    .into_iter()
+    .map(Value::Object)
+    .collect()
+}
+
+#[test]
+fn page_view_with_consent() {
+    let q = "v=2&tid=G-ABC123&gtm=45je4bk0v9&_p=1716898000000&gcs=G111&gcd=13r3r3r3r5\
+             &npa=0&dma=0&cid=1234567890.1716898000&ul=en-us&sr=1920x1080\
+             &uaa=x86&uab=64&uafvl=Chromium%3B128.0.6613.120%7CGoogle%2520Chrome%3B128.0.6613.120\
+             &uamb=0&uam=&uap=Linux&uapv=6.5.0&uaw=0&_s=1&sid=1716898000&sct=3&seg=1\
+             &dl=https%3A%2F%2Fshop.example.com%2F%3Fq%3D1&dr=https%3A%2F%2Fwww.google.com%2F\
+             &dt=Example%20Shop&en=page_view&_fv=1&_ss=1&tfd=1234";
+    let events = parse(q, "");
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0],
+        json!({
+            "event_name": "page_view",
+            "x-ga-protocol_version": "2",
+            "x-ga-measurement_id": "G-ABC123",
+            "x-ga-gtm_version": "45je4bk0v9",
+            "x-ga-page_id": "1716898000000",
+            "x-ga-gcs": "G111",
+            "x-ga-gcd": "13r3r3r3r5",
+            "x-ga-npa": "0",
+            "x-ga-dma": "0",
+            "x-ga-tfd": "1234",
+            "x-ga-mp2-seg": "1",
+            "client_id": "1234567890.1716898000",
+            "language": "en-us",
+            "screen_resolution": "1920x1080",
+            "client_hints": {
+                "architecture": "x86",
+                "bitness": "64",
+                "full_version_list": [
+                    {"brand": "Chromium", "version": "128.0.6613.120"},
+                    {"brand": "Google Chrome", "version": "128.0.6613.120"}
+                ],
+                "mobile": false,
+                "model": "",
+                "platform": "Linux",
+                "platform_version": "6.5.0",
+                "wow64": false
+            },
+            "x-ga-system_properties": {"s": "1", "fv": "1", "ss": "1"},
+            "ga_session_id": "1716898000",
+            "ga_session_number": 3,
+            "page_location": "https://shop.example.com/?q=1",
+            "page_referrer": "https://www.google.com/",
+            "page_title": "Example Shop",
+            "ip_override": "203.0.113.7",
+            "user_agent": UA
+        })
+    );
+}
+
+#[test]
+fn purchase_with_items_value_currency_and_user_provided_data() {
+    let q = "v=2&tid=G-ABC123&cid=555.666&en=purchase&cu=EUR&epn.value=59.9&ep.transaction_id=T-1001\
+             &ep.event_id=evt-42&epn.tax=4.5&up.plan=pro&upn.visits=12\
+             &pr1=idSKU1~nmT-Shirt~brAcme~caApparel~c2Shirts~vaBlue~pr19.95~qt2~k0size~v0M\
+             &pr2=idSKU2~nmMug~pr20~qt1~ds1.5~lp2\
+             &em=tv.1~em.973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b~ph.c698c0b8~fn.abc~ct.paris~co.fr\
+             &_uip=198.51.100.23&dl=https%3A%2F%2Fshop.example.com%2Fthanks";
+    let events = parse(q, "");
+    assert_eq!(
+        events[0],
+        json!({
+            "event_name": "purchase",
+            "x-ga-protocol_version": "2",
+            "x-ga-measurement_id": "G-ABC123",
+            "client_id": "555.666",
+            "currency": "EUR",
+            "value": 59.9,
+            "transaction_id": "T-1001",
+            "event_id": "evt-42",
+            "tax": 4.5,
+            "x-ga-mp2-user_properties": {"plan": "pro", "visits": 12},
+            "items": [
+                {"item_id": "SKU1", "item_name": "T-Shirt", "item_brand": "Acme",
+                 "item_category": "Apparel", "item_category2": "Shirts", "item_variant": "Blue",
+                 "price": 19.95, "quantity": 2, "size": "M"},
+                {"item_id": "SKU2", "item_name": "Mug", "price": 20, "quantity": 1,
+                 "discount": 1.5, "index": 2}
+            ],
+            "user_data": {
+                "sha256_email_address": "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b",
+                "sha256_phone_number": "c698c0b8",
+                "address": {"sha256_first_name": "abc", "city": "paris", "country": "fr"}
+            },
+            "ip_override": "198.51.100.23",
+            "page_location": "https://shop.example.com/thanks",
+            "user_agent": UA
+        })
+    );
+}
+
+#[test]
+fn a_post_body_with_three_hits_shares_the_query() {
+    let q = "v=2&tid=G-ABC123&cid=1.2&dl=https%3A%2F%2Fexample.com%2F&en=ignored";
+    let body = "en=page_view&_et=10\n\nen=scroll&epn.percent_scrolled=90\r\nen=user_engagement&_et=5230&dl=https%3A%2F%2Fexample.com%2Fb\n";
+    let events = parse(q, body);
+    assert_eq!(events.len(), 3);
+    let base = |extra: Value| {
+        let mut v = json!({
+            "x-ga-protocol_version": "2",
+            "x-ga-measurement_id": "G-ABC123",
+            "client_id": "1.2",
+            "page_location": "https://example.com/",
+            "ip_override": "203.0.113.7",
+            "user_agent": UA
+        });
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    assert_eq!(events[0], base(json!({"event_name": "page_view", "engagement_time_msec": 10})));
+    assert_eq!(events[1], base(json!({"event_name": "scroll", "percent_scrolled": 90})));
+    assert_eq!(
+        events[2],
+        base(json!({"event_name": "user_engagement", "engagement_time_msec": 5230,
+                    "page_location": "https://example.com/b"}))
+    );
+}
+
+#[test]
+fn a_hit_with_gcd_only() {
+    let events = parse("v=2&tid=G-1&en=page_view&cid=9.9&gcd=13p3p3p2p5", "");
+    assert_eq!(
+        events[0],
+        json!({
+            "event_name": "page_view",
+            "x-ga-protocol_version": "2",
+            "x-ga-measurement_id": "G-1",
+            "client_id": "9.9",
+            "x-ga-gcd": "13p3p3p2p5",
+            "ip_override": "203.0.113.7",
+            "user_agent": UA
+        })
+    );
+}
+
+#[test]
+fn bad_hits_are_refused_with_where() {
+    let addr = "203.0.113.7".parse().unwrap();
+    let err = parse_hits(b"v=2&tid=G-1", b"en=a\ndt=no-name\n", addr, None, 10).unwrap_err();
+    assert_eq!(err, "hit 1: missing the event name (`en`)");
+    let err = parse_hits(b"v=1&en=a", b"", addr, None, 10).unwrap_err();
+    assert!(err.contains("protocol version"), "{err}");
+    let err = parse_hits(b"en=a&dl=%E0%A4", b"", addr, None, 10).unwrap_err();
+    assert!(err.starts_with("query string: parameter `dl`"), "{err}");
+    let err = parse_hits(b"en=a", b"en=b\nen=%zz", addr, None, 10).unwrap_err();
+    assert!(err.starts_with("hit 1 (body line 2)"), "{err}");
+    let err = parse_hits(b"v=2", b"en=a\nen=b\nen=c", addr, None, 2).unwrap_err();
+    assert!(err.contains("at most 2"), "{err}");
+}
