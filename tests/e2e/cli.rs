@@ -105,9 +105,10 @@ fn validate_does_not_build_anything() {
 }
 
 #[test]
-fn quickstart_reads_stdin_and_writes_json_lines() {
+fn stdin_pipeline_writes_json_lines() {
     let mut child = bin()
-        .args(["run", "--log-format", "json"])
+        .args(["run", "--log-format", "json", "-c"])
+        .arg(repo().join("pipelines/stdin-to-console.yaml"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -213,4 +214,37 @@ fn sigterm_drains_what_was_accepted() {
         stderr.contains("every accepted event has an outcome"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_embedded_quickstart_serves_http_and_prints_events() {
+    let port = crate::support::free_port();
+    let mut child = bin()
+        .arg("run")
+        .env("TAGPIPE_LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually("quickstart listening", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    let reply = crate::http_client::send(
+        addr,
+        "GET",
+        "/g/collect?v=2&tid=G-T&cid=1.2&en=page_view",
+        &[],
+        b"",
+    );
+    assert_eq!(reply.status, 204);
+    terminate(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let event: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("one line")).unwrap();
+    assert_eq!(event["event_name"], "page_view");
+    assert_eq!(event["ip_override"], "127.0.0.1");
 }

@@ -1,4 +1,6 @@
 //! End-to-end tests: the real `tagpipe` binary, real files, real HTTP.
 
 mod cli;
+mod http;
+mod http_client;
 mod support;

@@ -61,3 +61,119 @@ pub fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A running `tagpipe run` process with an HTTP source on a free loopback port.
+pub struct Tagpipe {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+    pub dir: PathBuf,
+}
+
+/// A free loopback port, never handed out twice in this test run (tests run in parallel and a
+/// port is only bound later, by the tagpipe process).
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+impl Tagpipe {
+    /// Starts tagpipe on `yaml`, where `{port}` is replaced by a free port and `{dir}` by a scratch
+    /// directory, and waits until `/readyz` answers 200.
+    pub fn start(name: &str, yaml: &str) -> Self {
+        Self::start_with_env(name, yaml, &[])
+    }
+
+    /// As [`Tagpipe::start`], with extra environment variables.
+    pub fn start_with_env(name: &str, yaml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = scratch(name);
+        let port = free_port();
+        let yaml = yaml
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.display().to_string());
+        let config = dir.join("pipeline.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let stderr = std::fs::File::create(dir.join("stderr.log")).expect("log file");
+        let mut cmd = bin();
+        cmd.arg("run").arg("-c").arg(&config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn tagpipe");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut tagpipe = Self { child, addr, dir };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = tagpipe.child.try_wait().expect("try_wait") {
+                panic!("tagpipe exited early ({status}): {}", tagpipe.logs());
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                use std::io::Write as _;
+                let _ =
+                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let reply = crate::http_client::read_reply(&mut s);
+                if reply.status == 200 {
+                    return tagpipe;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "not ready: {}",
+                tagpipe.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What tagpipe logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Lines of an NDJSON file in the scratch directory, parsed.
+    pub fn ndjson(&self, file: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+            .collect()
+    }
+
+    /// Waits until the NDJSON file has `n` lines and returns them.
+    pub fn wait_for_lines(&self, file: &str, n: usize) -> Vec<serde_json::Value> {
+        eventually(
+            &format!("{n} lines in {file}"),
+            Duration::from_secs(20),
+            || self.ndjson(file).len() >= n,
+        );
+        self.ndjson(file)
+    }
+
+    /// SIGTERM and wait for exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&self.child);
+        wait_exit(&mut self.child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Tagpipe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

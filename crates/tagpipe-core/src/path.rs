@@ -59,7 +59,9 @@ pub fn set(data: &mut EventData, path: &str, value: Value) -> Result<(), String>
     if segments.iter().any(|s| s.is_empty()) {
         return Err(format!("`{path}` is not a valid path"));
     }
-    let (first, rest) = segments.split_first().expect("split yields at least one segment");
+    let (first, rest) = segments
+        .split_first()
+        .expect("split yields at least one segment");
     if rest.is_empty() {
         data.insert((*first).to_owned(), value);
         return Ok(());
@@ -109,7 +111,11 @@ fn set_in(slot: &mut Value, segments: &[&str], value: Value, path: &str) -> Resu
             }
             &mut items[i]
         }
-        _ => return Err(format!("`{path}`: a value that is not an object is in the way")),
+        _ => {
+            return Err(format!(
+                "`{path}`: a value that is not an object is in the way"
+            ));
+        }
     };
     set_in(child, rest, value, path)
 }
@@ -141,7 +147,10 @@ mod tests {
         assert_eq!(d["list"], json!([{"x": "y"}]));
         assert!(set(&mut d, "items.5.price", json!(3)).is_err());
         assert!(set(&mut d, "user_data.email_address.x", json!(3)).is_err());
-        assert_eq!(remove(&mut d, "user_data.email_address"), Some(json!("a@b.c")));
+        assert_eq!(
+            remove(&mut d, "user_data.email_address"),
+            Some(json!("a@b.c"))
+        );
         assert_eq!(remove(&mut d, "items.0"), Some(json!({"price": 1})));
         assert_eq!(d["items"], json!([{"price": 2}]));
     }

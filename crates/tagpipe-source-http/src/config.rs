@@ -216,7 +216,10 @@ impl HttpSourceConfig {
                 ));
             }
             if ["/healthz", "/readyz"].contains(path) {
-                problems.push(ValidationError::new(*field, format!("`{path}` is reserved")));
+                problems.push(ValidationError::new(
+                    *field,
+                    format!("`{path}` is reserved"),
+                ));
             }
             if paths[..i].iter().any(|(_, p)| p == path) {
                 problems.push(ValidationError::new(

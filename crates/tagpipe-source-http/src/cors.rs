@@ -7,14 +7,23 @@ use http::{HeaderMap, HeaderValue, header};
 use crate::response::Reply;
 
 /// The origin to allow for this request, if any.
-pub(crate) fn allowed_origin<'h>(headers: &'h HeaderMap, allow_list: &[String]) -> Option<&'h HeaderValue> {
+pub(crate) fn allowed_origin<'h>(
+    headers: &'h HeaderMap,
+    allow_list: &[String],
+) -> Option<&'h HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
     let text = origin.to_str().ok()?;
-    (allow_list.is_empty() || allow_list.iter().any(|o| o.eq_ignore_ascii_case(text))).then_some(origin)
+    (allow_list.is_empty() || allow_list.iter().any(|o| o.eq_ignore_ascii_case(text)))
+        .then_some(origin)
 }
 
 /// Adds the CORS answer headers when the origin is allowed.
-pub(crate) fn apply(reply: &mut Reply, request: &HeaderMap, allow_list: &[String], preflight: bool) {
+pub(crate) fn apply(
+    reply: &mut Reply,
+    request: &HeaderMap,
+    allow_list: &[String],
+    preflight: bool,
+) {
     let h = reply.headers_mut();
     h.append(header::VARY, HeaderValue::from_static("Origin"));
     let Some(origin) = allowed_origin(request, allow_list) else {
@@ -33,6 +42,9 @@ pub(crate) fn apply(reply: &mut Reply, request: &HeaderMap, allow_list: &[String
         if let Some(asked) = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
         }
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
     }
 }

@@ -38,14 +38,15 @@ pub(crate) fn parse(
     accept_arrays: bool,
     max_events: usize,
 ) -> Result<Parsed, HttpError> {
-    let query = urlencoded::parse(query).map_err(|e| HttpError::bad_request(format!("query string: {e}")))?;
+    let query = urlencoded::parse(query)
+        .map_err(|e| HttpError::bad_request(format!("query string: {e}")))?;
     let mut from_query = EventData::new();
     let mut whole: Option<Value> = None;
     for (name, value) in &query {
-        match name.as_str() {
+        match name.as_ref() {
             "dtdc" if is_get => whole = Some(decode_dtdc(value)?),
             "dtcd" if is_get => {
-                whole = Some(serde_json::from_str(value).map_err(|e| {
+                whole = Some(serde_json::from_str(value.as_ref()).map_err(|e| {
                     HttpError::bad_request(format!("`dtcd` is not valid JSON: {e}"))
                 })?);
             }
@@ -197,16 +198,28 @@ pub(crate) fn enrich(
     if !has_text(event, "event_name") {
         let name = ["eventName", "event", "e_n"]
             .iter()
-            .find_map(|k| event.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+            .find_map(|k| {
+                event
+                    .get(*k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or("Data")
             .to_owned();
         event.insert("event_name".into(), Value::String(name));
     }
     let ip = ["ip_override", "ip", "ipOverride"]
         .iter()
-        .find_map(|k| event.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
-        .map(|s| normalise_ip(s).map_or_else(|| s.to_owned(), |ip| ip.to_string()))
-        .unwrap_or_else(|| client_addr.to_string());
+        .find_map(|k| {
+            event
+                .get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .map_or_else(
+            || client_addr.to_string(),
+            |s| normalise_ip(s).map_or_else(|| s.to_owned(), |ip| ip.to_string()),
+        );
     event.insert("ip_override".into(), Value::String(ip));
     if !has_text(event, "user_agent")
         && let Some(ua) = context.header("user-agent")

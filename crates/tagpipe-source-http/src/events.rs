@@ -37,7 +37,11 @@ impl Framing {
 }
 
 /// Parses the body into events, refusing the whole request on the first problem.
-pub(crate) fn parse(body: &[u8], framing: Framing, max_events: usize) -> Result<Vec<EventData>, HttpError> {
+pub(crate) fn parse(
+    body: &[u8],
+    framing: Framing,
+    max_events: usize,
+) -> Result<Vec<EventData>, HttpError> {
     let text = std::str::from_utf8(body).map_err(|e| {
         HttpError::bad_request(format!(
             "the body is not valid UTF-8 (at byte {})",
@@ -143,8 +147,18 @@ mod tests {
     #[test]
     fn objects_arrays_and_ndjson() {
         assert_eq!(parse(br#"{"a":1}"#, Framing::Json, 10).unwrap().len(), 1);
-        assert_eq!(parse(br#"[{"a":1},{"b":2}]"#, Framing::Json, 10).unwrap().len(), 2);
-        assert_eq!(parse(b"{\"a\":1}\n\n{\"b\":2}\n", Framing::Ndjson, 10).unwrap().len(), 2);
+        assert_eq!(
+            parse(br#"[{"a":1},{"b":2}]"#, Framing::Json, 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse(b"{\"a\":1}\n\n{\"b\":2}\n", Framing::Ndjson, 10)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -152,9 +166,17 @@ mod tests {
         let e = parse(br#"[{"a":1},"x",{"b":2}]"#, Framing::Json, 10).unwrap_err();
         assert_eq!(e.message, "event 1 is not a JSON object (found a string)");
         let e = parse(b"{\"a\":1}\n{\"b\":", Framing::Ndjson, 10).unwrap_err();
-        assert!(e.message.starts_with("event 1 (line 2): malformed JSON"), "{}", e.message);
+        assert!(
+            e.message.starts_with("event 1 (line 2): malformed JSON"),
+            "{}",
+            e.message
+        );
         let e = parse(b"{\"a\": tru}", Framing::Json, 10).unwrap_err();
-        assert!(e.message.starts_with("malformed JSON at line 1 column"), "{}", e.message);
+        assert!(
+            e.message.starts_with("malformed JSON at line 1 column"),
+            "{}",
+            e.message
+        );
         let e = parse(b"{\"a\": \"\xff\"}", Framing::Json, 10).unwrap_err();
         assert_eq!(e.message, "the body is not valid UTF-8 (at byte 7)");
         let e = parse(b"[{},{},{}]", Framing::Json, 2).unwrap_err();
@@ -162,7 +184,9 @@ mod tests {
         let e = parse(b"42", Framing::Json, 2).unwrap_err();
         assert!(e.message.contains("found a number"));
         assert_eq!(
-            Framing::from_media_type(Some("text/csv")).unwrap_err().status,
+            Framing::from_media_type(Some("text/csv"))
+                .unwrap_err()
+                .status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
     }

@@ -23,6 +23,7 @@
 //! `user_agent` comes from the `User-Agent` header. A number parameter whose value is not a
 //! number keeps its text rather than being dropped.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
@@ -55,29 +56,80 @@ pub fn parse_hits(
         events.push(hit(&shared, &[], client_addr, user_agent).map_err(|e| format!("hit 0: {e}"))?);
     }
     for (i, line) in lines.iter().enumerate() {
-        let own = urlencoded::parse(line).map_err(|e| format!("hit {i} (body line {}): {e}", i + 1))?;
-        events.push(hit(&shared, &own, client_addr, user_agent).map_err(|e| format!("hit {i}: {e}"))?);
+        let own =
+            urlencoded::parse(line).map_err(|e| format!("hit {i} (body line {}): {e}", i + 1))?;
+        events.push(
+            hit(&shared, &own, client_addr, user_agent).map_err(|e| format!("hit {i}: {e}"))?,
+        );
     }
     Ok(events)
 }
 
+/// The event data of one hit, collected flat and turned into a map at the end: building a
+/// `BTreeMap` from a sorted batch is much cheaper than thirty single inserts.
+#[derive(Default)]
+struct HitBuilder {
+    top: Vec<(String, Value)>,
+    user_properties: Map<String, Value>,
+    client_hints: Map<String, Value>,
+    system_properties: Map<String, Value>,
+    user_data: Map<String, Value>,
+    address: Map<String, Value>,
+    items: Vec<(usize, Value)>,
+}
+
 /// One hit: the shared parameters, overridden by the hit's own.
 fn hit(
-    shared: &[(String, String)],
-    own: &[(String, String)],
+    shared: &[(Cow<'_, str>, Cow<'_, str>)],
+    own: &[(Cow<'_, str>, Cow<'_, str>)],
     client_addr: IpAddr,
     user_agent: Option<&str>,
 ) -> Result<EventData, String> {
-    let mut data = EventData::new();
+    let mut b = HitBuilder {
+        top: Vec::with_capacity(shared.len() + own.len() + 4),
+        ..HitBuilder::default()
+    };
     let overridden = |name: &str| own.iter().any(|(n, _)| n == name);
     let params = shared
         .iter()
         .filter(|(n, _)| !overridden(n))
         .chain(own.iter());
-    let mut items: Vec<(usize, Value)> = Vec::new();
     for (name, value) in params {
-        apply(&mut data, &mut items, name, value);
+        b.apply(name, value);
     }
+    let HitBuilder {
+        mut top,
+        user_properties,
+        client_hints,
+        system_properties,
+        mut user_data,
+        address,
+        mut items,
+    } = b;
+    for (key, map) in [
+        ("x-ga-mp2-user_properties", user_properties),
+        ("client_hints", client_hints),
+        ("x-ga-system_properties", system_properties),
+    ] {
+        if !map.is_empty() {
+            top.push((key.to_owned(), Value::Object(map)));
+        }
+    }
+    if !address.is_empty() {
+        user_data.insert("address".into(), Value::Object(address));
+    }
+    if !user_data.is_empty() {
+        top.push(("user_data".into(), Value::Object(user_data)));
+    }
+    if !items.is_empty() {
+        items.sort_by_key(|(i, _)| *i);
+        top.push((
+            "items".into(),
+            Value::Array(items.into_iter().map(|(_, v)| v).collect()),
+        ));
+    }
+    // Later values win for repeated parameters, as with single inserts.
+    let mut data: EventData = top.into_iter().collect();
     match data.get("event_name") {
         Some(Value::String(s)) if !s.is_empty() => {}
         _ => return Err("missing the event name (`en`)".into()),
@@ -87,92 +139,112 @@ fn hit(
     {
         return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
     }
-    if !items.is_empty() {
-        items.sort_by_key(|(i, _)| *i);
-        data.insert(
-            "items".into(),
-            Value::Array(items.into_iter().map(|(_, v)| v).collect()),
-        );
+    if !data.contains_key("ip_override") {
+        data.insert("ip_override".into(), Value::String(client_addr.to_string()));
     }
-    data.entry("ip_override")
-        .or_insert_with(|| Value::String(client_addr.to_string()));
     if let Some(ua) = user_agent {
         data.insert("user_agent".into(), Value::String(ua.to_owned()));
     }
     Ok(data)
 }
 
-fn apply(data: &mut EventData, items: &mut Vec<(usize, Value)>, name: &str, value: &str) {
-    let text = || Value::String(value.to_owned());
-    let key = match name {
-        "en" => "event_name",
-        "v" => "x-ga-protocol_version",
-        "tid" => "x-ga-measurement_id",
-        "gtm" => "x-ga-gtm_version",
-        "_p" => "x-ga-page_id",
-        "cid" => "client_id",
-        "uid" => "user_id",
-        "sid" => "ga_session_id",
-        "seg" => "x-ga-mp2-seg",
-        "dl" => "page_location",
-        "dt" => "page_title",
-        "dr" => "page_referrer",
-        "ul" => "language",
-        "sr" => "screen_resolution",
-        "cu" => "currency",
-        "gcs" => "x-ga-gcs",
-        "gcd" => "x-ga-gcd",
-        "npa" => "x-ga-npa",
-        "dma" => "x-ga-dma",
-        "tfd" => "x-ga-tfd",
-        "_uip" => "ip_override",
-        "sct" => {
-            data.insert("ga_session_number".into(), number(value));
-            return;
-        }
-        "_et" => {
-            data.insert("engagement_time_msec".into(), number(value));
-            return;
-        }
-        "em" => {
-            user_provided_data(data, value);
-            return;
-        }
-        _ => {
-            other(data, items, name, value);
-            return;
-        }
-    };
-    data.insert(key.to_owned(), text());
-}
+impl HitBuilder {
+    fn set(&mut self, key: &str, value: Value) {
+        self.top.push((key.to_owned(), value));
+    }
 
-fn other(data: &mut EventData, items: &mut Vec<(usize, Value)>, name: &str, value: &str) {
-    if let Some(field) = name.strip_prefix("ep.") {
-        data.insert(field.to_owned(), Value::String(value.to_owned()));
-    } else if let Some(field) = name.strip_prefix("epn.") {
-        data.insert(field.to_owned(), number(value));
-    } else if let Some(field) = name.strip_prefix("up.") {
-        object(data, "x-ga-mp2-user_properties").insert(field.to_owned(), Value::String(value.to_owned()));
-    } else if let Some(field) = name.strip_prefix("upn.") {
-        object(data, "x-ga-mp2-user_properties").insert(field.to_owned(), number(value));
-    } else if let Some(hint) = client_hint(name) {
-        let v = match name {
-            "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
-            "uafvl" => full_version_list(value),
-            _ => Value::String(value.to_owned()),
+    fn apply(&mut self, name: &str, value: &str) {
+        // Byte-array patterns compile to a length check and integer compares (no memcmp
+        // calls): this table is the hot path of GA4 ingestion.
+        let key = match name.as_bytes() {
+            b"en" => "event_name",
+            b"v" => "x-ga-protocol_version",
+            b"tid" => "x-ga-measurement_id",
+            b"gtm" => "x-ga-gtm_version",
+            b"_p" => "x-ga-page_id",
+            b"cid" => "client_id",
+            b"uid" => "user_id",
+            b"sid" => "ga_session_id",
+            b"seg" => "x-ga-mp2-seg",
+            b"dl" => "page_location",
+            b"dt" => "page_title",
+            b"dr" => "page_referrer",
+            b"ul" => "language",
+            b"sr" => "screen_resolution",
+            b"cu" => "currency",
+            b"gcs" => "x-ga-gcs",
+            b"gcd" => "x-ga-gcd",
+            b"npa" => "x-ga-npa",
+            b"dma" => "x-ga-dma",
+            b"tfd" => "x-ga-tfd",
+            b"_uip" => "ip_override",
+            b"sct" => return self.set("ga_session_number", number(value)),
+            b"_et" => return self.set("engagement_time_msec", number(value)),
+            b"em" => return self.user_provided_data(value),
+            _ => return self.other(name, value),
         };
-        object(data, "client_hints").insert(hint.to_owned(), v);
-    } else if let Some(index) = name
-        .strip_prefix("pr")
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n >= 1)
-    {
-        items.retain(|(i, _)| *i != index);
-        items.push((index, item(value)));
-    } else if let Some(field) = name.strip_prefix('_') {
-        object(data, "x-ga-system_properties").insert(field.to_owned(), Value::String(value.to_owned()));
-    } else {
-        data.insert(format!("x-ga-{name}"), Value::String(value.to_owned()));
+        self.set(key, Value::String(value.to_owned()));
+    }
+
+    fn other(&mut self, name: &str, value: &str) {
+        let text = || Value::String(value.to_owned());
+        match name.as_bytes() {
+            [b'e', b'p', b'.', ..] => self.set(&name[3..], text()),
+            [b'e', b'p', b'n', b'.', ..] => self.set(&name[4..], number(value)),
+            [b'u', b'p', b'.', ..] => {
+                self.user_properties.insert(name[3..].to_owned(), text());
+            }
+            [b'u', b'p', b'n', b'.', ..] => {
+                self.user_properties
+                    .insert(name[4..].to_owned(), number(value));
+            }
+            [b'u', b'a', ..] if client_hint(name).is_some() => {
+                let v = match name {
+                    "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
+                    "uafvl" => full_version_list(value),
+                    _ => text(),
+                };
+                let hint = client_hint(name).unwrap_or_default();
+                self.client_hints.insert(hint.to_owned(), v);
+            }
+            [b'p', b'r', digits @ ..]
+                if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) =>
+            {
+                if let Some(index) = name[2..].parse::<usize>().ok().filter(|&n| n >= 1) {
+                    self.items.retain(|(i, _)| *i != index);
+                    self.items.push((index, item(value)));
+                } else {
+                    self.top.push((format!("x-ga-{name}"), text()));
+                }
+            }
+            [b'_', ..] => {
+                self.system_properties.insert(name[1..].to_owned(), text());
+            }
+            _ => self.top.push((format!("x-ga-{name}"), text())),
+        }
+    }
+
+    /// `em=tv.1~em.HASH~ph.HASH~fn.HASH…`: user-provided data, hashed in the browser.
+    fn user_provided_data(&mut self, value: &str) {
+        for segment in value.split('~') {
+            let Some((code, v)) = segment.split_once('.') else {
+                continue;
+            };
+            let v = Value::String(v.to_owned());
+            let (map, key) = match code {
+                "em" => (&mut self.user_data, "sha256_email_address"),
+                "ph" => (&mut self.user_data, "sha256_phone_number"),
+                "fn" => (&mut self.address, "sha256_first_name"),
+                "ln" => (&mut self.address, "sha256_last_name"),
+                "sa" => (&mut self.address, "sha256_street"),
+                "ct" => (&mut self.address, "city"),
+                "rg" => (&mut self.address, "region"),
+                "pc" => (&mut self.address, "postal_code"),
+                "co" => (&mut self.address, "country"),
+                _ => continue,
+            };
+            map.insert(key.to_owned(), v);
+        }
     }
 }
 
@@ -200,23 +272,14 @@ fn full_version_list(value: &str) -> Value {
             .map(|entry| {
                 let (brand, version) = entry.rsplit_once(';').unwrap_or((entry, ""));
                 let mut m = Map::new();
-                let brand = urlencoded::decode(brand.as_bytes()).unwrap_or_else(|_| brand.to_owned());
+                let brand = urlencoded::decode(brand.as_bytes())
+                    .map_or_else(|_| brand.to_owned(), Cow::into_owned);
                 m.insert("brand".into(), Value::String(brand));
                 m.insert("version".into(), Value::String(version.to_owned()));
                 Value::Object(m)
             })
             .collect(),
     )
-}
-
-fn object<'a>(data: &'a mut EventData, key: &str) -> &'a mut Map<String, Value> {
-    let slot = data
-        .entry(key.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    slot.as_object_mut().expect("just made an object")
 }
 
 /// A number when the text is one (integers stay integers), else the text.
@@ -237,7 +300,9 @@ fn item(value: &str) -> Value {
     let mut custom_keys: Vec<(char, String)> = Vec::new();
     let mut custom_values: Vec<(char, String)> = Vec::new();
     for segment in value.split('~') {
-        let Some(code) = segment.get(..2) else { continue };
+        let Some(code) = segment.get(..2) else {
+            continue;
+        };
         let v = &segment[2..];
         let key = match code {
             "id" => "item_id",
@@ -267,8 +332,12 @@ fn item(value: &str) -> Value {
             _ => {
                 let mut chars = code.chars();
                 match (chars.next(), chars.next()) {
-                    (Some('k'), Some(n)) if n.is_ascii_digit() => custom_keys.push((n, v.to_owned())),
-                    (Some('v'), Some(n)) if n.is_ascii_digit() => custom_values.push((n, v.to_owned())),
+                    (Some('k'), Some(n)) if n.is_ascii_digit() => {
+                        custom_keys.push((n, v.to_owned()));
+                    }
+                    (Some('v'), Some(n)) if n.is_ascii_digit() => {
+                        custom_values.push((n, v.to_owned()));
+                    }
                     _ => {}
                 }
                 continue;
@@ -282,41 +351,6 @@ fn item(value: &str) -> Value {
         }
     }
     Value::Object(m)
-}
-
-/// `em=tv.1~em.HASH~ph.HASH~fn.HASH…`: user-provided data, hashed in the browser.
-fn user_provided_data(data: &mut EventData, value: &str) {
-    let user_data = object(data, "user_data");
-    for segment in value.split('~') {
-        let Some((code, v)) = segment.split_once('.') else { continue };
-        let v = Value::String(v.to_owned());
-        match code {
-            "em" => {
-                user_data.insert("sha256_email_address".into(), v);
-            }
-            "ph" => {
-                user_data.insert("sha256_phone_number".into(), v);
-            }
-            "fn" | "ln" | "sa" | "ct" | "rg" | "pc" | "co" => {
-                let key = match code {
-                    "fn" => "sha256_first_name",
-                    "ln" => "sha256_last_name",
-                    "sa" => "sha256_street",
-                    "ct" => "city",
-                    "rg" => "region",
-                    "pc" => "postal_code",
-                    _ => "country",
-                };
-                let address = user_data
-                    .entry("address")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(address) = address {
-                    address.insert(key.into(), v);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]

@@ -65,7 +65,13 @@ async fn ingest(
     } else {
         None
     };
-    let bytes = body::read(body, &parts.headers, config.max_body_bytes, config.read_timeout).await?;
+    let bytes = body::read(
+        body,
+        &parts.headers,
+        config.max_body_bytes,
+        config.read_timeout,
+    )
+    .await?;
     let query = parts.uri.query().unwrap_or("").as_bytes();
     let mut context = RequestContext::from_headers(parts.headers.clone(), Some(client));
     context.debug = config.debug.enabled && is_debug(&parts.headers);
@@ -101,7 +107,13 @@ async fn ingest(
             let stamp = data_client::Stamp::now();
             let mut data = parsed.events;
             for event in &mut data {
-                data_client::enrich(event, client, &context, &stamp, config.data.client_id_cookie_days);
+                data_client::enrich(
+                    event,
+                    client,
+                    &context,
+                    &stamp,
+                    config.data.client_id_cookie_days,
+                );
             }
             let receipts: Vec<Value> = data.iter().map(data_client::receipt).collect();
             let answer = if is_get {
@@ -152,7 +164,10 @@ fn authorise(headers: &HeaderMap, keys: &[tagpipe_core::Secret]) -> Result<(), H
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let ok = given.is_some_and(|given| {
         keys.iter()
@@ -184,7 +199,11 @@ fn normalise_ip_override(event: &mut EventData) {
 
 /// Sends the events into the pipelines. In debug mode, waits for every destination's outcome
 /// (bounded by the debug timeout) and returns the debug answer.
-async fn deliver(server: &Server, data: Vec<EventData>, context: &Arc<RequestContext>) -> Option<Value> {
+async fn deliver(
+    server: &Server,
+    data: Vec<EventData>,
+    context: &Arc<RequestContext>,
+) -> Option<Value> {
     if !context.debug {
         let events = data
             .into_iter()

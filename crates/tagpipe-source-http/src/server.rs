@@ -76,7 +76,11 @@ impl Server {
                 format!("{} is not allowed on `{path}`", request.method()),
             )
             .into_reply();
-            let list = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            let list = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             if let Ok(v) = HeaderValue::from_str(&list) {
                 reply.headers_mut().insert(header::ALLOW, v);
             }

@@ -1,30 +1,84 @@
 //! Strict `application/x-www-form-urlencoded` decoding: bad percent-encoding and invalid UTF-8
 //! are errors that say where, not silently replaced characters.
 
-/// Decodes `a=1&b=x+y` into name/value pairs, in order. Empty pairs are skipped.
-pub(crate) fn parse(input: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let mut pairs = Vec::new();
-    for part in input.split(|&b| b == b'&') {
-        if part.is_empty() {
-            continue;
+use std::borrow::Cow;
+
+/// Decoded name/value pairs, borrowing from the input where nothing needed decoding.
+pub(crate) type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// Decodes `a=1&b=x+y` into name/value pairs, in order. Empty pairs are skipped. Components
+/// without escapes are borrowed from `input`, not copied.
+pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
+    // Raw (unescaped) non-UTF-8 bytes are an error; find the parameter to name it.
+    let text = std::str::from_utf8(input).map_err(|_| raw_utf8_error(input))?;
+    let bytes = text.as_bytes();
+    let mut pairs = Vec::with_capacity(32);
+    // One pass: find each `&`-separated part, its `=`, and whether either side needs decoding.
+    let mut start = 0;
+    while start <= bytes.len() {
+        let mut end = start;
+        let mut eq = None;
+        let (mut name_escaped, mut value_escaped) = (false, false);
+        while end < bytes.len() && bytes[end] != b'&' {
+            match bytes[end] {
+                b'=' if eq.is_none() => eq = Some(end),
+                b'%' | b'+' => {
+                    if eq.is_none() {
+                        name_escaped = true;
+                    } else {
+                        value_escaped = true;
+                    }
+                }
+                _ => {}
+            }
+            end += 1;
         }
-        let (name, value) = match part.iter().position(|&b| b == b'=') {
-            Some(i) => (&part[..i], &part[i + 1..]),
-            None => (part, &b""[..]),
-        };
-        let name = decode(name).map_err(|e| format!("parameter name `{}`: {e}", lossy(name)))?;
-        let value = decode(value).map_err(|e| format!("parameter `{name}`: {e}"))?;
-        pairs.push((name, value));
+        if end > start {
+            let (name, value) = match eq {
+                Some(i) => (&text[start..i], &text[i + 1..end]),
+                None => (&text[start..end], ""),
+            };
+            let name = component(name, name_escaped)
+                .map_err(|e| format!("parameter name `{name}`: {e}"))?;
+            let value =
+                component(value, value_escaped).map_err(|e| format!("parameter `{name}`: {e}"))?;
+            pairs.push((name, value));
+        }
+        start = end + 1;
     }
     Ok(pairs)
 }
 
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn component(text: &str, escaped: bool) -> Result<Cow<'_, str>, String> {
+    if escaped {
+        decode_escaped(text.as_bytes()).map(Cow::Owned)
+    } else {
+        Ok(Cow::Borrowed(text))
+    }
 }
 
-/// Percent-decodes one component (`+` is a space).
-pub(crate) fn decode(input: &[u8]) -> Result<String, String> {
+fn raw_utf8_error(input: &[u8]) -> String {
+    for part in input.split(|&b| b == b'&') {
+        let name_end = part.iter().position(|&b| b == b'=').unwrap_or(part.len());
+        if std::str::from_utf8(part).is_err() {
+            let name = String::from_utf8_lossy(&part[..name_end]);
+            return format!("parameter `{name}`: invalid UTF-8");
+        }
+    }
+    "invalid UTF-8".to_owned()
+}
+
+/// Percent-decodes one component (`+` is a space), borrowing when there is nothing to decode.
+pub(crate) fn decode(input: &[u8]) -> Result<Cow<'_, str>, String> {
+    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::str::from_utf8(input)
+            .map(Cow::Borrowed)
+            .map_err(|e| format!("invalid UTF-8 (at byte {})", e.valid_up_to()));
+    }
+    decode_escaped(input).map(Cow::Owned)
+}
+
+fn decode_escaped(input: &[u8]) -> Result<String, String> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
@@ -60,13 +114,20 @@ mod tests {
         assert_eq!(
             parse(b"a=1&b=x+y%21&&c").unwrap(),
             [
-                ("a".into(), "1".into()),
-                ("b".into(), "x y!".into()),
-                ("c".into(), String::new())
+                (Cow::from("a"), Cow::from("1")),
+                (Cow::from("b"), Cow::from("x y!")),
+                (Cow::from("c"), Cow::from(""))
             ]
         );
-        assert_eq!(parse(b"dl=https%3A%2F%2Fe.com%2F%C3%A9").unwrap()[0].1, "https://e.com/é");
-        assert!(parse(b"a=%zz").unwrap_err().contains("bad percent-encoding"));
+        assert_eq!(
+            parse(b"dl=https%3A%2F%2Fe.com%2F%C3%A9").unwrap()[0].1,
+            "https://e.com/é"
+        );
+        assert!(
+            parse(b"a=%zz")
+                .unwrap_err()
+                .contains("bad percent-encoding")
+        );
         assert!(parse(b"a=%4").is_err());
         assert!(parse(b"a=%ff%fe").unwrap_err().contains("invalid UTF-8"));
         assert!(parse(b"a=\xff").unwrap_err().contains("invalid UTF-8"));

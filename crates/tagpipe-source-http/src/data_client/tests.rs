@@ -14,7 +14,10 @@ const NOW_MS: u64 = 1_748_377_016_123;
 fn context(cookie: Option<&str>) -> RequestContext {
     let mut headers = HeaderMap::new();
     headers.insert("user-agent", HeaderValue::from_static("UA/1.0"));
-    headers.insert("accept-language", HeaderValue::from_static("de-DE,de;q=0.9,en;q=0.8"));
+    headers.insert(
+        "accept-language",
+        HeaderValue::from_static("de-DE,de;q=0.9,en;q=0.8"),
+    );
     if let Some(c) = cookie {
         headers.insert("cookie", HeaderValue::from_str(c).unwrap());
     }
@@ -23,7 +26,13 @@ fn context(cookie: Option<&str>) -> RequestContext {
 
 /// Parses and enriches like the endpoint does; returns the events with the random parts checked
 /// and replaced by `<id>`.
-fn run(is_get: bool, query: &str, body: &str, media: Option<&str>, cookie: Option<&str>) -> (Vec<Value>, RequestContext) {
+fn run(
+    is_get: bool,
+    query: &str,
+    body: &str,
+    media: Option<&str>,
+    cookie: Option<&str>,
+) -> (Vec<Value>, RequestContext) {
     let cx = context(cookie);
     let parsed = parse(is_get, query.as_bytes(), body.as_bytes(), media, true, 10).expect("valid");
     let stamp = Stamp {
@@ -37,7 +46,10 @@ fn run(is_get: bool, query: &str, body: &str, media: Option<&str>, cookie: Optio
             let id = e["unique_event_id"].as_str().unwrap().to_owned();
             let (ms, digits) = id.split_once('_').unwrap();
             assert_eq!(ms, NOW_MS.to_string());
-            assert!(digits.len() == 9 && digits.bytes().all(|b| b.is_ascii_digit()), "{id}");
+            assert!(
+                digits.len() == 9 && digits.bytes().all(|b| b.is_ascii_digit()),
+                "{id}"
+            );
             e.insert("unique_event_id".into(), json!("<id>"));
             Value::Object(e)
         })
@@ -67,13 +79,22 @@ fn json_object_sent_as_text_plain() {
             "unique_event_id": "<id>"
         })
     );
-    assert!(cx.response.snapshot().cookies.is_empty(), "a payload client_id sets no cookie");
+    assert!(
+        cx.response.snapshot().cookies.is_empty(),
+        "a payload client_id sets no cookie"
+    );
 }
 
 #[test]
 fn form_with_dot_paths_and_query_parameters() {
     let body = "eventName=add_to_cart&items.0.item_id=SKU1&items.0.price=9.5&items.1.item_id=SKU2&phone=%2B1%20555";
-    let (events, cx) = run(false, "page_location=https%3A%2F%2Fe.com&eventName=ignored", body, Some("application/x-www-form-urlencoded"), Some("_dcid=dcid.1.1.42"));
+    let (events, cx) = run(
+        false,
+        "page_location=https%3A%2F%2Fe.com&eventName=ignored",
+        body,
+        Some("application/x-www-form-urlencoded"),
+        Some("_dcid=dcid.1.1.42"),
+    );
     assert_eq!(
         events[0],
         json!({
@@ -101,11 +122,15 @@ fn form_with_dot_paths_and_query_parameters() {
 
 #[test]
 fn get_with_dtdc_and_a_new_client_id() {
-    let payload = base64::engine::general_purpose::STANDARD.encode(r#"{"e_n":"page_view","page_title":"Hi"}"#);
+    let payload = base64::engine::general_purpose::STANDARD
+        .encode(r#"{"e_n":"page_view","page_title":"Hi"}"#);
     let query = format!("dtdc={}", urlencode(&payload));
     let (events, cx) = run(true, &query, "", None, None);
     let client_id = events[0]["client_id"].as_str().unwrap().to_owned();
-    assert!(client_id.starts_with(&format!("dcid.1.{NOW_MS}.")), "{client_id}");
+    assert!(
+        client_id.starts_with(&format!("dcid.1.{NOW_MS}.")),
+        "{client_id}"
+    );
     let mut expected = json!({
         "e_n": "page_view",
         "event_name": "page_view",
@@ -123,14 +148,26 @@ fn get_with_dtdc_and_a_new_client_id() {
 
 #[test]
 fn get_with_dtcd_raw_json() {
-    let (events, _) = run(true, "dtcd=%7B%22event_name%22%3A%22lead%22%7D", "", None, Some("_dcid=x"));
+    let (events, _) = run(
+        true,
+        "dtcd=%7B%22event_name%22%3A%22lead%22%7D",
+        "",
+        None,
+        Some("_dcid=x"),
+    );
     assert_eq!(events[0]["event_name"], "lead");
     assert_eq!(events[0]["client_id"], "x");
 }
 
 #[test]
 fn an_array_of_events_and_the_default_name() {
-    let (events, _) = run(false, "", r#"[{"a":1},{"eventName":"b"}]"#, Some("application/json"), Some("_dcid=k"));
+    let (events, _) = run(
+        false,
+        "",
+        r#"[{"a":1},{"eventName":"b"}]"#,
+        Some("application/json"),
+        Some("_dcid=k"),
+    );
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["event_name"], "Data");
     assert_eq!(events[1]["event_name"], "b");
@@ -139,15 +176,41 @@ fn an_array_of_events_and_the_default_name() {
 #[test]
 fn refusals() {
     let e = |is_get: bool, q: &str, b: &str, m: Option<&str>, arrays: bool| {
-        parse(is_get, q.as_bytes(), b.as_bytes(), m, arrays, 2).err().expect("refused")
+        parse(is_get, q.as_bytes(), b.as_bytes(), m, arrays, 2)
+            .err()
+            .expect("refused")
     };
-    assert_eq!(e(false, "", "[{}]", None, false).status, StatusCode::BAD_REQUEST);
-    assert_eq!(e(false, "", "[{},{},{}]", None, true).status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(e(false, "", "{", None, true).status, StatusCode::BAD_REQUEST);
-    assert_eq!(e(false, "", "x", Some("image/png"), true).status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(e(true, "dtdc=%%%", "", None, true).message.contains("query string"));
-    assert!(e(true, "dtdc=bm90IGpzb24", "", None, true).message.contains("valid JSON"));
-    assert!(e(false, "", "\"text\"", None, true).message.contains("found a string"));
+    assert_eq!(
+        e(false, "", "[{}]", None, false).status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        e(false, "", "[{},{},{}]", None, true).status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        e(false, "", "{", None, true).status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        e(false, "", "x", Some("image/png"), true).status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert!(
+        e(true, "dtdc=%%%", "", None, true)
+            .message
+            .contains("query string")
+    );
+    assert!(
+        e(true, "dtdc=bm90IGpzb24", "", None, true)
+            .message
+            .contains("valid JSON")
+    );
+    assert!(
+        e(false, "", "\"text\"", None, true)
+            .message
+            .contains("found a string")
+    );
 }
 
 fn urlencode(s: &str) -> String {

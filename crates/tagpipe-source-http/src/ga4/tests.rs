@@ -128,15 +128,25 @@ fn a_post_body_with_three_hits_shares_the_query() {
             "ip_override": "203.0.113.7",
             "user_agent": UA
         });
-        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         v
     };
-    assert_eq!(events[0], base(json!({"event_name": "page_view", "engagement_time_msec": 10})));
-    assert_eq!(events[1], base(json!({"event_name": "scroll", "percent_scrolled": 90})));
+    assert_eq!(
+        events[0],
+        base(json!({"event_name": "page_view", "engagement_time_msec": 10}))
+    );
+    assert_eq!(
+        events[1],
+        base(json!({"event_name": "scroll", "percent_scrolled": 90}))
+    );
     assert_eq!(
         events[2],
-        base(json!({"event_name": "user_engagement", "engagement_time_msec": 5230,
-                    "page_location": "https://example.com/b"}))
+        base(
+            json!({"event_name": "user_engagement", "engagement_time_msec": 5230,
+                    "page_location": "https://example.com/b"})
+        )
     );
 }
 
