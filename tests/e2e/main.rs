@@ -3,4 +3,5 @@
 mod cli;
 mod http;
 mod http_client;
+mod processors;
 mod support;

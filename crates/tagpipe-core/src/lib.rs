@@ -40,5 +40,5 @@ pub use component::{
 pub use event::{Event, EventData, RequestContext, ResponseActions, SetCookie};
 pub use id::ComponentId;
 pub use pipeline::Dispatcher;
-pub use processor::{Disposition, PipelineService, ProcessorLayer};
+pub use processor::{Disposition, PipelineService, ProcessorFuture, ProcessorLayer};
 pub use secret::Secret;

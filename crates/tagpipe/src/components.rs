@@ -10,6 +10,9 @@ pub(crate) fn registry() -> Registry {
         .source::<tagpipe_source_file::FileSourceConfig>()
         .source::<tagpipe_source_file::StdinSourceConfig>()
         .source::<tagpipe_source_http::HttpSourceConfig>()
+        .processor::<tagpipe_consent::ConsentConfig>()
+        .processor::<tagpipe_mapping::MappingConfig>()
+        .processor::<tagpipe_hashing::HashingConfig>()
         .sink::<tagpipe_sink_console::ConsoleSinkConfig>()
         .sink::<tagpipe_sink_file::FileSinkConfig>();
     registry

@@ -1,0 +1,134 @@
+//! [`Consent`]: the service that passes on or skips each event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tagpipe_core::{BoxError, ComponentId, Disposition, Event, ProcessorFuture};
+use tower::Service;
+
+use crate::config::{ConsentConfig, WhenMissing};
+use crate::signals::{Decision, decide};
+
+/// Skips events whose required consent purposes are not granted.
+#[derive(Debug, Clone)]
+pub struct Consent<S> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<ConsentConfig>,
+    pub(crate) id: ComponentId,
+    pub(crate) refused: Arc<AtomicU64>,
+}
+
+impl<S> Consent<S> {
+    /// The reason to skip `event`, if any.
+    pub fn refusal(&self, event: &Event) -> Option<String> {
+        for &purpose in &self.config.require {
+            let granted = match decide(&event.data, purpose) {
+                Decision::Granted => true,
+                Decision::Denied => false,
+                Decision::Unknown => self.config.when_missing == WhenMissing::Grant,
+            };
+            if !granted {
+                return Some(format!("consent: {purpose} not granted"));
+            }
+        }
+        None
+    }
+
+    /// How many events this processor has skipped.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl<S> Service<Event> for Consent<S>
+where
+    S: Service<Event, Response = Disposition, Error = BoxError>,
+    S::Future: Unpin,
+{
+    type Response = Disposition;
+    type Error = BoxError;
+    type Future = ProcessorFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, event: Event) -> Self::Future {
+        if let Some(reason) = self.refusal(&event) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(processor = %self.id, %reason, "event skipped");
+            return ProcessorFuture::ready(Disposition::Skipped(reason));
+        }
+        ProcessorFuture::Inner(self.inner.call(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use tagpipe_core::{ProcessorConfig, RequestContext};
+    use tower::{Layer, ServiceExt};
+
+    use super::*;
+    use crate::ConsentLayer;
+
+    async fn run(config: serde_json::Value, event: serde_json::Value) -> (Disposition, u64) {
+        let config: ConsentConfig = serde_json::from_value(config).unwrap();
+        assert!(config.validate().is_empty());
+        let refused = Arc::new(AtomicU64::new(0));
+        let layer = ConsentLayer::new(
+            config,
+            ComponentId::parse("consent").unwrap(),
+            refused.clone(),
+        );
+        let inner = tower::service_fn(|_e: Event| {
+            std::future::ready(Ok::<_, BoxError>(Disposition::Forwarded))
+        });
+        let mut svc = layer.layer(inner);
+        let event = Event::new(
+            event.as_object().unwrap().clone(),
+            Arc::new(RequestContext::detached()),
+        );
+        let d = svc.ready().await.unwrap().call(event).await.unwrap();
+        (d, refused.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn the_spotify_tag_required_mode() {
+        let required = json!({"require": ["ad_storage"]});
+        let (d, n) = run(required.clone(), json!({"x-ga-gcs": "G101"})).await;
+        assert_eq!(
+            d,
+            Disposition::Skipped("consent: ad_storage not granted".into())
+        );
+        assert_eq!(n, 1, "refusals are counted");
+        let (d, _) = run(required.clone(), json!({"x-ga-gcs": "G110"})).await;
+        assert_eq!(d, Disposition::Forwarded);
+        let (d, _) = run(
+            required.clone(),
+            json!({"consent_state": {"ad_storage": true}}),
+        )
+        .await;
+        assert_eq!(d, Disposition::Forwarded);
+        let (d, _) = run(required, json!({"event_name": "no signal"})).await;
+        assert_eq!(
+            d,
+            Disposition::Skipped("consent: ad_storage not granted".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn several_purposes_and_when_missing_grant() {
+        let cfg = json!({"require": ["ad_storage", "ad_user_data"], "when_missing": "grant"});
+        let (d, _) = run(cfg.clone(), json!({"x-ga-gcd": "13r3r3p3r5"})).await;
+        assert_eq!(
+            d,
+            Disposition::Skipped("consent: ad_user_data not granted".into())
+        );
+        let (d, _) = run(cfg, json!({})).await;
+        assert_eq!(d, Disposition::Forwarded);
+    }
+}

@@ -1,0 +1,179 @@
+//! [`Mapping`]: filters, names and reshapes each event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde_json::Value;
+use tagpipe_core::{BoxError, ComponentId, Disposition, Event, ProcessorFuture, path};
+use tower::Service;
+
+use crate::config::{MappingConfig, NameMethod, Operation, Unmapped};
+
+/// The configuration with its lookup table built once.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub config: Arc<MappingConfig>,
+    pub names: NameLookup,
+    pub id: ComponentId,
+}
+
+/// An event-name table: a short list is scanned (faster than hashing a handful of names),
+/// a long one hashed.
+#[derive(Debug)]
+pub(crate) enum NameLookup {
+    Short(Vec<(String, String)>),
+    Long(HashMap<String, String>),
+}
+
+impl NameLookup {
+    pub(crate) fn new(table: HashMap<String, String>) -> Self {
+        if table.len() <= 24 {
+            Self::Short(table.into_iter().collect())
+        } else {
+            Self::Long(table)
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&String> {
+        match self {
+            Self::Short(entries) => entries.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+            Self::Long(map) => map.get(name),
+        }
+    }
+}
+
+/// Filters, renames and reshapes events before the rest of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Mapping<S> {
+    pub(crate) inner: S,
+    pub(crate) compiled: Arc<Compiled>,
+}
+
+fn present(v: Option<&Value>) -> bool {
+    v.is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+}
+
+impl Compiled {
+    /// Why the event is dropped, if it is.
+    fn filter(&self, event: &Event) -> Option<String> {
+        let f = &self.config.filter;
+        let name = event.event_name().unwrap_or("");
+        if !f.allow_events.is_empty() && !f.allow_events.iter().any(|n| n == name) {
+            return Some(format!("filter: event `{name}` is not in allow_events"));
+        }
+        if f.deny_events.iter().any(|n| n == name) {
+            return Some(format!("filter: event `{name}` is in deny_events"));
+        }
+        if let Some(missing) = f
+            .require_fields
+            .iter()
+            .find(|p| !present(path::get(&event.data, p)))
+        {
+            return Some(format!("filter: required field `{missing}` is missing"));
+        }
+        if let Some(found) = f
+            .absent_fields
+            .iter()
+            .find(|p| path::get(&event.data, p).is_some())
+        {
+            return Some(format!("filter: field `{found}` must be absent"));
+        }
+        None
+    }
+
+    /// Applies the name and the operations. `Err` is a reason to skip.
+    pub(crate) fn apply(&self, event: &mut Event) -> Result<(), String> {
+        if let Some(reason) = self.filter(event) {
+            return Err(reason);
+        }
+        if let Some(naming) = &self.config.event_name {
+            let current = event.event_name().unwrap_or("");
+            let new_name = match naming.method {
+                NameMethod::Standard | NameMethod::Custom => naming.name.clone(),
+                NameMethod::Inherit => match self.names.get(current) {
+                    Some(mapped) => Some(mapped.clone()),
+                    None if naming.unmapped == Unmapped::Drop => {
+                        return Err(format!("mapping: event `{current}` has no mapped name"));
+                    }
+                    None => None,
+                },
+            };
+            if let Some(new_name) = new_name.filter(|n| n != current) {
+                event
+                    .data_mut()
+                    .insert("event_name".into(), Value::String(new_name));
+            }
+        }
+        for op in &self.config.operations {
+            apply_operation(event, op).map_err(|e| format!("mapping: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn apply_operation(event: &mut Event, op: &Operation) -> Result<(), String> {
+    match op {
+        Operation::Set {
+            path: to,
+            value: Some(value),
+            ..
+        } => {
+            if path::get(&event.data, to) != Some(value) {
+                path::set(event.data_mut(), to, value.clone())?;
+            }
+        }
+        Operation::Set {
+            path: to,
+            from: Some(from),
+            ..
+        }
+        | Operation::Copy { from, to } => {
+            if let Some(value) = path::get(&event.data, from).cloned() {
+                path::set(event.data_mut(), to, value)?;
+            }
+        }
+        Operation::Set { .. } => {}
+        Operation::Rename { from, to } => {
+            if path::get(&event.data, from).is_some() {
+                let data = event.data_mut();
+                if let Some(value) = path::remove(data, from) {
+                    path::set(data, to, value)?;
+                }
+            }
+        }
+        Operation::Delete(p) => {
+            if path::get(&event.data, p).is_some() {
+                path::remove(event.data_mut(), p);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<S> Service<Event> for Mapping<S>
+where
+    S: Service<Event, Response = Disposition, Error = BoxError>,
+    S::Future: Unpin,
+{
+    type Response = Disposition;
+    type Error = BoxError;
+    type Future = ProcessorFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut event: Event) -> Self::Future {
+        match self.compiled.apply(&mut event) {
+            Ok(()) => ProcessorFuture::Inner(self.inner.call(event)),
+            Err(reason) => {
+                tracing::debug!(processor = %self.compiled.id, %reason, "event skipped");
+                ProcessorFuture::ready(Disposition::Skipped(reason))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
