@@ -38,6 +38,7 @@ fn setup(destinations: usize) -> (Dispatcher, Vec<Arc<SinkStats>>) {
                 timeout: Duration::ZERO,
             },
             concurrency: 2,
+            wait_for_delivery: false,
         };
         tokio::spawn(driver::run(
             id.clone(),

@@ -124,6 +124,9 @@ pub struct SinkParts {
     pub batch: BatchSettings,
     /// How many calls may be in flight at once (at least 1).
     pub concurrency: usize,
+    /// Whether sources should answer their clients only once this sink has an outcome for
+    /// their events (e.g. the Spotify sink with `optimistic: false`).
+    pub wait_for_delivery: bool,
 }
 
 impl Debug for SinkParts {
@@ -131,6 +134,7 @@ impl Debug for SinkParts {
         f.debug_struct("SinkParts")
             .field("batch", &self.batch)
             .field("concurrency", &self.concurrency)
+            .field("wait_for_delivery", &self.wait_for_delivery)
             .finish_non_exhaustive()
     }
 }

@@ -44,6 +44,7 @@ pub async fn run(
         mut service,
         batch,
         concurrency,
+        ..
     } = parts;
     let BatchSettings {
         max_events,

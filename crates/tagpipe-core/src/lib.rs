@@ -23,6 +23,7 @@ pub mod duration;
 pub mod event;
 pub mod fanout;
 pub mod id;
+pub mod logs;
 pub mod path;
 pub mod pipeline;
 pub mod processor;

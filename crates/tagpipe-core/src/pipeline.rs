@@ -20,6 +20,7 @@ pub struct Pipeline {
     name: Arc<str>,
     service: PipelineService,
     sinks: Arc<[ComponentId]>,
+    wait_for_delivery: bool,
 }
 
 impl Pipeline {
@@ -29,7 +30,14 @@ impl Pipeline {
             name: Arc::from(name),
             service,
             sinks: sinks.into(),
+            wait_for_delivery: false,
         }
+    }
+
+    /// Marks that a sink of this pipeline wants sources to wait for its outcome.
+    pub fn waiting_for_delivery(mut self, wait: bool) -> Self {
+        self.wait_for_delivery = wait;
+        self
     }
 
     /// The pipeline's name.
@@ -117,6 +125,12 @@ impl Dispatcher {
         sinks.sort();
         sinks.dedup();
         sinks
+    }
+
+    /// Whether a sink reached by this source wants the source to answer its client only after
+    /// delivery (`optimistic: false`).
+    pub fn waits_for_delivery(&self) -> bool {
+        self.pipelines.iter().any(|p| p.wait_for_delivery)
     }
 
     /// The pipelines this source feeds.

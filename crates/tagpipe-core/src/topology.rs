@@ -122,6 +122,7 @@ impl Topology {
 
         // Sinks first: a queue and a driver each.
         let mut inputs: HashMap<ComponentId, SinkInput> = HashMap::new();
+        let mut waiting_sinks: Vec<ComponentId> = Vec::new();
         let mut drivers = JoinSet::new();
         let mut sink_stats = BTreeMap::new();
         for entry in sinks.into_iter().filter(|s| used(&s.id)) {
@@ -132,6 +133,9 @@ impl Topology {
                 component: entry.id.clone(),
                 error,
             })?;
+            if parts.wait_for_delivery {
+                waiting_sinks.push(entry.id.clone());
+            }
             let (input, rx, stats) = queue::channel(entry.id.clone(), &entry.buffer);
             drivers.spawn(driver::run(
                 entry.id.clone(),
@@ -168,7 +172,11 @@ impl Topology {
                     service = layer.layer(service);
                 }
             }
-            built_pipelines.push((p, Pipeline::new(&p.name, service, p.sinks.clone())));
+            let waits = p.sinks.iter().any(|s| waiting_sinks.contains(s));
+            built_pipelines.push((
+                p,
+                Pipeline::new(&p.name, service, p.sinks.clone()).waiting_for_delivery(waits),
+            ));
         }
         drop(inputs);
 

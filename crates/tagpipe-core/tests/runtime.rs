@@ -91,6 +91,7 @@ impl SinkConfig for TestSink {
                 service,
                 batch: self.batch,
                 concurrency: 1,
+                wait_for_delivery: false,
             })
         })
     }

@@ -64,6 +64,7 @@ impl SinkConfig for ConsoleSinkConfig {
                 service,
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 concurrency: 1,
+                wait_for_delivery: false,
             })
         })
     }

@@ -82,6 +82,7 @@ impl SinkConfig for FileSinkConfig {
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 // One writer: lines from concurrent batches must not interleave.
                 concurrency: 1,
+                wait_for_delivery: false,
             })
         })
     }

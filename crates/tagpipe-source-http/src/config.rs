@@ -46,6 +46,13 @@ pub struct HttpSourceConfig {
     /// Debug answers for requests with `x-tagpipe-debug: 1`.
     #[serde(default)]
     pub debug: DebugSettings,
+    /// When a destination asks sources to answer only after delivery (the Spotify sink with
+    /// `optimistic: false`), the longest the answer waits. Default: `15s`.
+    #[serde(
+        default = "default_wait_timeout",
+        deserialize_with = "tagpipe_core::duration::deserialize"
+    )]
+    pub wait_timeout: Duration,
 }
 
 /// `POST /v1/events` settings.
@@ -130,6 +137,9 @@ fn default_max_events_per_request() -> usize {
 }
 fn default_read_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_wait_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 fn default_debug_timeout() -> Duration {
     Duration::from_secs(30)

@@ -197,14 +197,12 @@ fn normalise_ip_override(event: &mut EventData) {
     }
 }
 
-/// Sends the events into the pipelines. In debug mode, waits for every destination's outcome
-/// (bounded by the debug timeout) and returns the debug answer.
-async fn deliver(
-    server: &Server,
-    data: Vec<EventData>,
-    context: &Arc<RequestContext>,
-) -> Option<Value> {
-    if !context.debug {
+/// Sends the events into the pipelines. In debug mode, or when a destination asks for it
+/// (`optimistic: false`), waits for every destination's outcome, bounded by a timeout; in
+/// debug mode returns the debug answer.
+async fn deliver(server: &Server, data: Vec<EventData>, context: &Arc<RequestContext>) -> Option<Value> {
+    let debug = context.debug;
+    if !debug && !server.output.waits_for_delivery() {
         let events = data
             .into_iter()
             .map(|d| Event::new(d, context.clone()))
@@ -217,7 +215,12 @@ async fn deliver(
         .map(|d| Event::new(d, context.clone()).with_acknowledgement())
         .unzip();
     server.output.send_all(events).await;
-    let deadline = tokio::time::Instant::now() + server.config.debug.timeout;
+    let timeout = if debug {
+        server.config.debug.timeout
+    } else {
+        server.config.wait_timeout
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut answers = Vec::with_capacity(acks.len());
     for ack in acks {
         let outcomes = match tokio::time::timeout_at(deadline, ack).await {
@@ -226,7 +229,7 @@ async fn deliver(
         };
         answers.push(json!({ "destinations": outcomes }));
     }
-    Some(json!({ "events": answers }))
+    debug.then(|| json!({ "events": answers }))
 }
 
 fn timed_out(server: &Server) -> EventOutcomes {
