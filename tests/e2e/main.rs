@@ -4,4 +4,5 @@ mod cli;
 mod http;
 mod http_client;
 mod processors;
+mod spotify_vectors;
 mod support;

@@ -200,7 +200,11 @@ fn normalise_ip_override(event: &mut EventData) {
 /// Sends the events into the pipelines. In debug mode, or when a destination asks for it
 /// (`optimistic: false`), waits for every destination's outcome, bounded by a timeout; in
 /// debug mode returns the debug answer.
-async fn deliver(server: &Server, data: Vec<EventData>, context: &Arc<RequestContext>) -> Option<Value> {
+async fn deliver(
+    server: &Server,
+    data: Vec<EventData>,
+    context: &Arc<RequestContext>,
+) -> Option<Value> {
     let debug = context.debug;
     if !debug && !server.output.waits_for_delivery() {
         let events = data

@@ -43,6 +43,75 @@ pub(crate) enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Convert another tool's configuration into a pipeline file (printed on stdout).
+    #[command(subcommand)]
+    Import(Import),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Import {
+    /// Stape's "Spotify Conversions API" GTM tag: a flat settings JSON object, or a GTM container
+    /// export holding Spotify tags (one pipeline each). Exit 0, or 2 when some settings could
+    /// not be carried over (listed on stderr; the YAML is still printed).
+    StapeSpotify {
+        /// The settings or container export (JSON).
+        file: PathBuf,
+        /// The HTTP source's listen address.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: String,
+        /// The CAPI endpoint (default: Spotify's).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Write auth tokens into the YAML instead of `${env:SPOTIFY_CAPI_TOKEN…}` references.
+        #[arg(long)]
+        inline_secrets: bool,
+    },
+}
+
+pub(crate) fn import(command: &Import) -> ExitCode {
+    let Import::StapeSpotify {
+        file,
+        listen,
+        endpoint,
+        inline_secrets,
+    } = command;
+    let input = match std::fs::read_to_string(file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            serde_json::from_str::<serde_json::Value>(&t)
+                .map_err(|e| format!("not valid JSON: {e}"))
+        }) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = tagpipe_sink_spotify::import::ImportOptions {
+        listen: listen.clone(),
+        endpoint: endpoint.clone(),
+        inline_secrets: *inline_secrets,
+    };
+    match tagpipe_sink_spotify::import::import_stape_spotify(&input, &options) {
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+        Ok(imported) => {
+            print!("{}", imported.yaml);
+            for (var, tag) in &imported.env {
+                eprintln!("note: set {var} to the CAPI token of tag \"{tag}\"");
+            }
+            for problem in &imported.problems {
+                eprintln!("warning: {problem}");
+            }
+            if imported.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+    }
 }
 
 fn load(config: Option<&Path>) -> Result<LoadedConfig, ConfigErrors> {

@@ -13,7 +13,9 @@ pub(crate) fn registry() -> Registry {
         .processor::<tagpipe_consent::ConsentConfig>()
         .processor::<tagpipe_mapping::MappingConfig>()
         .processor::<tagpipe_hashing::HashingConfig>()
+        .processor::<tagpipe_sink_spotify::SpotifyDeviceIdConfig>()
         .sink::<tagpipe_sink_console::ConsoleSinkConfig>()
-        .sink::<tagpipe_sink_file::FileSinkConfig>();
+        .sink::<tagpipe_sink_file::FileSinkConfig>()
+        .sink::<tagpipe_sink_spotify::SpotifySinkConfig>();
     registry
 }

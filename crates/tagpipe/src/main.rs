@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, cli.log_level.as_deref());
     match cli.command {
         cli::Command::Validate { files } => cli::validate(&files),
+        cli::Command::Import(command) => cli::import(&command),
         cli::Command::Run { config } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -1,0 +1,27 @@
+//! The sink's delivery log: `Request`, `Response`, `Message`, `Rejected` and `Retry` records,
+//! written to the console according to `log_type`.
+
+use tagpipe_core::logs::DeliveryLog;
+
+use crate::config::LogType;
+
+/// Writes delivery records.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryLogger {
+    pub tag_name: String,
+    pub log_type: LogType,
+}
+
+impl DeliveryLogger {
+    /// Logs `record` when `log_type` allows it (`debug`: only for requests in debug mode).
+    pub(crate) fn emit(&self, record: &DeliveryLog, debug: bool) {
+        let show = match self.log_type {
+            LogType::No => false,
+            LogType::Debug => debug,
+            LogType::Always => true,
+        };
+        if show && let Ok(line) = serde_json::to_string(record) {
+            tracing::info!(target: "tagpipe::delivery", "{line}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! One CAPI event from one tagpipe event, field by field as Stape's Spotify tag builds it — with
+//! its defects fixed: email-only events are sent, times are correct RFC 3339, a numeric `amount`
+//! is a number, and an `event_id` is derived when the event has none.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tagpipe_core::{EventData, RequestContext};
+use tagpipe_hashing::{Preset, is_sha256_hex, normalise, sha256_hex};
+
+use crate::config::SpotifySinkConfig;
+use crate::time::{self, EventTime};
+
+/// Google's Measurement Protocol debug renderer: its hits are never sent.
+const DEBUG_RENDERER: &str = "https://gtm-msr.appspot.com/";
+
+/// What to do with one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Built {
+    /// Send this CAPI event.
+    Send(Value),
+    /// Not sent on purpose.
+    Skip(String),
+    /// Cannot be sent: required data missing.
+    Fail(String),
+}
+
+/// Builds the CAPI event for `data`, with `now_ms` as the time of events that carry none.
+pub fn build(
+    data: &EventData,
+    context: &RequestContext,
+    config: &SpotifySinkConfig,
+    now_ms: i64,
+) -> Built {
+    let page = data
+        .get("page_location")
+        .and_then(Value::as_str)
+        .or_else(|| context.header("referer"));
+    if page.is_some_and(|p| p.starts_with(DEBUG_RENDERER)) {
+        return Built::Skip(
+            "Measurement Protocol debug hit (gtm-msr.appspot.com): not sent".into(),
+        );
+    }
+    let mut event = Map::new();
+
+    let event_name = data.get("event_name").map(text).unwrap_or_default();
+    event.insert("event_name".into(), Value::String(event_name.clone()));
+
+    let event_time = config
+        .server_event_data
+        .event_time
+        .as_ref()
+        .and_then(time::read)
+        .or_else(|| first(data, &["event_time", "eventTime", "timestamp"]).and_then(time::read))
+        .unwrap_or(EventTime::Millis(now_ms))
+        .render();
+
+    let event_id = config
+        .server_event_data
+        .event_id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            first(data, &["event_id", "eventId"])
+                .map(text)
+                .filter(|s| !s.is_empty())
+        });
+    let event_id = match event_id {
+        Some(id) => Some(id),
+        None if config.derive_event_id => Some(derived_event_id(data, &event_name, &event_time)),
+        None => None,
+    };
+    if let Some(id) = event_id {
+        event.insert("event_id".into(), Value::String(id));
+    }
+    event.insert("event_time".into(), Value::String(event_time.clone()));
+    if let Some(source) = config.action_source {
+        event.insert(
+            "action_source".into(),
+            Value::String(source.as_str().into()),
+        );
+    }
+    if config.opt_out_targeting {
+        event.insert("opt_out_targeting".into(), Value::Bool(true));
+    }
+    let source_url = config
+        .server_event_data
+        .event_source_url
+        .clone()
+        .or_else(|| {
+            data.get("page_location")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .filter(|s| !s.is_empty());
+    if let Some(url) = source_url {
+        event.insert("event_source_url".into(), Value::String(url));
+    }
+    event.insert(
+        "event_details".into(),
+        Value::Object(event_details(data, config)),
+    );
+    let user_data = user_data(data, config);
+    let identified = [
+        "ip_address",
+        "device_id",
+        "hashed_emails",
+        "hashed_phone_number",
+    ]
+    .iter()
+    .any(|k| user_data.contains_key(*k));
+    event.insert("user_data".into(), Value::Object(user_data));
+
+    if event_name.is_empty() {
+        return Built::Fail("event_name is empty".into());
+    }
+    if event_time.is_empty() {
+        return Built::Fail("event_time is empty".into());
+    }
+    if !identified {
+        return Built::Fail(
+            "no user identifier: none of ip_address, device_id, hashed_emails, hashed_phone_number"
+                .into(),
+        );
+    }
+    Built::Send(Value::Object(event))
+}
+
+/// A value as text (numbers and booleans as JSON text).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a value counts as given: not null, not empty, not the strings `undefined`/`null`,
+/// not an empty array or object.
+fn given(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !matches!(s.trim(), "" | "undefined" | "null"),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    }
+}
+
+/// The first given value among dotted `paths`.
+fn first<'a>(data: &'a EventData, paths: &[&str]) -> Option<&'a Value> {
+    paths
+        .iter()
+        .filter_map(|p| tagpipe_core::path::get(data, p))
+        .find(|v| given(v))
+}
+
+/// A number when the value is numeric (`"123"` → 123), else `None`.
+fn as_number(v: &Value) -> Option<Value> {
+    match v {
+        Value::Number(_) => Some(v.clone()),
+        Value::String(s) => {
+            let t = s.trim();
+            if let Ok(i) = t.parse::<i64>() {
+                return Some(Value::from(i));
+            }
+            t.parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+        }
+        _ => None,
+    }
+}
+
+fn event_details(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value> {
+    let mut details = Map::new();
+    if let Some(amount) = data.get("value").and_then(as_number) {
+        details.insert("amount".into(), amount);
+    }
+    if let Some(currency) = data.get("currency").filter(|v| given(v)) {
+        details.insert("currency".into(), Value::String(text(currency)));
+    }
+    for (k, v) in &config.event_details {
+        if !given(v) {
+            continue;
+        }
+        let v = if k == "amount" {
+            as_number(v).unwrap_or_else(|| v.clone())
+        } else {
+            v.clone()
+        };
+        details.insert(k.clone(), v);
+    }
+    details
+}
+
+fn user_data(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value> {
+    let mut user = Map::new();
+    let emails = first(
+        data,
+        &[
+            "email",
+            "email_address",
+            "user_data.email",
+            "user_data.email_address",
+            "user_data.sha256_email_address",
+        ],
+    );
+    if let Some(emails) = emails {
+        user.insert("hashed_emails".into(), email_list(emails));
+    }
+    let phone = first(
+        data,
+        &[
+            "phone",
+            "phone_number",
+            "user_data.phone",
+            "user_data.phone_number",
+            "user_data.sha256_phone_number",
+        ],
+    );
+    if let Some(phone) = phone.and_then(first_value) {
+        user.insert("hashed_phone_number".into(), phone);
+    }
+    if let Some(ip) = data.get("ip_override").filter(|v| given(v)) {
+        user.insert("ip_address".into(), Value::String(text(ip)));
+    }
+    for (k, v) in &config.user_data {
+        if !given(v) {
+            continue;
+        }
+        let v = if k == "hashed_emails" {
+            email_list(v)
+        } else {
+            v.clone()
+        };
+        user.insert(k.clone(), v);
+    }
+    if !user.contains_key("device_id")
+        && let Some(id) = data.get(&config.device_id_field).filter(|v| given(v))
+    {
+        user.insert("device_id".into(), Value::String(text(id)));
+    }
+    hash_user_data(&mut user);
+    user
+}
+
+/// A string becomes `[s]`, an object its values, an array stays.
+fn email_list(v: &Value) -> Value {
+    match v {
+        Value::Array(_) => v.clone(),
+        Value::Object(o) => Value::Array(o.values().cloned().collect()),
+        other => Value::Array(vec![other.clone()]),
+    }
+}
+
+/// From an array or object, the first value; otherwise the value.
+fn first_value(v: &Value) -> Option<Value> {
+    match v {
+        Value::Array(a) => a.iter().find(|x| given(x)).cloned(),
+        Value::Object(o) => o.values().find(|x| given(x)).cloned(),
+        other => Some(other.clone()),
+    }
+}
+
+/// Phone numbers lose spaces, `-`, `(`, `)`; emails and the phone are then hashed
+/// (`sha256(trim(lowercase))`) unless already 64 hex characters. Absent-looking values go.
+fn hash_user_data(user: &mut Map<String, Value>) {
+    let hash = |s: &str, preset: Preset| -> String {
+        if is_sha256_hex(s) {
+            return s.to_owned();
+        }
+        let mut normalised = String::new();
+        let phone_clean: String;
+        let input = if preset == Preset::Phone {
+            let mut p = String::new();
+            normalise(s, Preset::Phone, false, &mut p);
+            phone_clean = p;
+            phone_clean.as_str()
+        } else {
+            s
+        };
+        normalise(input, Preset::Email, false, &mut normalised);
+        let mut out = String::with_capacity(64);
+        sha256_hex(normalised.as_bytes(), &mut out);
+        out
+    };
+    if let Some(Value::Array(emails)) = user.get_mut("hashed_emails") {
+        let hashed: Vec<Value> = emails
+            .iter()
+            .filter(|v| given(v))
+            .map(|v| Value::String(hash(&text(v), Preset::Email)))
+            .collect();
+        if hashed.is_empty() {
+            user.remove("hashed_emails");
+        } else {
+            user.insert("hashed_emails".into(), Value::Array(hashed));
+        }
+    }
+    if let Some(phone) = user.get("hashed_phone_number").cloned() {
+        if given(&phone) {
+            user.insert(
+                "hashed_phone_number".into(),
+                Value::String(hash(&text(&phone), Preset::Phone)),
+            );
+        } else {
+            user.remove("hashed_phone_number");
+        }
+    }
+}
+
+/// A stable id for an event without one: the same event (client, name, time, page, ids) always
+/// gets the same id, so a retried or replayed event deduplicates at Spotify.
+fn derived_event_id(data: &EventData, event_name: &str, event_time: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        data.get("client_id").map(text).unwrap_or_default(),
+        event_name.to_owned(),
+        event_time.to_owned(),
+        data.get("page_location").map(text).unwrap_or_default(),
+        data.get("unique_event_id").map(text).unwrap_or_default(),
+        data.get("transaction_id").map(text).unwrap_or_default(),
+        data.get("x-ga-page_id").map(text).unwrap_or_default(),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0x1f]);
+    }
+    let digest = hasher.finalize();
+    digest[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut out, b| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,394 @@
+//! The sink's tower service: a batch of events → CAPI requests (split by size, retried with
+//! backoff, halved on 413, one by one after an unexplained 400) → one outcome per event.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tagpipe_core::logs::{DeliveryLog, LogKind};
+use tagpipe_core::{BoxError, BoxFuture, DestinationOutcome, Event, random};
+use tower::Service;
+
+use crate::config::SpotifySinkConfig;
+use crate::logs::DeliveryLogger;
+use crate::payload::{Built, build};
+
+/// Everything a request needs, shared by all calls.
+pub(crate) struct Shared {
+    pub config: SpotifySinkConfig,
+    pub client: reqwest::Client,
+    pub logger: DeliveryLogger,
+    /// Fixed "now" for events without a time (tests); `None`: the real clock.
+    pub clock_ms: Option<i64>,
+}
+
+/// The `spotify` sink service.
+#[derive(Clone)]
+pub(crate) struct SpotifyService {
+    pub shared: Arc<Shared>,
+}
+
+/// One event ready to send, with where its outcome goes.
+#[derive(Clone)]
+struct Item {
+    index: usize,
+    payload: Value,
+    name: String,
+    trace_id: Option<String>,
+    debug: bool,
+}
+
+/// How one request ended.
+enum Attempt {
+    Delivered,
+    TooLarge,
+    BadRequest(String),
+    Rejected(String),
+    GaveUp(String),
+}
+
+impl Service<Vec<Event>> for SpotifyService {
+    type Response = Vec<DestinationOutcome>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Vec<DestinationOutcome>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, events: Vec<Event>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(shared.deliver(events).await) })
+    }
+}
+
+impl Shared {
+    fn now_ms(&self) -> i64 {
+        self.clock_ms
+            .unwrap_or_else(|| i64::try_from(tagpipe_core::logs::now_ms()).unwrap_or(i64::MAX))
+    }
+
+    async fn deliver(&self, events: Vec<Event>) -> Vec<DestinationOutcome> {
+        let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
+        let mut items = Vec::with_capacity(events.len());
+        let now = self.now_ms();
+        for (index, event) in events.iter().enumerate() {
+            let debug = event.context.debug;
+            let trace_id = event.context.trace_id.clone();
+            match build(&event.data, &event.context, &self.config, now) {
+                Built::Send(payload) => items.push(Item {
+                    index,
+                    name: payload["event_name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    payload,
+                    trace_id,
+                    debug,
+                }),
+                Built::Skip(reason) => {
+                    self.message(event, &reason, debug);
+                    outcomes[index] = Some(DestinationOutcome::skipped(reason));
+                }
+                Built::Fail(reason) => {
+                    self.message(event, &reason, debug);
+                    outcomes[index] = Some(DestinationOutcome::failed(reason));
+                }
+            }
+        }
+        if self.config.dry_run {
+            for item in items {
+                let mut record = self.record(LogKind::Request, std::slice::from_ref(&item));
+                record.request_body = Some(self.body(std::slice::from_ref(&item)).1);
+                record.message = Some("dry_run: not sent".into());
+                self.logger.emit(&record, item.debug);
+                outcomes[item.index] = Some(
+                    DestinationOutcome::skipped("dry_run: not sent").with_request(item.payload),
+                );
+            }
+        } else {
+            for (item, outcome) in self.send(items).await {
+                outcomes[item.index] = Some(outcome.with_request(item.payload));
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| DestinationOutcome::failed("no outcome (internal error)")))
+            .collect()
+    }
+
+    fn message(&self, event: &Event, reason: &str, debug: bool) {
+        let mut record = DeliveryLog::new(LogKind::Message, &self.logger.tag_name);
+        record.trace_id.clone_from(&event.context.trace_id);
+        record.event_name = event.event_name().map(str::to_owned);
+        record.message = Some(format!("Event was not sent: {reason}"));
+        self.logger.emit(&record, debug);
+    }
+
+    fn record(&self, kind: LogKind, items: &[Item]) -> DeliveryLog {
+        let mut record = DeliveryLog::new(kind, &self.logger.tag_name);
+        record.trace_id = items.iter().find_map(|i| i.trace_id.clone());
+        let mut names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
+        names.dedup();
+        record.event_name = Some(names.join(","));
+        record.request_method = Some("POST".into());
+        record.request_url = Some(self.config.endpoint.clone());
+        record
+    }
+
+    /// The request body for `items`, as bytes and text.
+    fn body(&self, items: &[Item]) -> (Bytes, String) {
+        let events: Vec<&Value> = items.iter().map(|i| &i.payload).collect();
+        let text = json!({"conversion_events": {
+            "capi_connection_id": self.config.connection_id,
+            "events": events,
+        }})
+        .to_string();
+        (Bytes::from(text.clone()), text)
+    }
+
+    /// Splits `items` into requests no bigger than `max_request_bytes`.
+    fn chunks(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
+        let envelope = 64 + self.config.connection_id.len();
+        let mut chunks = Vec::new();
+        let mut current: Vec<Item> = Vec::new();
+        let mut size = envelope;
+        for item in items {
+            let item_size = item.payload.to_string().len() + 1;
+            if !current.is_empty() && size + item_size > self.config.max_request_bytes {
+                chunks.push(std::mem::take(&mut current));
+                size = envelope;
+            }
+            size += item_size;
+            current.push(item);
+        }
+        if !current.is_empty() {
+            chunks.push(current);
+        }
+        chunks
+    }
+
+    /// Sends every item, splitting and retrying as needed.
+    async fn send(&self, items: Vec<Item>) -> Vec<(Item, DestinationOutcome)> {
+        let mut done = Vec::with_capacity(items.len());
+        let mut pending: Vec<(Vec<Item>, bool)> = self
+            .chunks(items)
+            .into_iter()
+            .rev()
+            .map(|c| (c, false))
+            .collect();
+        while let Some((chunk, single_retry)) = pending.pop() {
+            match self.attempt(&chunk).await {
+                Attempt::Delivered => {
+                    done.extend(chunk.into_iter().map(|i| (i, DestinationOutcome::sent())));
+                }
+                Attempt::TooLarge if chunk.len() > 1 => {
+                    let mut first = chunk;
+                    let second = first.split_off(first.len() / 2);
+                    pending.push((second, single_retry));
+                    pending.push((first, single_retry));
+                }
+                Attempt::BadRequest(_) if chunk.len() > 1 && !single_retry => {
+                    // The API did not say which event is bad: try each alone so one bad event
+                    // never sinks the others.
+                    for item in chunk.into_iter().rev() {
+                        pending.push((vec![item], true));
+                    }
+                }
+                Attempt::TooLarge => {
+                    let reason = "rejected: HTTP 413 payload too large for a single event";
+                    done.extend(
+                        chunk
+                            .into_iter()
+                            .map(|i| (i, DestinationOutcome::failed(reason))),
+                    );
+                }
+                Attempt::BadRequest(reason)
+                | Attempt::Rejected(reason)
+                | Attempt::GaveUp(reason) => {
+                    done.extend(
+                        chunk
+                            .into_iter()
+                            .map(|i| (i, DestinationOutcome::failed(reason.clone()))),
+                    );
+                }
+            }
+        }
+        done
+    }
+
+    /// One request, retried on 429, 5xx, timeouts and connection errors until `max_elapsed`.
+    async fn attempt(&self, chunk: &[Item]) -> Attempt {
+        let (body, text) = self.body(chunk);
+        let debug = chunk.iter().any(|i| i.debug);
+        let retry = &self.config.retry;
+        let started = Instant::now();
+        let mut tries: u32 = 0;
+        loop {
+            let mut request_record = self.record(LogKind::Request, chunk);
+            request_record.request_body = Some(text.clone());
+            self.logger.emit(&request_record, debug);
+            let result = self
+                .client
+                .post(&self.config.endpoint)
+                .bearer_auth(self.config.auth_token.expose())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .timeout(self.config.request_timeout)
+                .body(body.clone())
+                .send()
+                .await;
+            let (reason, retry_after) = match result {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = parse_retry_after(response.headers());
+                    let headers = headers_json(response.headers());
+                    let response_body = read_text(response).await;
+                    let mut record = self.record(LogKind::Response, chunk);
+                    record.response_status_code = Some(status);
+                    record.response_headers = Some(headers);
+                    record.response_body = Some(response_body.clone());
+                    self.logger.emit(&record, debug);
+                    match status {
+                        200..=299 => return Attempt::Delivered,
+                        413 => return Attempt::TooLarge,
+                        400 if says_too_large(&response_body) => return Attempt::TooLarge,
+                        429 | 500..=599 => (format!("HTTP {status}: {response_body}"), retry_after),
+                        _ => {
+                            let reason = format!("rejected: HTTP {status}: {response_body}");
+                            let mut rejected = self.record(LogKind::Rejected, chunk);
+                            rejected.response_status_code = Some(status);
+                            rejected.response_body = Some(response_body);
+                            rejected.message = Some(reason.clone());
+                            self.logger.emit(&rejected, debug);
+                            return if status == 400 {
+                                Attempt::BadRequest(reason)
+                            } else {
+                                Attempt::Rejected(reason)
+                            };
+                        }
+                    }
+                }
+                Err(error) => (transport_error(&error), None),
+            };
+            tries += 1;
+            let delay = backoff(
+                retry.initial_interval,
+                retry.max_interval,
+                tries,
+                retry_after,
+            );
+            if started.elapsed() + delay > retry.max_elapsed {
+                return Attempt::GaveUp(format!(
+                    "gave up after {tries} attempts in {:?}: {reason}",
+                    started.elapsed()
+                ));
+            }
+            let mut record = self.record(LogKind::Retry, chunk);
+            record.message = Some(format!(
+                "attempt {tries} failed ({reason}); retrying in {delay:?}"
+            ));
+            self.logger.emit(&record, debug);
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: a random wait up to `min(max, initial × 2^(tries-1))`, or
+/// exactly what `Retry-After` asked for when it asked for more.
+fn backoff(
+    initial: Duration,
+    max: Duration,
+    tries: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let ceiling = initial
+        .checked_mul(1u32 << tries.saturating_sub(1).min(20))
+        .unwrap_or(max)
+        .min(max);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    let jitter = Duration::from_nanos(if nanos == 0 { 0 } else { random::u64() % nanos });
+    match retry_after {
+        Some(asked) => asked.max(jitter),
+        None => jitter,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is read as "now"), capped at one hour.
+fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    v.parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(3600)))
+}
+
+fn says_too_large(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    lower.contains("too large") || lower.contains("too big") || lower.contains("payload size")
+}
+
+fn transport_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection error"
+    } else {
+        "transport error"
+    };
+    // reqwest's message names the URL, never the headers (so never the token).
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        let _ = write!(text, ": {s}");
+        source = s.source();
+    }
+    text
+}
+
+fn headers_json(headers: &reqwest::header::HeaderMap) -> String {
+    let map: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                Value::String(v.to_str().unwrap_or("").to_owned()),
+            )
+        })
+        .collect();
+    Value::Object(map).to_string()
+}
+
+/// The response body as text, at most 64 KiB.
+async fn read_text(mut response: reqwest::Response) -> String {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        out.extend_from_slice(&chunk);
+        if out.len() > 64 * 1024 {
+            out.truncate(64 * 1024);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_honours_retry_after() {
+        let i = Duration::from_millis(100);
+        let m = Duration::from_secs(2);
+        for tries in 1..30 {
+            assert!(backoff(i, m, tries, None) <= m);
+        }
+        assert!(backoff(i, m, 1, None) <= i);
+        assert!(backoff(i, m, 1, Some(Duration::from_secs(5))) >= Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,121 @@
+//! `event_time`: reading the event's time the way the Stape tag does, and writing correct
+//! RFC 3339 (the tag renders exact midnight as hour 24 of the previous day; tagpipe does not).
+
+use serde_json::Value;
+
+/// What an event-time value means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTime {
+    /// An instant, in milliseconds since the Unix epoch.
+    Millis(i64),
+    /// A non-numeric string, passed through as the tag does.
+    Text(String),
+}
+
+/// Reads a time value: a number (or numeric string) whose integer part has 10 digits is seconds,
+/// otherwise milliseconds; any other non-empty string passes through; anything else is `None`.
+pub fn read(value: &Value) -> Option<EventTime> {
+    match value {
+        Value::Number(n) => n.as_f64().map(from_number),
+        Value::String(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                return None;
+            }
+            match t.parse::<f64>() {
+                Ok(n) if n.is_finite() => Some(from_number(n)),
+                _ => Some(EventTime::Text(s.clone())),
+            }
+        }
+        _ => None,
+    }
+}
+
+fn from_number(n: f64) -> EventTime {
+    let integer_digits = format!("{:.0}", n.abs().trunc()).len();
+    let ms = if integer_digits == 10 { n * 1000.0 } else { n };
+    EventTime::Millis(ms.round() as i64)
+}
+
+impl EventTime {
+    /// The value to send: RFC 3339 UTC with milliseconds, or the passed-through text.
+    pub fn render(&self) -> String {
+        match self {
+            EventTime::Millis(ms) => rfc3339_millis(*ms),
+            EventTime::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// `2025-05-27T20:16:56.000Z`.
+pub fn rfc3339_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn seconds_milliseconds_and_text() {
+        assert_eq!(
+            read(&json!(1_748_377_016)).unwrap().render(),
+            "2025-05-27T20:16:56.000Z"
+        );
+        assert_eq!(
+            read(&json!("1748369212323")).unwrap().render(),
+            "2025-05-27T18:06:52.323Z"
+        );
+        assert_eq!(
+            read(&json!(1_748_377_016.5)).unwrap().render(),
+            "2025-05-27T20:16:56.500Z"
+        );
+        assert_eq!(read(&json!("yesterday")).unwrap().render(), "yesterday");
+        assert_eq!(read(&json!("")), None);
+        assert_eq!(read(&json!(null)), None);
+    }
+
+    #[test]
+    fn midnight_and_month_starts_are_correct() {
+        assert_eq!(
+            rfc3339_millis(1_748_304_000_000),
+            "2025-05-27T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(1_746_057_600_000),
+            "2025-05-01T00:00:00.000Z"
+        );
+        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_704_067_199_999),
+            "2023-12-31T23:59:59.999Z"
+        );
+    }
+}
