@@ -4,5 +4,6 @@ mod cli;
 mod http;
 mod http_client;
 mod processors;
+mod spotify_delivery;
 mod spotify_vectors;
 mod support;

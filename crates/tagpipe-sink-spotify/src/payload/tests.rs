@@ -1,1 +1,122 @@
+//! The payload rules that the end-to-end vectors exercise, at unit level, plus the corrections.
 
+use serde_json::{Value, json};
+use tagpipe_core::{EventData, RequestContext};
+
+use super::{Built, build};
+use crate::config::SpotifySinkConfig;
+
+fn config(extra: Value) -> SpotifySinkConfig {
+    let mut base = json!({"auth_token": "t", "connection_id": "c"});
+    base.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(base).unwrap()
+}
+
+fn data(v: Value) -> EventData {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn sent(event: Value, cfg: &SpotifySinkConfig) -> Value {
+    match build(
+        &data(event),
+        &RequestContext::detached(),
+        cfg,
+        1_747_945_830_456,
+    ) {
+        Built::Send(v) => v,
+        other => panic!("not sent: {other:?}"),
+    }
+}
+
+#[test]
+fn email_only_events_are_sent() {
+    let cfg = config(json!({"derive_event_id": false}));
+    let v = sent(
+        json!({"event_name": "Sign_Up", "user_data": {"email_address": "  New.User@Example.COM "}}),
+        &cfg,
+    );
+    assert_eq!(
+        v,
+        json!({"event_name": "Sign_Up", "event_time": "2025-05-22T20:30:30.456Z", "event_details": {},
+               "user_data": {"hashed_emails": ["2c7cc554b2e165896c7d52d910ca10169703eec7ea71e2462ceac8540981f5da"]}})
+    );
+}
+
+#[test]
+fn numeric_amounts_are_numbers_and_settings_override() {
+    let cfg = config(json!({
+        "event_details": {"amount": "123", "content_name": "foobar"},
+        "user_data": {"hashed_emails": "test@example.com", "hashed_phone_number": "+55 19 9-9999-9999"},
+        "server_event_data": {"event_time": "1748369212323", "event_id": "foobar", "event_source_url": "https://example.com"}
+    }));
+    let v = sent(
+        json!({"event_name": "Page_View", "value": "9.5", "ip_override": "1.2.3.4",
+                        "page_location": "https://other.example"}),
+        &cfg,
+    );
+    assert_eq!(
+        v["event_details"],
+        json!({"amount": 123, "content_name": "foobar"})
+    );
+    assert_eq!(v["event_time"], "2025-05-27T18:06:52.323Z");
+    assert_eq!(v["event_id"], "foobar");
+    assert_eq!(v["event_source_url"], "https://example.com");
+    assert_eq!(
+        v["user_data"]["hashed_emails"],
+        json!(["973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"])
+    );
+    assert_eq!(
+        v["user_data"]["hashed_phone_number"],
+        "c698c0b85d32cbcf5033ada58f34de87d4f7415efaf5a8d1c1e9e63393dcc85e"
+    );
+}
+
+#[test]
+fn skips_and_failures_say_why() {
+    let cfg = config(json!({}));
+    let cx = RequestContext::detached();
+    let debug_hit = data(
+        json!({"event_name": "x", "ip_override": "1.1.1.1", "page_location": "https://gtm-msr.appspot.com/render"}),
+    );
+    assert!(matches!(build(&debug_hit, &cx, &cfg, 0), Built::Skip(r) if r.contains("gtm-msr")));
+    let anonymous =
+        data(json!({"event_name": "purchase", "user_data": {"email_address": "undefined"}}));
+    assert!(
+        matches!(build(&anonymous, &cx, &cfg, 0), Built::Fail(r) if r.contains("no user identifier"))
+    );
+    let nameless = data(json!({"ip_override": "1.1.1.1"}));
+    assert!(matches!(build(&nameless, &cx, &cfg, 0), Built::Fail(r) if r.contains("event_name")));
+}
+
+#[test]
+fn derived_event_ids_are_stable_and_distinct() {
+    let cfg = config(json!({}));
+    let e = json!({"event_name": "purchase", "client_id": "1.2", "timestamp": 1_748_377_016, "ip_override": "1.1.1.1"});
+    let a = sent(e.clone(), &cfg)["event_id"].clone();
+    let b = sent(e, &cfg)["event_id"].clone();
+    assert_eq!(a, b, "the same event gets the same id");
+    let c = sent(json!({"event_name": "purchase", "client_id": "1.3", "timestamp": 1_748_377_016, "ip_override": "1.1.1.1"}), &cfg)["event_id"].clone();
+    assert_ne!(a, c);
+    assert_eq!(a.as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn device_ids_come_from_settings_before_the_processor_field() {
+    let cfg = config(json!({}));
+    let v = sent(
+        json!({"event_name": "x", "x-spotify-device_id": "abc"}),
+        &cfg,
+    );
+    assert_eq!(v["user_data"]["device_id"], "abc");
+    let cfg = config(json!({"user_data": {"device_id": "from-settings"}}));
+    let v = sent(
+        json!({"event_name": "x", "x-spotify-device_id": "abc"}),
+        &cfg,
+    );
+    assert_eq!(v["user_data"]["device_id"], "from-settings");
+}
