@@ -8,9 +8,7 @@ use crate::config::SpotifySinkConfig;
 
 fn config(extra: Value) -> SpotifySinkConfig {
     let mut base = json!({"auth_token": "t", "connection_id": "c"});
-    base.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    base.as_object_mut().unwrap().extend(data(extra));
     serde_json::from_value(base).unwrap()
 }
 
