@@ -7,3 +7,4 @@ mod processors;
 mod spotify_delivery;
 mod spotify_vectors;
 mod support;
+mod throughput;

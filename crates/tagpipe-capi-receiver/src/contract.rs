@@ -58,6 +58,9 @@ pub struct ReceiverConfig {
     pub require_event_id: bool,
     /// Require `event_time` to be in the past. Default: `false` (vectors use fixed clocks).
     pub require_past_event_time: bool,
+    /// Load tests: only count the events of each request (no validation, nothing stored),
+    /// answering 200. Default: `false`.
+    pub count_only: bool,
 }
 
 impl ReceiverConfig {
@@ -69,6 +72,7 @@ impl ReceiverConfig {
             names: Names::Any,
             require_event_id: true,
             require_past_event_time: false,
+            count_only: false,
         }
     }
 }

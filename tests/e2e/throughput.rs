@@ -1,0 +1,127 @@
+//! Throughput figures for BENCHMARKS.md (ignored by default: they measure, they assert nothing
+//! about speed). Run with the release binary:
+//!
+//! `cargo test --release -p tagpipe --test e2e -- --ignored throughput --nocapture --test-threads 1`
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
+
+use crate::support::{Tagpipe, eventually};
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/pid/stat (index 11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Sends `requests` POSTs of `per_request` events on one keep-alive connection.
+fn load(addr: std::net::SocketAddr, requests: usize, per_request: usize, seed: usize) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    for r in 0..requests {
+        let events: Vec<_> = (0..per_request)
+            .map(|i| {
+                json!({"event_name": "purchase", "event_id": format!("{seed}-{r}-{i}"),
+                            "client_id": "123.456", "x-ga-gcs": "G111", "timestamp": 1_748_377_016,
+                            "ip_override": "203.0.113.7", "value": 59.9, "currency": "EUR",
+                            "page_location": "https://shop.example.com/thanks",
+                            "user_data": {"email_address": "Jane.Doe@Example.com"}})
+            })
+            .collect();
+        let body = serde_json::Value::Array(events).to_string();
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        // Read one response (small, fixed size).
+        let mut got = Vec::new();
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed");
+            got.extend_from_slice(&buf[..n]);
+            if got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"}") {
+                break;
+            }
+        }
+    }
+}
+
+fn run(name: &str, batch: &str, connections: usize, requests: usize, per_request: usize) {
+    let mut config = ReceiverConfig::new("tok");
+    config.count_only = true;
+    let receiver = Receiver::spawn(config);
+    let yaml = format!(
+        "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\n    max_events_per_request: 1000\nprocessors:\n  \
+         consent: {{require: [ad_storage]}}\n  mapping: {{event_name: {{method: inherit}}}}\n  \
+         hashing: {{fields: [{{path: user_data.email_address, preset: email}}]}}\nsinks:\n  spotify:\n    \
+         auth_token: tok\n    connection_id: c\n    endpoint: {}\n    optimistic: true\n    log_type: no\n    \
+         concurrency: 8\n    batch: {batch}\n    buffer: {{max_events: 100000}}\npipelines:\n  p: \
+         {{sources: [http], processors: [consent, mapping, hashing], sinks: [spotify]}}\n",
+        receiver.url()
+    );
+    let t = Tagpipe::start(&format!("throughput-{name}"), &yaml);
+    let total = (connections * requests * per_request) as u64;
+    let cpu_before = cpu_seconds(t.child.id());
+    let start = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|c| {
+            let addr = t.addr;
+            std::thread::spawn(move || load(addr, requests, per_request, c))
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    eventually("all events delivered", Duration::from_secs(300), || {
+        receiver.counted_events() >= total
+    });
+    let elapsed = start.elapsed();
+    let cpu = cpu_seconds(t.child.id()) - cpu_before;
+    println!(
+        "{name}: {total} events in {:.2} s = {:.0} events/s delivered; tagpipe CPU {:.2} s = {:.2} µs/event",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        cpu,
+        cpu * 1e6 / total as f64
+    );
+}
+
+#[test]
+#[ignore = "measures throughput; run explicitly (see the module docs)"]
+fn throughput_spotify_batching_on() {
+    run(
+        "batching on (500 events/request)",
+        "{max_events: 500, timeout: 20ms}",
+        4,
+        500,
+        100,
+    );
+}
+
+#[test]
+#[ignore = "measures throughput; run explicitly (see the module docs)"]
+fn throughput_spotify_batching_off() {
+    run(
+        "batching off (1 event/request)",
+        "{max_events: 1}",
+        4,
+        50,
+        100,
+    );
+}
