@@ -69,6 +69,8 @@ pub struct SourceContext {
     pub output: Dispatcher,
     /// Cancelled when tagpipe shuts down: stop accepting, finish what is in hand, return.
     pub shutdown: CancellationToken,
+    /// The delivery-log stream (read by the `logs` source).
+    pub logs: crate::logs::LogEmitter,
 }
 
 /// A source's configuration.
@@ -144,6 +146,9 @@ impl Debug for SinkParts {
 pub struct SinkContext {
     /// The sink's ID.
     pub id: ComponentId,
+    /// Where to publish delivery log records; `None` for sinks fed by a `logs` source (their
+    /// own records would loop).
+    pub logs: Option<crate::logs::LogEmitter>,
 }
 
 /// A sink's configuration.

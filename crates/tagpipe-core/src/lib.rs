@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod queue;
 pub mod random;
+pub mod retry;
 pub mod secret;
 pub mod topology;
 

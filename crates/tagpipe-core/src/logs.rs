@@ -87,3 +87,101 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Where sinks send their delivery log records: every `logs` source receives all of them.
+/// Sending never blocks; a `logs` source that falls behind loses the oldest records and says so.
+#[derive(Debug, Clone)]
+pub struct LogEmitter {
+    tx: tokio::sync::broadcast::Sender<std::sync::Arc<DeliveryLog>>,
+}
+
+impl LogEmitter {
+    /// A stream holding at most `capacity` records per slow reader.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = tokio::sync::broadcast::channel(capacity.max(16));
+        Self { tx }
+    }
+
+    /// Publishes a record (dropped at once when no `logs` source listens).
+    pub fn emit(&self, record: DeliveryLog) {
+        let _ = self.tx.send(std::sync::Arc::new(record));
+    }
+
+    /// A new reader of the stream.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<DeliveryLog>> {
+        self.tx.subscribe()
+    }
+}
+
+/// `logs`: an internal source whose events are the delivery log records of every sink (except
+/// the sinks its own pipelines feed, so writing logs never produces more logs). Each record
+/// becomes one event whose data holds the record's columns (`timestamp`, `type`, `trace_id`,
+/// `tag_name`, `event_name`, `request_*`, `response_*`, `message`).
+///
+/// ```yaml
+/// sources:
+///   logs:
+/// pipelines:
+///   delivery_logs: { sources: [logs], sinks: [bigquery/logs, console] }
+/// ```
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSourceConfig {}
+
+impl crate::component::SourceConfig for LogsSourceConfig {
+    fn build(
+        &self,
+        cx: crate::component::SourceContext,
+    ) -> crate::component::BoxFuture<'_, Result<crate::component::RunningSource, crate::component::BoxError>>
+    {
+        let mut rx = cx.logs.subscribe();
+        // Keep no sender of the stream: it must close once the sinks are gone.
+        let crate::component::SourceContext { id, output, .. } = cx;
+        Box::pin(async move {
+            let running: crate::component::RunningSource = Box::pin(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                let context = std::sync::Arc::new(crate::event::RequestContext::detached());
+                let mut lost = 0u64;
+                // Runs until every sink has gone (the stream closes), so records written while
+                // the sinks drain at shutdown are kept too.
+                loop {
+                    let first = match rx.recv().await {
+                        Ok(record) => record,
+                        Err(RecvError::Lagged(n)) => {
+                            lost += n;
+                            tracing::warn!(source = %id, lost = n, "logs source fell behind: records lost");
+                            continue;
+                        }
+                        Err(RecvError::Closed) => break,
+                    };
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match rx.try_recv() {
+                            Ok(record) => batch.push(record),
+                            Err(_) => break,
+                        }
+                    }
+                    let events = batch
+                        .iter()
+                        .filter_map(|r| match serde_json::to_value(&**r) {
+                            Ok(serde_json::Value::Object(data)) => {
+                                Some(crate::event::Event::new(data, context.clone()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    output.send_all(events).await;
+                }
+                if lost > 0 {
+                    tracing::warn!(source = %id, lost, "delivery log records lost in total");
+                }
+                Ok(())
+            });
+            Ok(running)
+        })
+    }
+}
+
+impl crate::component::SourceComponent for LogsSourceConfig {
+    const TYPE: &'static str = "logs";
+}

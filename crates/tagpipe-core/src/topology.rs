@@ -22,7 +22,9 @@ use crate::component::{
 };
 use crate::driver::{self, DriverReport};
 use crate::fanout::FanOut;
+use crate::component::SourceComponent;
 use crate::id::ComponentId;
+use crate::logs::{LogEmitter, LogsSourceConfig};
 use crate::pipeline::{Dispatcher, Pipeline};
 use crate::processor::{PipelineService, ProcessorLayer};
 use crate::queue::{self, BufferConfig, SinkInput, SinkStats};
@@ -119,6 +121,13 @@ impl Topology {
         };
         let shutdown = CancellationToken::new();
         let abort = CancellationToken::new();
+        let logs = LogEmitter::new(16_384);
+        // Sinks fed by a `logs` source publish no delivery logs themselves.
+        let log_sinks: Vec<ComponentId> = pipelines
+            .iter()
+            .filter(|p| p.sources.iter().any(|s| s.kind() == LogsSourceConfig::TYPE))
+            .flat_map(|p| p.sinks.iter().cloned())
+            .collect();
 
         // Sinks first: a queue and a driver each.
         let mut inputs: HashMap<ComponentId, SinkInput> = HashMap::new();
@@ -128,6 +137,7 @@ impl Topology {
         for entry in sinks.into_iter().filter(|s| used(&s.id)) {
             let cx = SinkContext {
                 id: entry.id.clone(),
+                logs: (!log_sinks.contains(&entry.id)).then(|| logs.clone()),
             };
             let parts = entry.config.build(cx).await.map_err(|error| BuildError {
                 component: entry.id.clone(),
@@ -191,6 +201,7 @@ impl Topology {
                 id: id.clone(),
                 output: Dispatcher::new(feeds),
                 shutdown: shutdown.child_token(),
+                logs: logs.clone(),
             };
             let running = source.build(cx).await.map_err(|error| BuildError {
                 component: id.clone(),

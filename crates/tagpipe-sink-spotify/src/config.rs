@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tagpipe_core::batch::BatchConfig;
+use tagpipe_core::retry::RetryConfig;
 use tagpipe_core::{Secret, ValidationError};
 
 /// The CAPI endpoint.
@@ -125,41 +126,6 @@ impl ActionSource {
     }
 }
 
-/// Retry policy: exponential backoff with full jitter, `Retry-After` honoured, bounded by the
-/// total time spent on one request.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Give up on a request after this long. Default: `5m`.
-    #[serde(
-        default = "default_max_elapsed",
-        deserialize_with = "tagpipe_core::duration::deserialize"
-    )]
-    pub max_elapsed: Duration,
-    /// First backoff ceiling. Default: `500ms`.
-    #[serde(
-        default = "default_initial_interval",
-        deserialize_with = "tagpipe_core::duration::deserialize"
-    )]
-    pub initial_interval: Duration,
-    /// Largest backoff ceiling (a `Retry-After` may ask for more). Default: `30s`.
-    #[serde(
-        default = "default_max_interval",
-        deserialize_with = "tagpipe_core::duration::deserialize"
-    )]
-    pub max_interval: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_elapsed: default_max_elapsed(),
-            initial_interval: default_initial_interval(),
-            max_interval: default_max_interval(),
-        }
-    }
-}
-
 /// Console logging of deliveries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,16 +157,6 @@ fn default_concurrency() -> usize {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
-fn default_max_elapsed() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_initial_interval() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_max_interval() -> Duration {
-    Duration::from_secs(30)
-}
-
 impl SpotifySinkConfig {
     pub(crate) fn problems(&self) -> Vec<ValidationError> {
         let mut p = Vec::new();

@@ -36,9 +36,7 @@ use tagpipe_core::batch::BatchSettings;
 use tagpipe_core::component::{SinkParts, SinkService};
 use tagpipe_core::{BoxError, BoxFuture, SinkComponent, SinkConfig, SinkContext, ValidationError};
 
-pub use config::{
-    ActionSource, DEFAULT_ENDPOINT, LogType, RetryConfig, ServerEventData, SpotifySinkConfig,
-};
+pub use config::{ActionSource, DEFAULT_ENDPOINT, LogType, ServerEventData, SpotifySinkConfig};
 pub use device_id::SpotifyDeviceIdConfig;
 
 /// The environment variable that fixes "now" for events without a time (tests and replays of
@@ -75,6 +73,7 @@ impl SinkConfig for SpotifySinkConfig {
                 logger: logs::DeliveryLogger {
                     tag_name: self.tag_name.clone().unwrap_or_else(|| cx.id.to_string()),
                     log_type: self.log_type,
+                    stream: cx.logs.clone(),
                 },
                 clock_ms,
             };

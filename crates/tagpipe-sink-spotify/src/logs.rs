@@ -1,7 +1,8 @@
 //! The sink's delivery log: `Request`, `Response`, `Message`, `Rejected` and `Retry` records,
-//! written to the console according to `log_type`.
+//! written to the console according to `log_type`, and always published on the delivery-log
+//! stream (read by `logs` sources, e.g. into BigQuery).
 
-use tagpipe_core::logs::DeliveryLog;
+use tagpipe_core::logs::{DeliveryLog, LogEmitter};
 
 use crate::config::LogType;
 
@@ -10,6 +11,7 @@ use crate::config::LogType;
 pub(crate) struct DeliveryLogger {
     pub tag_name: String,
     pub log_type: LogType,
+    pub stream: Option<LogEmitter>,
 }
 
 impl DeliveryLogger {
@@ -22,6 +24,9 @@ impl DeliveryLogger {
         };
         if show && let Ok(line) = serde_json::to_string(record) {
             tracing::info!(target: "tagpipe::delivery", "{line}");
+        }
+        if let Some(stream) = &self.stream {
+            stream.emit(record.clone());
         }
     }
 }

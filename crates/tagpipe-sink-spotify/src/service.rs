@@ -4,12 +4,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tagpipe_core::logs::{DeliveryLog, LogKind};
-use tagpipe_core::{BoxError, BoxFuture, DestinationOutcome, Event, random};
+use tagpipe_core::{BoxError, BoxFuture, DestinationOutcome, Event};
 use tower::Service;
 
 use crate::config::SpotifySinkConfig;
@@ -224,9 +224,7 @@ impl Shared {
     async fn attempt(&self, chunk: &[Item]) -> Attempt {
         let (body, text) = self.body(chunk);
         let debug = chunk.iter().any(|i| i.debug);
-        let retry = &self.config.retry;
-        let started = Instant::now();
-        let mut tries: u32 = 0;
+        let mut backoff = self.config.retry.start();
         loop {
             let mut request_record = self.record(LogKind::Request, chunk);
             request_record.request_body = Some(text.clone());
@@ -273,22 +271,17 @@ impl Shared {
                 }
                 Err(error) => (transport_error(&error), None),
             };
-            tries += 1;
-            let delay = backoff(
-                retry.initial_interval,
-                retry.max_interval,
-                tries,
-                retry_after,
-            );
-            if started.elapsed() + delay > retry.max_elapsed {
+            let Some(delay) = backoff.next_delay(retry_after) else {
                 return Attempt::GaveUp(format!(
-                    "gave up after {tries} attempts in {:?}: {reason}",
-                    started.elapsed()
+                    "gave up after {} attempts in {:?}: {reason}",
+                    backoff.tries(),
+                    backoff.elapsed()
                 ));
-            }
+            };
             let mut record = self.record(LogKind::Retry, chunk);
             record.message = Some(format!(
-                "attempt {tries} failed ({reason}); retrying in {delay:?}"
+                "attempt {} failed ({reason}); retrying in {delay:?}",
+                backoff.tries()
             ));
             self.logger.emit(&record, debug);
             tokio::time::sleep(delay).await;
@@ -296,36 +289,9 @@ impl Shared {
     }
 }
 
-/// Full-jitter exponential backoff: a random wait up to `min(max, initial × 2^(tries-1))`, or
-/// exactly what `Retry-After` asked for when it asked for more.
-fn backoff(
-    initial: Duration,
-    max: Duration,
-    tries: u32,
-    retry_after: Option<Duration>,
-) -> Duration {
-    let ceiling = initial
-        .checked_mul(1u32 << tries.saturating_sub(1).min(20))
-        .unwrap_or(max)
-        .min(max);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    let jitter = Duration::from_nanos(if nanos == 0 { 0 } else { random::u64() % nanos });
-    match retry_after {
-        Some(asked) => asked.max(jitter),
-        None => jitter,
-    }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is read as "now"), capped at one hour.
+/// `Retry-After`, when the answer has one.
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    v.parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(3600)))
+    tagpipe_core::retry::parse_retry_after(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
 }
 
 fn says_too_large(body: &str) -> bool {
@@ -375,20 +341,4 @@ async fn read_text(mut response: reqwest::Response) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded_and_honours_retry_after() {
-        let i = Duration::from_millis(100);
-        let m = Duration::from_secs(2);
-        for tries in 1..30 {
-            assert!(backoff(i, m, tries, None) <= m);
-        }
-        assert!(backoff(i, m, 1, None) <= i);
-        assert!(backoff(i, m, 1, Some(Duration::from_secs(5))) >= Duration::from_secs(5));
-    }
 }

@@ -10,6 +10,7 @@ pub(crate) fn registry() -> Registry {
         .source::<tagpipe_source_file::FileSourceConfig>()
         .source::<tagpipe_source_file::StdinSourceConfig>()
         .source::<tagpipe_source_http::HttpSourceConfig>()
+        .source::<tagpipe_core::logs::LogsSourceConfig>()
         .processor::<tagpipe_consent::ConsentConfig>()
         .processor::<tagpipe_mapping::MappingConfig>()
         .processor::<tagpipe_hashing::HashingConfig>()
