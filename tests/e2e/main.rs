@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `tagpipe` binary, real files, real HTTP.
 
+mod bigquery;
 mod cli;
 mod http;
 mod http_client;

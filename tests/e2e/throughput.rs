@@ -125,3 +125,47 @@ fn throughput_spotify_batching_off() {
         100,
     );
 }
+
+#[test]
+#[ignore = "measures throughput; run explicitly (see the module docs)"]
+fn throughput_bigquery_insert_all_into_the_emulator() {
+    let emulator = crate::bigquery::Emulator::start();
+    let yaml = format!(
+        "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\n    max_events_per_request: 1000\nsinks:\n  bigquery:\n    \
+         project: test-project\n    dataset: load\n    table: events\n    auth: {{type: none}}\n    \
+         endpoint: {{rest: \"{}\"}}\n    create_table: true\n    schema: events\n    concurrency: 2\n    \
+         batch: {{max_events: 500, timeout: 200ms}}\n    buffer: {{max_events: 100000}}\n\
+         pipelines:\n  p: {{sources: [http], sinks: [bigquery]}}\n",
+        emulator.rest()
+    );
+    let t = Tagpipe::start("throughput-bigquery", &yaml);
+    let (connections, requests, per_request) = (2, 50, 100);
+    let total = connections * requests * per_request;
+    let start = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|c| {
+            let addr = t.addr;
+            std::thread::spawn(move || load(addr, requests, per_request, c))
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    eventually(
+        "every row in the emulator",
+        Duration::from_secs(600),
+        || {
+            emulator
+                .query("SELECT COUNT(*) FROM load.events")
+                .first()
+                .and_then(|r| r[0].as_str().map(str::to_owned))
+                == Some(total.to_string())
+        },
+    );
+    let elapsed = start.elapsed();
+    println!(
+        "bigquery insert_all into the emulator: {total} rows in {:.2} s = {:.0} rows/s (emulator-bound)",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+}

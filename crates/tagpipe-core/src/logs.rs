@@ -132,8 +132,10 @@ impl crate::component::SourceConfig for LogsSourceConfig {
     fn build(
         &self,
         cx: crate::component::SourceContext,
-    ) -> crate::component::BoxFuture<'_, Result<crate::component::RunningSource, crate::component::BoxError>>
-    {
+    ) -> crate::component::BoxFuture<
+        '_,
+        Result<crate::component::RunningSource, crate::component::BoxError>,
+    > {
         let mut rx = cx.logs.subscribe();
         // Keep no sender of the stream: it must close once the sinks are gone.
         let crate::component::SourceContext { id, output, .. } = cx;

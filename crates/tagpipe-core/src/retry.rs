@@ -109,7 +109,12 @@ impl Backoff<'_> {
 
 /// A random wait up to `min(max, initial × 2^(tries-1))`, or what `Retry-After` asked for when
 /// it asked for more.
-pub fn full_jitter(initial: Duration, max: Duration, tries: u32, retry_after: Option<Duration>) -> Duration {
+pub fn full_jitter(
+    initial: Duration,
+    max: Duration,
+    tries: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
     let ceiling = initial
         .checked_mul(1u32 << tries.saturating_sub(1).min(20))
         .unwrap_or(max)

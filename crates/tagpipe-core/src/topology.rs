@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower::util::BoxCloneSyncService;
 
+use crate::component::SourceComponent;
 use crate::component::{
     BoxError, ProcessorConfig, ProcessorContext, RunningSource, SinkConfig, SinkContext,
     SourceConfig, SourceContext,
 };
 use crate::driver::{self, DriverReport};
 use crate::fanout::FanOut;
-use crate::component::SourceComponent;
 use crate::id::ComponentId;
 use crate::logs::{LogEmitter, LogsSourceConfig};
 use crate::pipeline::{Dispatcher, Pipeline};

@@ -291,7 +291,9 @@ impl Shared {
 
 /// `Retry-After`, when the answer has one.
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    tagpipe_core::retry::parse_retry_after(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
+    tagpipe_core::retry::parse_retry_after(
+        headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?,
+    )
 }
 
 fn says_too_large(body: &str) -> bool {

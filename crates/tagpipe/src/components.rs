@@ -17,6 +17,7 @@ pub(crate) fn registry() -> Registry {
         .processor::<tagpipe_sink_spotify::SpotifyDeviceIdConfig>()
         .sink::<tagpipe_sink_console::ConsoleSinkConfig>()
         .sink::<tagpipe_sink_file::FileSinkConfig>()
-        .sink::<tagpipe_sink_spotify::SpotifySinkConfig>();
+        .sink::<tagpipe_sink_spotify::SpotifySinkConfig>()
+        .sink::<tagpipe_sink_bigquery::BigQuerySinkConfig>();
     registry
 }

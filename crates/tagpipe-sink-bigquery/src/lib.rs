@@ -1,0 +1,148 @@
+//! # tagpipe-sink-bigquery
+//!
+//! The `bigquery` sink writes one row per event with `tabledata.insertAll`:
+//!
+//! - `schema: stape_logs` — the delivery-log columns of Stape's tags (`timestamp`, `type`,
+//!   `trace_id`, `tag_name`, `event_name`, `request_method`, `request_url`, `request_body`,
+//!   `response_status_code`, `response_headers`, `response_body`, plus `message`), for the `logs`
+//!   source: a table made by the Stape tag keeps working;
+//! - `schema: events` — `event_name`, `event_id`, `client_id`, `timestamp`, `page_location`,
+//!   `ip_override`, `user_agent`, `value`, `currency`, and the whole event as a JSON column;
+//! - `schema: custom` — your `columns: [{name, type, path}]`.
+//!
+//! Each row carries an `insertId` (the event's `event_id`, else `unique_event_id`, else a hash
+//! of the row) for BigQuery's best-effort de-duplication. Invalid rows are rejected alone
+//! (`skipInvalidRows`), with BigQuery's reason as the event's outcome; rows BigQuery could not
+//! take for a transient reason are sent again; whole requests are retried on 429, 5xx and
+//! transport errors, within `retry.max_elapsed`. With `create_table: true` the dataset and the
+//! table (day-partitioned on the timestamp column, or by ingestion time) are created at start-up
+//! when missing; otherwise a missing table stops start-up with a clear error.
+//!
+//! ```yaml
+//! sources:
+//!   logs:
+//! sinks:
+//!   bigquery/logs:
+//!     dataset: tagging
+//!     table: spotify_logs
+//!     schema: stape_logs
+//!     create_table: true
+//! pipelines:
+//!   delivery_logs: { sources: [logs], sinks: [bigquery/logs] }
+//! ```
+
+mod auth;
+mod config;
+pub mod schema;
+mod service;
+
+pub use service::insert_id;
+
+use std::sync::Arc;
+
+use gcp_bigquery_client::model::dataset::Dataset;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_schema::TableSchema;
+use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use tagpipe_core::batch::BatchSettings;
+use tagpipe_core::component::{SinkParts, SinkService};
+use tagpipe_core::{BoxError, BoxFuture, SinkComponent, SinkConfig, SinkContext, ValidationError};
+
+pub use config::{AuthConfig, AuthKind, BigQuerySinkConfig, EndpointConfig, SchemaKind, WriteApi};
+pub use schema::{Column, ColumnType};
+
+const DEFAULT_BATCH: BatchSettings = BatchSettings {
+    max_events: 500,
+    timeout: std::time::Duration::from_secs(1),
+};
+
+impl SinkConfig for BigQuerySinkConfig {
+    fn validate(&self) -> Vec<ValidationError> {
+        self.problems()
+    }
+
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>> {
+        Box::pin(async move {
+            let project = self
+                .project
+                .clone()
+                .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
+                .filter(|p| !p.is_empty())
+                .ok_or("no project: set `project` or GOOGLE_CLOUD_PROJECT")?;
+            let client = auth::client(self).await?;
+            let columns = schema::columns(self.schema, &self.columns);
+            ensure_table(&client, &project, self, &columns).await?;
+            let shared = service::Shared {
+                config: self.clone(),
+                project,
+                columns,
+                client,
+                tag_name: cx.id.to_string(),
+                logs: cx.logs,
+            };
+            let mut batch = self.batch.resolve(DEFAULT_BATCH);
+            batch.max_events = batch.max_events.min(500);
+            Ok(SinkParts {
+                service: SinkService::new(service::BigQueryService {
+                    shared: Arc::new(shared),
+                }),
+                batch,
+                concurrency: self.concurrency,
+                wait_for_delivery: false,
+            })
+        })
+    }
+}
+
+impl SinkComponent for BigQuerySinkConfig {
+    const TYPE: &'static str = "bigquery";
+}
+
+/// Checks that the table exists, creating the dataset and the table when allowed.
+async fn ensure_table(
+    client: &gcp_bigquery_client::Client,
+    project: &str,
+    config: &BigQuerySinkConfig,
+    columns: &[Column],
+) -> Result<(), String> {
+    let (dataset, table) = (&config.dataset, &config.table);
+    if client
+        .table()
+        .get(project, dataset, table, None)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    if !config.create_table {
+        return Err(format!(
+            "table {project}.{dataset}.{table} does not exist or cannot be read \
+             (create it, or set `create_table: true`)"
+        ));
+    }
+    if client.dataset().get(project, dataset).await.is_err() {
+        client
+            .dataset()
+            .create(Dataset::new(project, dataset))
+            .await
+            .map_err(|e| format!("cannot create dataset {project}.{dataset}: {e}"))?;
+    }
+    let partitioning = match schema::partition_column(columns) {
+        Some(column) => TimePartitioning::per_day().field(column),
+        None => TimePartitioning::per_day(),
+    };
+    let definition = Table::new(
+        project,
+        dataset,
+        table,
+        TableSchema::new(schema::fields(columns)),
+    )
+    .time_partitioning(partitioning);
+    client
+        .table()
+        .create(definition)
+        .await
+        .map_err(|e| format!("cannot create table {project}.{dataset}.{table}: {e}"))?;
+    tracing::info!(%project, %dataset, %table, "created the BigQuery table");
+    Ok(())
+}

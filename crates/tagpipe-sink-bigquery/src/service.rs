@@ -1,0 +1,289 @@
+//! The sink's tower service: a batch of events → `insertAll` requests (split by rows and bytes)
+//! → one outcome per event. Whole requests are retried on 429, 5xx and transport errors; after a
+//! partial failure only the retryable rows are sent again, the others are rejected with their
+//! reason.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use gcp_bigquery_client::Client;
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tagpipe_core::logs::{DeliveryLog, LogEmitter, LogKind};
+use tagpipe_core::{BoxError, BoxFuture, DestinationOutcome, Event};
+use tower::Service;
+
+use crate::config::BigQuerySinkConfig;
+use crate::schema::{self, Column};
+
+/// Shared by all calls.
+pub(crate) struct Shared {
+    pub config: BigQuerySinkConfig,
+    pub project: String,
+    pub columns: Vec<Column>,
+    pub client: Client,
+    pub tag_name: String,
+    pub logs: Option<LogEmitter>,
+}
+
+/// The `bigquery` sink service.
+#[derive(Clone)]
+pub(crate) struct BigQueryService {
+    pub shared: Arc<Shared>,
+}
+
+impl Service<Vec<Event>> for BigQueryService {
+    type Response = Vec<DestinationOutcome>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Vec<DestinationOutcome>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, events: Vec<Event>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(shared.write(&events).await) })
+    }
+}
+
+/// A row ready to insert.
+struct Row {
+    index: usize,
+    insert_id: String,
+    json: Map<String, Value>,
+    size: usize,
+}
+
+/// Reasons BigQuery gives for rows worth sending again.
+const RETRYABLE_ROW_REASONS: &[&str] = &[
+    "backendError",
+    "internalError",
+    "timeout",
+    "stopped",
+    "rateLimitExceeded",
+];
+
+impl Shared {
+    async fn write(&self, events: &[Event]) -> Vec<DestinationOutcome> {
+        let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
+        let mut rows = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            match schema::row(&self.columns, event) {
+                Ok(json) => {
+                    let insert_id = insert_id(&event.data, &json);
+                    let size = Value::Object(json.clone()).to_string().len() + insert_id.len() + 32;
+                    rows.push(Row {
+                        index,
+                        insert_id,
+                        json,
+                        size,
+                    });
+                }
+                Err(reason) => {
+                    outcomes[index] = Some(DestinationOutcome::failed(format!("row: {reason}")));
+                }
+            }
+        }
+        for chunk in self.chunks(rows) {
+            for (index, outcome) in self.insert(chunk).await {
+                outcomes[index] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| DestinationOutcome::failed("no outcome (internal error)")))
+            .collect()
+    }
+
+    fn chunks(&self, rows: Vec<Row>) -> Vec<Vec<Row>> {
+        let mut chunks = Vec::new();
+        let mut current: Vec<Row> = Vec::new();
+        let mut bytes = 0;
+        for row in rows {
+            if !current.is_empty()
+                && (current.len() >= 500 || bytes + row.size > self.config.max_request_bytes)
+            {
+                chunks.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
+            bytes += row.size;
+            current.push(row);
+        }
+        if !current.is_empty() {
+            chunks.push(current);
+        }
+        chunks
+    }
+
+    /// Inserts `rows`, retrying whole requests and retryable rows within the retry budget.
+    async fn insert(&self, mut rows: Vec<Row>) -> Vec<(usize, DestinationOutcome)> {
+        let mut done = Vec::with_capacity(rows.len());
+        let mut backoff = self.config.retry.start();
+        let url = format!(
+            "projects/{}/datasets/{}/tables/{}/insertAll",
+            self.project, self.config.dataset, self.config.table
+        );
+        while !rows.is_empty() {
+            let mut request = TableDataInsertAllRequest::new();
+            if self.config.ignore_unknown_values {
+                request.ignore_unknown_values();
+            }
+            request.skip_invalid_rows();
+            for row in &rows {
+                if let Err(e) = request.add_row(Some(row.insert_id.clone()), &row.json) {
+                    tracing::error!(error = %e, "cannot serialise a row");
+                }
+            }
+            let result = self
+                .client
+                .tabledata()
+                .insert_all(
+                    &self.project,
+                    &self.config.dataset,
+                    &self.config.table,
+                    request,
+                )
+                .await;
+            let reason = match result {
+                Ok(response) => {
+                    let errors: BTreeMap<usize, (bool, String)> = response
+                        .insert_errors
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|e| {
+                            let index = usize::try_from(e.index?).ok()?;
+                            let errors = e.errors.unwrap_or_default();
+                            let retryable = !errors.is_empty()
+                                && errors.iter().all(|x| {
+                                    x.reason
+                                        .as_deref()
+                                        .is_some_and(|r| RETRYABLE_ROW_REASONS.contains(&r))
+                                });
+                            let text = errors
+                                .iter()
+                                .map(|x| {
+                                    format!(
+                                        "{}: {}",
+                                        x.reason.as_deref().unwrap_or("error"),
+                                        x.message.as_deref().unwrap_or("")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; ");
+                            Some((index, (retryable, text)))
+                        })
+                        .collect();
+                    self.log(
+                        LogKind::Response,
+                        &url,
+                        Some(200),
+                        format!("{} rows, {} row errors", rows.len(), errors.len()),
+                    );
+                    let mut again = Vec::new();
+                    for (i, row) in rows.into_iter().enumerate() {
+                        match errors.get(&i) {
+                            None => done.push((row.index, DestinationOutcome::sent())),
+                            Some((true, _)) => again.push(row),
+                            Some((false, text)) => {
+                                done.push((
+                                    row.index,
+                                    DestinationOutcome::failed(format!("rejected row: {text}")),
+                                ));
+                            }
+                        }
+                    }
+                    rows = again;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    format!("{} rows to retry", rows.len())
+                }
+                Err(error) => match classify(&error) {
+                    Err(rejected) => {
+                        self.log(LogKind::Rejected, &url, None, rejected.clone());
+                        done.extend(
+                            rows.drain(..)
+                                .map(|r| (r.index, DestinationOutcome::failed(rejected.clone()))),
+                        );
+                        break;
+                    }
+                    Ok(transient) => transient,
+                },
+            };
+            let Some(delay) = backoff.next_delay(None) else {
+                let reason = format!(
+                    "gave up after {} attempts in {:?}: {reason}",
+                    backoff.tries(),
+                    backoff.elapsed()
+                );
+                done.extend(
+                    rows.drain(..)
+                        .map(|r| (r.index, DestinationOutcome::failed(reason.clone()))),
+                );
+                break;
+            };
+            self.log(
+                LogKind::Retry,
+                &url,
+                None,
+                format!("{reason}; retrying in {delay:?}"),
+            );
+            tokio::time::sleep(delay).await;
+        }
+        done
+    }
+
+    fn log(&self, kind: LogKind, url: &str, status: Option<u16>, message: String) {
+        if kind != LogKind::Response {
+            tracing::warn!(sink = %self.tag_name, "{message}");
+        }
+        if let Some(logs) = &self.logs {
+            let mut record = DeliveryLog::new(kind, &self.tag_name);
+            record.request_method = Some("POST".into());
+            record.request_url = Some(url.to_owned());
+            record.response_status_code = status;
+            record.message = Some(message);
+            logs.emit(record);
+        }
+    }
+}
+
+/// `Ok(reason)` for a transient failure worth retrying, `Err(reason)` for a rejection.
+fn classify(error: &BQError) -> Result<String, String> {
+    match error {
+        BQError::ResponseError { error } => {
+            let code = error.error.code;
+            let text = format!("HTTP {code}: {}", error.error.message);
+            if code == 429 || code >= 500 {
+                Ok(text)
+            } else {
+                Err(format!("rejected: {text}"))
+            }
+        }
+        BQError::RequestError(e) => Ok(format!("transport error: {e}")),
+        other => Err(format!("rejected: {other}")),
+    }
+}
+
+/// The row's `insertId`: the event's id, else the Data Client's, else a hash of the row.
+pub fn insert_id(data: &tagpipe_core::EventData, row: &Map<String, Value>) -> String {
+    for key in ["event_id", "unique_event_id"] {
+        if let Some(Value::String(id)) = data.get(key)
+            && !id.is_empty()
+        {
+            return id.clone();
+        }
+    }
+    let digest = Sha256::digest(Value::Object(row.clone()).to_string().as_bytes());
+    digest[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
