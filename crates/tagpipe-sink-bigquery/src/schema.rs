@@ -216,10 +216,10 @@ mod tests {
     use super::*;
 
     fn event(v: Value) -> Event {
-        Event::new(
-            v.as_object().unwrap().clone(),
-            Arc::new(RequestContext::detached()),
-        )
+        let Value::Object(data) = v else {
+            unreachable!("test events are objects")
+        };
+        Event::new(data, Arc::new(RequestContext::detached()))
     }
 
     #[test]
