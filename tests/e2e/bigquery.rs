@@ -59,10 +59,12 @@ impl Emulator {
             Some(dir) => cmd.arg("--persistent").arg("--data-dir").arg(dir),
             None => cmd.arg("--ephemeral"),
         };
+        let log = scratch(&format!("bqemulator-{rest_port}")).join("emulator.log");
+        let log = std::fs::File::create(log).expect("emulator log file");
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
             .spawn()
             .expect("start the emulator");
         let mut emulator = Self {
@@ -107,6 +109,11 @@ impl Emulator {
         format!("http://127.0.0.1:{}/bigquery/v2", self.rest_port)
     }
 
+    /// The Storage Write gRPC endpoint for the sink.
+    pub fn grpc(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
     /// Kills the emulator (SIGKILL, as a crash would).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -122,17 +129,28 @@ impl Emulator {
         *self = again;
     }
 
-    /// Runs a standard-SQL query; returns the rows as arrays of cell values.
+    /// Runs a standard-SQL query; returns the rows as arrays of cell values (retrying while the
+    /// emulator is busy or restarting).
     pub fn query(&self, sql: &str) -> Vec<Vec<Value>> {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.rest_port));
         let body = json!({"query": sql, "useLegacySql": false}).to_string();
-        let reply = send(
-            addr,
+        let raw = crate::http_client::build(
             "POST",
             &format!("/bigquery/v2/projects/{PROJECT}/queries"),
             &[("Content-Type", "application/json")],
             body.as_bytes(),
         );
+        let start = Instant::now();
+        let reply = loop {
+            if let Some(reply) = crate::http_client::try_send(addr, &raw) {
+                break reply;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the emulator does not answer queries"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
         let v = reply.json();
         assert!(reply.status == 200, "query failed: {v}");
         v["rows"]
@@ -172,12 +190,22 @@ impl Drop for Emulator {
     }
 }
 
-fn bigquery_sink(id: &str, emulator: &Emulator, dataset: &str, table: &str, extra: &str) -> String {
+/// A `bigquery` sink definition writing to the emulator with `write_api`.
+pub fn bigquery_sink(
+    id: &str,
+    emulator: &Emulator,
+    dataset: &str,
+    table: &str,
+    write_api: &str,
+    extra: &str,
+) -> String {
     format!(
         "  {id}:\n    project: {PROJECT}\n    dataset: {dataset}\n    table: {table}\n    auth: {{type: none}}\n    \
-         endpoint: {{rest: \"{}\"}}\n    create_table: true\n    batch: {{max_events: 100, timeout: 200ms}}\n    \
+         endpoint: {{rest: \"{}\", grpc: \"{}\"}}\n    write_api: {write_api}\n    create_table: true\n    \
+         batch: {{max_events: 100, timeout: 200ms}}\n    \
          retry: {{initial_interval: 100ms, max_interval: 1s, max_elapsed: 2m}}\n{extra}",
-        emulator.rest()
+        emulator.rest(),
+        emulator.grpc()
     )
 }
 
@@ -197,7 +225,9 @@ fn spotify_delivery_logs_land_in_bigquery_in_the_stape_shape() {
             &emulator,
             "tagging",
             "spotify_logs",
-            "    schema: stape_logs\n"
+            "storage_write",
+            "    schema: stape_logs
+"
         )
     );
     let t = Tagpipe::start_with_env("bq-logs", &yaml, &[("CAPI_TOKEN", TOKEN)]);
@@ -243,7 +273,16 @@ fn spotify_delivery_logs_land_in_bigquery_in_the_stape_shape() {
 }
 
 #[test]
-fn event_rows_and_per_row_errors() {
+fn event_rows_and_per_row_errors_with_insert_all() {
+    event_rows_and_per_row_errors("insert_all");
+}
+
+#[test]
+fn event_rows_and_per_row_errors_with_storage_write() {
+    event_rows_and_per_row_errors("storage_write");
+}
+
+fn event_rows_and_per_row_errors(write_api: &str) {
     let emulator = Emulator::start();
     let custom = "    schema: custom\n    columns:\n      - {name: event_id, type: string, path: event_id}\n      \
                   - {name: qty, type: integer, path: items.0.quantity}\n      - {name: at, type: timestamp, path: timestamp}\n";
@@ -254,11 +293,20 @@ fn event_rows_and_per_row_errors() {
             &emulator,
             "analytics",
             "events",
-            "    schema: events\n"
+            write_api,
+            "    schema: events
+"
         ),
-        bigquery_sink("bigquery/custom", &emulator, "analytics", "custom", custom),
+        bigquery_sink(
+            "bigquery/custom",
+            &emulator,
+            "analytics",
+            "custom",
+            write_api,
+            custom
+        ),
     );
-    let t = Tagpipe::start("bq-events", &yaml);
+    let t = Tagpipe::start(&format!("bq-events-{write_api}"), &yaml);
     let events = json!([
         {"event_name": "purchase", "event_id": "p-1", "client_id": "1.2", "timestamp": 1_748_377_016,
          "value": 59.9, "currency": "EUR", "page_location": "https://shop.example.com/", "items": [{"quantity": 2}]},
@@ -354,7 +402,9 @@ fn every_row_survives_an_emulator_crash_mid_stream() {
             &emulator,
             "crash",
             "events",
-            "    schema: events\n"
+            "insert_all",
+            "    schema: events
+"
         )
     );
     let t = Tagpipe::start("bq-crash", &yaml);

@@ -60,6 +60,21 @@ pub fn build(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) 
     bytes
 }
 
+/// Sends raw bytes and reads the whole answer; `None` when the connection fails or closes
+/// without a complete answer.
+pub fn try_send(addr: SocketAddr, raw: &[u8]) -> Option<Reply> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(raw).ok()?;
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    buf.windows(4)
+        .any(|w| w == b"\r\n\r\n")
+        .then(|| parse(&buf))
+}
+
 /// Sends raw bytes and reads the whole answer.
 pub fn send_raw(addr: SocketAddr, raw: &[u8], half_close: bool) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect");

@@ -129,16 +129,28 @@ fn throughput_spotify_batching_off() {
 #[test]
 #[ignore = "measures throughput; run explicitly (see the module docs)"]
 fn throughput_bigquery_insert_all_into_the_emulator() {
+    bigquery_throughput("insert_all");
+}
+
+fn bigquery_throughput(write_api: &str) {
     let emulator = crate::bigquery::Emulator::start();
-    let yaml = format!(
-        "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\n    max_events_per_request: 1000\nsinks:\n  bigquery:\n    \
-         project: test-project\n    dataset: load\n    table: events\n    auth: {{type: none}}\n    \
-         endpoint: {{rest: \"{}\"}}\n    create_table: true\n    schema: events\n    concurrency: 2\n    \
-         batch: {{max_events: 500, timeout: 200ms}}\n    buffer: {{max_events: 100000}}\n\
-         pipelines:\n  p: {{sources: [http], sinks: [bigquery]}}\n",
-        emulator.rest()
+    let sink = crate::bigquery::bigquery_sink(
+        "bigquery",
+        &emulator,
+        "load",
+        "events",
+        write_api,
+        "    schema: events\n    concurrency: 2\n    buffer: {max_events: 100000}\n",
+    )
+    .replace(
+        "batch: {max_events: 100, timeout: 200ms}",
+        "batch: {max_events: 500, timeout: 200ms}",
     );
-    let t = Tagpipe::start("throughput-bigquery", &yaml);
+    let yaml = format!(
+        "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\n    max_events_per_request: 1000\nsinks:\n{sink}\
+         pipelines:\n  p: {{sources: [http], sinks: [bigquery]}}\n"
+    );
+    let t = Tagpipe::start(&format!("throughput-bigquery-{write_api}"), &yaml);
     let (connections, requests, per_request) = (2, 50, 100);
     let total = connections * requests * per_request;
     let start = Instant::now();
@@ -164,7 +176,7 @@ fn throughput_bigquery_insert_all_into_the_emulator() {
     );
     let elapsed = start.elapsed();
     println!(
-        "bigquery insert_all into the emulator: {total} rows in {:.2} s = {:.0} rows/s (emulator-bound)",
+        "bigquery {write_api} into the emulator: {total} rows in {:.2} s = {:.0} rows/s (emulator-bound)",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );

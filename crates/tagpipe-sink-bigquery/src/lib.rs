@@ -1,6 +1,8 @@
 //! # tagpipe-sink-bigquery
 //!
-//! The `bigquery` sink writes one row per event with `tabledata.insertAll`:
+//! The `bigquery` sink writes one row per event — with the Storage Write API (`_default`
+//! stream, rows encoded as protocol buffers from the table's columns; the default) or with
+//! `tabledata.insertAll`:
 //!
 //! - `schema: stape_logs` — the delivery-log columns of Stape's tags (`timestamp`, `type`,
 //!   `trace_id`, `tag_name`, `event_name`, `request_method`, `request_url`, `request_body`,
@@ -35,6 +37,7 @@ mod auth;
 mod config;
 pub mod schema;
 mod service;
+mod storage;
 
 pub use service::insert_id;
 
@@ -72,11 +75,26 @@ impl SinkConfig for BigQuerySinkConfig {
             let client = auth::client(self).await?;
             let columns = schema::columns(self.schema, &self.columns);
             ensure_table(&client, &project, self, &columns).await?;
+            let writer = match self.write_api {
+                WriteApi::InsertAll => None,
+                WriteApi::StorageWrite => {
+                    let writer_client = auth::client(self).await?;
+                    let writer =
+                        storage::Writer::new(self.endpoint.grpc.as_deref(), writer_client).await?;
+                    let stream = gcp_bigquery_client::storage::StreamName::new_default(
+                        project.clone(),
+                        self.dataset.clone(),
+                        self.table.clone(),
+                    );
+                    Some((writer, stream))
+                }
+            };
             let shared = service::Shared {
                 config: self.clone(),
                 project,
                 columns,
                 client,
+                writer,
                 tag_name: cx.id.to_string(),
                 logs: cx.logs,
             };

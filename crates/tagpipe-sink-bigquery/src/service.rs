@@ -18,6 +18,8 @@ use tower::Service;
 
 use crate::config::BigQuerySinkConfig;
 use crate::schema::{self, Column};
+use crate::storage::{self, AppendOutcome, Writer};
+use gcp_bigquery_client::storage::StreamName;
 
 /// Shared by all calls.
 pub(crate) struct Shared {
@@ -25,8 +27,20 @@ pub(crate) struct Shared {
     pub project: String,
     pub columns: Vec<Column>,
     pub client: Client,
+    /// Set for `write_api: storage_write`.
+    pub writer: Option<(Writer, StreamName)>,
     pub tag_name: String,
     pub logs: Option<LogEmitter>,
+}
+
+/// How one write attempt ended.
+enum Written {
+    /// Per-row errors by position in the attempt: (retryable, message).
+    Rows(BTreeMap<usize, (bool, String)>),
+    /// The whole request failed transiently.
+    Transient(String),
+    /// The whole request was refused.
+    Rejected(String),
 }
 
 /// The `bigquery` sink service.
@@ -119,64 +133,17 @@ impl Shared {
         chunks
     }
 
-    /// Inserts `rows`, retrying whole requests and retryable rows within the retry budget.
+    /// Writes `rows`, retrying whole requests and retryable rows within the retry budget.
     async fn insert(&self, mut rows: Vec<Row>) -> Vec<(usize, DestinationOutcome)> {
         let mut done = Vec::with_capacity(rows.len());
         let mut backoff = self.config.retry.start();
         let url = format!(
-            "projects/{}/datasets/{}/tables/{}/insertAll",
+            "projects/{}/datasets/{}/tables/{}",
             self.project, self.config.dataset, self.config.table
         );
         while !rows.is_empty() {
-            let mut request = TableDataInsertAllRequest::new();
-            if self.config.ignore_unknown_values {
-                request.ignore_unknown_values();
-            }
-            request.skip_invalid_rows();
-            for row in &rows {
-                if let Err(e) = request.add_row(Some(row.insert_id.clone()), &row.json) {
-                    tracing::error!(error = %e, "cannot serialise a row");
-                }
-            }
-            let result = self
-                .client
-                .tabledata()
-                .insert_all(
-                    &self.project,
-                    &self.config.dataset,
-                    &self.config.table,
-                    request,
-                )
-                .await;
-            let reason = match result {
-                Ok(response) => {
-                    let errors: BTreeMap<usize, (bool, String)> = response
-                        .insert_errors
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|e| {
-                            let index = usize::try_from(e.index?).ok()?;
-                            let errors = e.errors.unwrap_or_default();
-                            let retryable = !errors.is_empty()
-                                && errors.iter().all(|x| {
-                                    x.reason
-                                        .as_deref()
-                                        .is_some_and(|r| RETRYABLE_ROW_REASONS.contains(&r))
-                                });
-                            let text = errors
-                                .iter()
-                                .map(|x| {
-                                    format!(
-                                        "{}: {}",
-                                        x.reason.as_deref().unwrap_or("error"),
-                                        x.message.as_deref().unwrap_or("")
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("; ");
-                            Some((index, (retryable, text)))
-                        })
-                        .collect();
+            let reason = match self.attempt(&rows).await {
+                Written::Rows(errors) => {
                     self.log(
                         LogKind::Response,
                         &url,
@@ -188,12 +155,10 @@ impl Shared {
                         match errors.get(&i) {
                             None => done.push((row.index, DestinationOutcome::sent())),
                             Some((true, _)) => again.push(row),
-                            Some((false, text)) => {
-                                done.push((
-                                    row.index,
-                                    DestinationOutcome::failed(format!("rejected row: {text}")),
-                                ));
-                            }
+                            Some((false, text)) => done.push((
+                                row.index,
+                                DestinationOutcome::failed(format!("rejected row: {text}")),
+                            )),
                         }
                     }
                     rows = again;
@@ -202,17 +167,15 @@ impl Shared {
                     }
                     format!("{} rows to retry", rows.len())
                 }
-                Err(error) => match classify(&error) {
-                    Err(rejected) => {
-                        self.log(LogKind::Rejected, &url, None, rejected.clone());
-                        done.extend(
-                            rows.drain(..)
-                                .map(|r| (r.index, DestinationOutcome::failed(rejected.clone()))),
-                        );
-                        break;
-                    }
-                    Ok(transient) => transient,
-                },
+                Written::Rejected(rejected) => {
+                    self.log(LogKind::Rejected, &url, None, rejected.clone());
+                    done.extend(
+                        rows.drain(..)
+                            .map(|r| (r.index, DestinationOutcome::failed(rejected.clone()))),
+                    );
+                    break;
+                }
+                Written::Transient(transient) => transient,
             };
             let Some(delay) = backoff.next_delay(None) else {
                 let reason = format!(
@@ -235,6 +198,96 @@ impl Shared {
             tokio::time::sleep(delay).await;
         }
         done
+    }
+
+    /// One request with the configured write API.
+    async fn attempt(&self, rows: &[Row]) -> Written {
+        if let Some((writer, stream)) = &self.writer {
+            let mut proto = Vec::with_capacity(rows.len());
+            let mut positions = Vec::with_capacity(rows.len());
+            let mut errors = BTreeMap::new();
+            for (i, row) in rows.iter().enumerate() {
+                match storage::proto_row(&self.columns, &row.json) {
+                    Ok(p) => {
+                        positions.push(i);
+                        proto.push(p);
+                    }
+                    Err(e) => {
+                        errors.insert(i, (false, e));
+                    }
+                }
+            }
+            if proto.is_empty() {
+                return Written::Rows(errors);
+            }
+            return match storage::append(writer, stream, &self.columns, &proto).await {
+                AppendOutcome::Appended(row_errors) => {
+                    for (index, message) in row_errors {
+                        if let Some(&i) = positions.get(index) {
+                            errors.insert(i, (false, message));
+                        }
+                    }
+                    Written::Rows(errors)
+                }
+                AppendOutcome::Transient(t) => Written::Transient(t),
+                AppendOutcome::Rejected(r) => Written::Rejected(r),
+            };
+        }
+        let mut request = TableDataInsertAllRequest::new();
+        if self.config.ignore_unknown_values {
+            request.ignore_unknown_values();
+        }
+        request.skip_invalid_rows();
+        for row in rows {
+            if let Err(e) = request.add_row(Some(row.insert_id.clone()), &row.json) {
+                tracing::error!(error = %e, "cannot serialise a row");
+            }
+        }
+        let result = self
+            .client
+            .tabledata()
+            .insert_all(
+                &self.project,
+                &self.config.dataset,
+                &self.config.table,
+                request,
+            )
+            .await;
+        match result {
+            Ok(response) => Written::Rows(
+                response
+                    .insert_errors
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|e| {
+                        let index = usize::try_from(e.index?).ok()?;
+                        let errors = e.errors.unwrap_or_default();
+                        let retryable = !errors.is_empty()
+                            && errors.iter().all(|x| {
+                                x.reason
+                                    .as_deref()
+                                    .is_some_and(|r| RETRYABLE_ROW_REASONS.contains(&r))
+                            });
+                        let text = errors
+                            .iter()
+                            .map(|x| {
+                                format!(
+                                    "{}: {}",
+                                    x.reason.as_deref().unwrap_or("error"),
+                                    x.message.as_deref().unwrap_or("")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        Some((index, (retryable, text)))
+                    })
+                    .collect(),
+            ),
+            Err(error) => match classify(&error) {
+                Ok(transient) => Written::Transient(transient),
+                Err(rejected) => Written::Rejected(rejected),
+            },
+        }
     }
 
     fn log(&self, kind: LogKind, url: &str, status: Option<u16>, message: String) {
