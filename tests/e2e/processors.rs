@@ -83,3 +83,51 @@ fn one_pipeline_transforms_and_the_other_receives_the_events_unchanged() {
         })]
     );
 }
+
+#[test]
+fn a_logs_pipeline_keeps_only_failures() {
+    let receiver =
+        tagpipe_capi_receiver::Receiver::spawn(tagpipe_capi_receiver::ReceiverConfig::new("t"));
+    receiver.script([tagpipe_capi_receiver::Reply::Status(
+        403,
+        "forbidden".into(),
+    )]);
+    let yaml = format!(
+        "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\n  logs:\nprocessors:\n  mapping/failures:\n    \
+         filter: {{match: {{type: [Rejected, Message]}}}}\nsinks:\n  spotify:\n    auth_token: t\n    connection_id: c\n    \
+         endpoint: {}\n    log_type: no\n  file/failures:\n    path: {{dir}}/failures.ndjson\n  file/all:\n    path: {{dir}}/all.ndjson\n\
+         pipelines:\n  spotify: {{sources: [http], sinks: [spotify]}}\n  \
+         failures: {{sources: [logs], processors: [mapping/failures], sinks: [file/failures]}}\n  \
+         all_logs: {{sources: [logs], sinks: [file/all]}}\n",
+        receiver.url()
+    );
+    let t = Tagpipe::start("logs-failures", &yaml);
+    let events = json!([
+        {"event_name": "Purchase", "ip_override": "1.1.1.1"},
+        {"event_name": "Purchase"}
+    ]);
+    let reply = send(
+        t.addr,
+        "POST",
+        "/v1/events",
+        &[("Content-Type", "application/json")],
+        events.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200);
+    // Request + Response + Rejected for the first event, Message for the second.
+    let all = t.wait_for_lines("all.ndjson", 4);
+    let failures = t.wait_for_lines("failures.ndjson", 2);
+    let kinds: Vec<&str> = failures
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"Rejected") && kinds.contains(&"Message"),
+        "{failures:?}"
+    );
+    assert!(all.iter().any(|r| r["type"] == "Request"));
+    let rejected = failures.iter().find(|r| r["type"] == "Rejected").unwrap();
+    assert_eq!(rejected["response_status_code"], 403);
+    assert_eq!(rejected["tag_name"], "spotify");
+    assert!(!serde_json::to_string(&all).unwrap().contains("Bearer"));
+}

@@ -45,6 +45,11 @@ pub struct FilterConfig {
     /// Drop events that have any of these fields.
     #[serde(default)]
     pub absent_fields: Vec<String>,
+    /// Keep only events whose fields have one of the listed values (field → values; every
+    /// listed field must match), e.g. `{type: [Rejected, Message]}` on the `logs` source.
+    /// Values compare as text (`200` matches `"200"`).
+    #[serde(default, rename = "match")]
+    pub matches: BTreeMap<String, Vec<Value>>,
 }
 
 /// How the event name is set.
@@ -208,6 +213,15 @@ impl ProcessorConfig for MappingConfig {
                 Operation::Delete(path) => {
                     check_path(&mut problems, format!("operations.{i}"), path);
                 }
+            }
+        }
+        for (path, values) in &self.filter.matches {
+            check_path(&mut problems, format!("filter.match.{path}"), path);
+            if values.is_empty() {
+                problems.push(ValidationError::new(
+                    format!("filter.match.{path}"),
+                    "list at least one value",
+                ));
             }
         }
         for (field, paths) in [

@@ -50,6 +50,14 @@ pub struct Mapping<S> {
     pub(crate) compiled: Arc<Compiled>,
 }
 
+/// A scalar as text, for value filters (`200` and `"200"` compare equal).
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn present(v: Option<&Value>) -> bool {
     v.is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
 }
@@ -71,6 +79,12 @@ impl Compiled {
             .find(|p| !present(path::get(&event.data, p)))
         {
             return Some(format!("filter: required field `{missing}` is missing"));
+        }
+        for (field, values) in &f.matches {
+            let actual = path::get(&event.data, field).map(as_text);
+            if !values.iter().any(|v| Some(as_text(v)) == actual) {
+                return Some(format!("filter: field `{field}` does not match"));
+            }
         }
         if let Some(found) = f
             .absent_fields
