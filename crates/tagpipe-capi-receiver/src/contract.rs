@@ -330,30 +330,12 @@ fn check_event(config: &ReceiverConfig, i: usize, e: &Value, now_ms: u64, v: &mu
 
 /// `now_ms` as an ISO-8601 UTC string, for comparisons.
 fn format_now(now_ms: u64) -> String {
-    let secs = now_ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let (y, m, d) = civil_from_days(days);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now_ms % 1000
+    tagpipe_core::time::rfc3339(
+        i64::try_from(now_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000),
+        3,
     )
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod queue;
 pub mod random;
 pub mod retry;
 pub mod secret;
+pub mod time;
 pub mod topology;
 
 pub use ack::{AckReceiver, DestinationOutcome, EventOutcomes, Outcome};

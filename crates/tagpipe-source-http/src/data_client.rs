@@ -66,26 +66,7 @@ pub(crate) fn parse(
                 "a JSON array of events is not accepted here (data.accept_arrays: false)",
             ));
         }
-        Value::Array(a) => {
-            if a.len() > max_events {
-                return Err(HttpError::too_large(format!(
-                    "too many events in one request: at most {max_events} are accepted"
-                )));
-            }
-            let mut events = Vec::with_capacity(a.len());
-            for (i, v) in a.into_iter().enumerate() {
-                match v {
-                    Value::Object(o) => events.push(o),
-                    other => {
-                        return Err(HttpError::bad_request(format!(
-                            "event {i} is not a JSON object (found {})",
-                            kind(&other)
-                        )));
-                    }
-                }
-            }
-            (events, true)
-        }
+        Value::Array(a) => (crate::events::objects(a, max_events)?, true),
         other => {
             return Err(HttpError::bad_request(format!(
                 "expected a JSON object or an array of objects, found {}",

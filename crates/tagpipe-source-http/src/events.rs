@@ -63,22 +63,7 @@ pub(crate) fn parse(
                 )));
             }
             Ok(Value::Object(event)) => vec![event],
-            Ok(Value::Array(items)) => {
-                too_many(items.len(), max_events)?;
-                let mut events = Vec::with_capacity(items.len());
-                for (i, item) in items.into_iter().enumerate() {
-                    match item {
-                        Value::Object(event) => events.push(event),
-                        other => {
-                            return Err(HttpError::bad_request(format!(
-                                "event {i} is not a JSON object (found {})",
-                                kind(&other)
-                            )));
-                        }
-                    }
-                }
-                events
-            }
+            Ok(Value::Array(items)) => objects(items, max_events)?,
             Ok(other) => {
                 return Err(HttpError::bad_request(format!(
                     "expected a JSON object or an array of objects, found {}",
@@ -117,6 +102,22 @@ pub(crate) fn parse(
     };
     too_many(events.len(), max_events)?;
     Ok(events)
+}
+
+/// The events of a JSON array: 413 above `max`, 400 naming the first item that is not an object.
+pub(crate) fn objects(items: Vec<Value>, max: usize) -> Result<Vec<EventData>, HttpError> {
+    too_many(items.len(), max)?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::Object(event) => Ok(event),
+            other => Err(HttpError::bad_request(format!(
+                "event {i} is not a JSON object (found {})",
+                kind(&other)
+            ))),
+        })
+        .collect()
 }
 
 fn too_many(n: usize, max: usize) -> Result<(), HttpError> {
