@@ -55,6 +55,19 @@ pub fn get_mut<'a>(data: &'a mut EventData, path: &str) -> Option<&'a mut Value>
 /// An array index may be at most the array's length (appending). Fails when a scalar is in the
 /// way or an index would leave a gap.
 pub fn set(data: &mut EventData, path: &str, value: Value) -> Result<(), String> {
+    if !path.contains('.') {
+        if path.is_empty() {
+            return Err("an empty path".into());
+        }
+        // The common case: a top-level field, replaced in place when it exists.
+        match data.get_mut(path) {
+            Some(slot) => *slot = value,
+            None => {
+                data.insert(path.to_owned(), value);
+            }
+        }
+        return Ok(());
+    }
     let segments: Vec<&str> = path.split('.').collect();
     if segments.iter().any(|s| s.is_empty()) {
         return Err(format!("`{path}` is not a valid path"));

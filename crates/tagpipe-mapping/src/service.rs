@@ -103,20 +103,30 @@ impl Compiled {
         }
         if let Some(naming) = &self.config.event_name {
             let current = event.event_name().unwrap_or("");
-            let new_name = match naming.method {
-                NameMethod::Standard | NameMethod::Custom => naming.name.clone(),
+            let new_name: Option<&str> = match naming.method {
+                NameMethod::Standard | NameMethod::Custom => naming.name.as_deref(),
                 NameMethod::Inherit => match self.names.get(current) {
-                    Some(mapped) => Some(mapped.clone()),
+                    Some(mapped) => Some(mapped.as_str()),
                     None if naming.unmapped == Unmapped::Drop => {
                         return Err(format!("mapping: event `{current}` has no mapped name"));
                     }
                     None => None,
                 },
             };
-            if let Some(new_name) = new_name.filter(|n| n != current) {
-                event
-                    .data_mut()
-                    .insert("event_name".into(), Value::String(new_name));
+            if let Some(new_name) = new_name.filter(|n| *n != current) {
+                // Replace the text in place: no new key, usually no new allocation.
+                match event.data_mut().get_mut("event_name") {
+                    Some(Value::String(s)) => {
+                        s.clear();
+                        s.push_str(new_name);
+                    }
+                    Some(other) => *other = Value::String(new_name.to_owned()),
+                    None => {
+                        event
+                            .data_mut()
+                            .insert("event_name".into(), Value::String(new_name.to_owned()));
+                    }
+                }
             }
         }
         for op in &self.config.operations {
