@@ -326,3 +326,27 @@ fn the_token_appears_in_no_log_answer_or_outcome() {
     assert_eq!(r.headers["authorization"], format!("Bearer {TOKEN}"));
     assert!(!r.body.to_string().contains(TOKEN));
 }
+
+#[test]
+fn batch_max_bytes_splits_a_batch_into_several_requests() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    let t = start(
+        "max-bytes",
+        &receiver,
+        "    batch: {max_events: 100, timeout: 300ms, max_bytes: 2048}\n",
+    );
+    let outcomes = post_debug(&t, &events(20));
+    assert!(
+        outcomes.iter().all(|o| o["outcome"] == "sent"),
+        "{outcomes:?}"
+    );
+    let requests = receiver.requests();
+    assert!(requests.len() > 1, "one request only");
+    for r in &requests {
+        assert!(
+            r.body.to_string().len() <= 2048,
+            "a request over 2048 bytes"
+        );
+    }
+    assert_eq!(sizes(&receiver).iter().sum::<usize>(), 20);
+}

@@ -15,6 +15,23 @@ pub struct BatchConfig {
     /// Longest time the first event of a batch waits for more events (`0s` sends at once).
     #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub timeout: Option<Duration>,
+    /// Largest request body in bytes, for sinks that send requests: a bigger batch goes out as
+    /// several requests. Sinks that do not send requests refuse it in `validate`.
+    pub max_bytes: Option<usize>,
+}
+
+impl BatchConfig {
+    /// For sinks without requests: an error when `batch.max_bytes` is set.
+    pub fn refuse_max_bytes(&self) -> Vec<crate::ValidationError> {
+        if self.max_bytes.is_some() {
+            vec![crate::ValidationError::new(
+                "batch.max_bytes",
+                "this sink sends no requests: remove `max_bytes`",
+            )]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 impl BatchConfig {

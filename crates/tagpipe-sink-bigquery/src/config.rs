@@ -45,13 +45,11 @@ pub struct BigQuerySinkConfig {
     /// Ignore row fields the table does not have (as the Stape tag does). Default: `true`.
     #[serde(default = "yes")]
     pub ignore_unknown_values: bool,
-    /// Batching: default `max_events: 500` (the insertAll limit), `timeout: 1s`.
+    /// Batching: default `max_events: 500` (the insertAll limit), `timeout: 1s`,
+    /// `max_bytes: 5000000` (insertAll accepts up to 10 MB, 5 MB is recommended; Storage Write
+    /// appends stay under 9 MB).
     #[serde(default)]
     pub batch: BatchConfig,
-    /// Largest request in bytes (insertAll accepts up to 10 MB; 5 MB is recommended).
-    /// Default: 5000000.
-    #[serde(default = "default_max_request_bytes")]
-    pub max_request_bytes: usize,
     /// Requests in flight. Default: 2.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -127,9 +125,6 @@ pub enum WriteApi {
 fn yes() -> bool {
     true
 }
-fn default_max_request_bytes() -> usize {
-    5_000_000
-}
 fn default_concurrency() -> usize {
     2
 }
@@ -141,6 +136,11 @@ fn is_identifier(s: &str) -> bool {
 }
 
 impl BigQuerySinkConfig {
+    /// The request size limit (`batch.max_bytes`).
+    pub(crate) fn max_request_bytes(&self) -> usize {
+        self.batch.max_bytes.unwrap_or(5_000_000)
+    }
+
     pub(crate) fn problems(&self) -> Vec<ValidationError> {
         let mut p = Vec::new();
         for (field, value) in [("dataset", &self.dataset), ("table", &self.table)] {
@@ -188,6 +188,12 @@ impl BigQuerySinkConfig {
         }
         if self.concurrency == 0 {
             p.push(ValidationError::new("concurrency", "must be at least 1"));
+        }
+        if self.batch.max_bytes.is_some_and(|b| b < 1024) {
+            p.push(ValidationError::new(
+                "batch.max_bytes",
+                "must be at least 1024",
+            ));
         }
         p.extend(self.retry.problems("retry"));
         p

@@ -119,7 +119,7 @@ impl Shared {
         let mut bytes = 0;
         for row in rows {
             if !current.is_empty()
-                && (current.len() >= 500 || bytes + row.size > self.config.max_request_bytes)
+                && (current.len() >= 500 || bytes + row.size > self.config.max_request_bytes())
             {
                 chunks.push(std::mem::take(&mut current));
                 bytes = 0;

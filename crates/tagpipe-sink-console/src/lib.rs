@@ -49,6 +49,10 @@ const DEFAULT_BATCH: BatchSettings = BatchSettings {
 };
 
 impl SinkConfig for ConsoleSinkConfig {
+    fn validate(&self) -> Vec<tagpipe_core::ValidationError> {
+        self.batch.refuse_max_bytes()
+    }
+
     fn build(&self, _cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>> {
         let target = self.target;
         Box::pin(async move {

@@ -47,11 +47,11 @@ const DEFAULT_BATCH: BatchSettings = BatchSettings {
 
 impl SinkConfig for FileSinkConfig {
     fn validate(&self) -> Vec<ValidationError> {
+        let mut problems = self.batch.refuse_max_bytes();
         if self.path.as_os_str().is_empty() {
-            vec![ValidationError::new("path", "must not be empty")]
-        } else {
-            Vec::new()
+            problems.push(ValidationError::new("path", "must not be empty"));
         }
+        problems
     }
 
     fn build(&self, _cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>> {

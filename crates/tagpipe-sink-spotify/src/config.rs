@@ -59,13 +59,10 @@ pub struct SpotifySinkConfig {
     /// `dry_run`, with the payload as `request`). Default: `false`.
     #[serde(default)]
     pub dry_run: bool,
-    /// Batching: default `max_events: 100`, `timeout: 50ms`.
+    /// Batching: default `max_events: 100`, `timeout: 50ms`, `max_bytes: 1048576` (a bigger
+    /// batch is sent as several requests).
     #[serde(default)]
     pub batch: BatchConfig,
-    /// Largest request body in bytes; a bigger batch is sent as several requests.
-    /// Default: 1048576.
-    #[serde(default = "default_max_request_bytes")]
-    pub max_request_bytes: usize,
     /// Requests in flight at once. Default: 4.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -148,9 +145,6 @@ fn default_endpoint() -> String {
 fn default_device_id_field() -> String {
     "x-spotify-device_id".to_owned()
 }
-fn default_max_request_bytes() -> usize {
-    1024 * 1024
-}
 fn default_concurrency() -> usize {
     4
 }
@@ -158,6 +152,11 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
 impl SpotifySinkConfig {
+    /// The request size limit (`batch.max_bytes`).
+    pub(crate) fn max_request_bytes(&self) -> usize {
+        self.batch.max_bytes.unwrap_or(1024 * 1024)
+    }
+
     pub(crate) fn problems(&self) -> Vec<ValidationError> {
         let mut p = Vec::new();
         if self.auth_token.is_empty() {
@@ -195,9 +194,9 @@ impl SpotifySinkConfig {
                 ));
             }
         }
-        if self.max_request_bytes < 1024 {
+        if self.batch.max_bytes.is_some_and(|b| b < 1024) {
             p.push(ValidationError::new(
-                "max_request_bytes",
+                "batch.max_bytes",
                 "must be at least 1024",
             ));
         }

@@ -150,7 +150,7 @@ impl Shared {
         (Bytes::from(text.clone()), text)
     }
 
-    /// Splits `items` into requests no bigger than `max_request_bytes`.
+    /// Splits `items` into requests no bigger than `batch.max_bytes`.
     fn chunks(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
         let envelope = 64 + self.config.connection_id.len();
         let mut chunks = Vec::new();
@@ -158,7 +158,7 @@ impl Shared {
         let mut size = envelope;
         for item in items {
             let item_size = item.payload.to_string().len() + 1;
-            if !current.is_empty() && size + item_size > self.config.max_request_bytes {
+            if !current.is_empty() && size + item_size > self.config.max_request_bytes() {
                 chunks.push(std::mem::take(&mut current));
                 size = envelope;
             }
