@@ -5,6 +5,7 @@ mod cli;
 mod http;
 mod http_client;
 mod processors;
+mod reliability;
 mod spotify_delivery;
 mod spotify_vectors;
 mod support;

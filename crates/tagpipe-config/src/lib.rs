@@ -94,6 +94,7 @@ pub fn load_str(
         expansion: &expansion,
         errors: Vec::new(),
         warnings: Vec::new(),
+        dead_letter_targets: Vec::new(),
     };
     let skeleton: Skeleton =
         match serde_saphyr::from_str_with_options(&expansion.text, doc.options.clone()) {
@@ -121,6 +122,8 @@ struct Loader<'a> {
     expansion: &'a Expansion,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    /// Sinks named as some sink's `dead_letter` (used, even if no pipeline lists them).
+    dead_letter_targets: Vec<String>,
 }
 
 /// A component section's entries with their IDs parsed and types checked.
@@ -181,17 +184,51 @@ impl Loader<'_> {
             if envelope.as_ref().is_some_and(|e| e.buffer.max_events == 0) {
                 self.error(locate(c.node, "buffer.max_events"), "must be at least 1");
             }
+            let dead_letter = envelope
+                .as_ref()
+                .and_then(|e| e.dead_letter.as_ref())
+                .and_then(|target| self.dead_letter(c, target, &sinks));
             if let (Some(config), Some(envelope)) = (config, envelope) {
                 self.validation(c, &config.validate());
                 topology.sinks.push(SinkEntry {
                     id: c.id.clone(),
                     buffer: envelope.buffer,
                     config,
+                    dead_letter,
                 });
             }
         }
         topology.pipelines = self.pipelines(&skeleton.pipelines, &sources, &processors, &sinks);
         topology
+    }
+
+    /// Checks a sink's `dead_letter` target: a defined sink other than itself.
+    fn dead_letter(
+        &mut self,
+        c: &Checked<'_>,
+        target: &Spanned<String>,
+        sinks: &[Checked<'_>],
+    ) -> Option<ComponentId> {
+        let Some(found) = sinks.iter().find(|s| s.id.as_str() == target.value) else {
+            let hint = suggest::hint(&target.value, sinks.iter().map(|s| s.id.as_str()));
+            self.error(
+                pos(target),
+                format!(
+                    "{}: dead_letter `{}` is not a sink defined under `sinks:`{hint}",
+                    c.id, target.value
+                ),
+            );
+            return None;
+        };
+        if found.id == c.id {
+            self.error(
+                pos(target),
+                format!("{}: a sink cannot be its own dead_letter", c.id),
+            );
+            return None;
+        }
+        self.dead_letter_targets.push(found.id.to_string());
+        Some(found.id.clone())
     }
 
     /// Parses IDs and checks their types are registered.
@@ -329,7 +366,9 @@ impl Loader<'_> {
             ("sink", sinks),
         ] {
             for c in defined {
-                if !used.contains(&(kind, c.id.to_string())) {
+                let dead_letter =
+                    kind == "sink" && self.dead_letter_targets.contains(&c.id.to_string());
+                if !used.contains(&(kind, c.id.to_string())) && !dead_letter {
                     let at = self.expansion.original(pos(c.key));
                     self.warnings.push(ConfigError::at(
                         self.file,
@@ -400,13 +439,16 @@ impl Loader<'_> {
     }
 }
 
-/// The part of a sink's mapping that configures its queue.
+/// The part of a sink's mapping that the runtime handles for every sink.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SinkEnvelope {
     /// The sink's queue.
     #[serde(default)]
     buffer: BufferConfig,
+    /// The sink that receives the events this one fails for good.
+    #[serde(default)]
+    dead_letter: Option<Spanned<String>>,
 }
 
 fn singular(section: &str) -> &str {

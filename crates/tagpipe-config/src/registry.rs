@@ -15,8 +15,9 @@ use tagpipe_core::{
 
 use crate::navigate::{self, KeyFilter};
 
-/// Keys of a sink's mapping that belong to the runtime (its queue), not to the sink's own struct.
-pub(crate) const SINK_ENVELOPE_KEYS: &[&str] = &["buffer"];
+/// Keys of a sink's mapping that belong to the runtime (its queue, its dead-letter sink), not to
+/// the sink's own struct.
+pub(crate) const SINK_ENVELOPE_KEYS: &[&str] = &["buffer", "dead_letter"];
 
 /// The YAML text being read, with its parser options.
 pub(crate) struct Doc<'a> {

@@ -389,3 +389,40 @@ fn errors_display_file_line_column() {
         "{text}"
     );
 }
+
+#[test]
+fn dead_letter_targets_are_checked_and_count_as_used() {
+    let text = VALID.replace(
+        "    buffer: {max_events: 5, when_full: drop_newest}\n",
+        "    buffer: {max_events: 5, when_full: drop_newest}\n    dead_letter: console/dlq\n  console/dlq:\n",
+    );
+    let loaded = load(&text).expect("valid");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let two = loaded
+        .topology
+        .sinks
+        .iter()
+        .find(|s| s.id.as_str() == "console/two")
+        .unwrap();
+    assert_eq!(
+        two.dead_letter.as_ref().map(ComponentId::as_str),
+        Some("console/dlq")
+    );
+
+    let text = VALID.replace(
+        "    buffer: {max_events: 5, when_full: drop_newest}\n",
+        "    buffer: {max_events: 5, when_full: drop_newest}\n    dead_letter: console/dql\n",
+    );
+    let (line, column, message) = one_error(&text);
+    assert_eq!((line, column), (13, 18), "{message}");
+    assert!(
+        message.contains("dead_letter `console/dql` is not a sink"),
+        "{message}"
+    );
+    let text = VALID.replace(
+        "    buffer: {max_events: 5, when_full: drop_newest}\n",
+        "    buffer: {max_events: 5, when_full: drop_newest}\n    dead_letter: console/two\n",
+    );
+    let (_, _, message) = one_error(&text);
+    assert!(message.contains("its own dead_letter"), "{message}");
+}

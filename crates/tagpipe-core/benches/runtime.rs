@@ -45,6 +45,7 @@ fn setup(destinations: usize) -> (Dispatcher, Vec<Arc<SinkStats>>) {
             rx,
             parts,
             stats.clone(),
+            None,
             CancellationToken::new(),
         ));
         inputs.push(input);

@@ -19,7 +19,7 @@ use crate::batch::BatchSettings;
 use crate::component::{SinkParts, SinkService};
 use crate::event::Event;
 use crate::id::ComponentId;
-use crate::queue::{QueuedEvent, SinkStats};
+use crate::queue::{QueuedEvent, SinkInput, SinkStats};
 
 /// How a sink's driver ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub async fn run(
     mut queue: mpsc::Receiver<QueuedEvent>,
     parts: SinkParts,
     stats: Arc<SinkStats>,
+    dead_letter: Option<SinkInput>,
     abort: CancellationToken,
 ) -> DriverReport {
     let SinkParts {
@@ -93,6 +94,7 @@ pub async fn run(
         let count = tokens.len();
         if let Err(error) = ready {
             tracing::warn!(sink = %sink, %error, "sink not ready; failing batch");
+            let tokens = tokens.into_iter().map(|(token, _)| token).collect();
             complete_all(
                 tokens,
                 &DestinationOutcome::failed(error.to_string()),
@@ -105,9 +107,10 @@ pub async fn run(
         let stats = stats.clone();
         let counter = in_flight_events.clone();
         let sink_id = sink.clone();
+        let dead_letter = dead_letter.clone();
         in_flight.spawn(async move {
             let result = call.await;
-            complete_batch(&sink_id, tokens, result, &stats);
+            complete_batch(&sink_id, tokens, result, &stats, dead_letter.as_ref()).await;
             counter.fetch_sub(count, Ordering::Relaxed);
             drop(permit);
         });
@@ -142,12 +145,14 @@ pub async fn run(
     DriverReport { sink, undelivered }
 }
 
-fn split(batch: &mut Vec<QueuedEvent>) -> (Vec<Event>, Vec<DeliveryToken>) {
+/// The events for the service, and each token with a copy of its event (kept for dead letters;
+/// a copy is two `Arc` clones).
+fn split(batch: &mut Vec<QueuedEvent>) -> (Vec<Event>, Vec<(DeliveryToken, Event)>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut tokens = Vec::with_capacity(batch.len());
     for item in batch.drain(..) {
+        tokens.push((item.token, item.event.clone()));
         events.push(item.event);
-        tokens.push(item.token);
     }
     (events, tokens)
 }
@@ -168,36 +173,75 @@ fn count(stats: &SinkStats, outcome: Outcome, n: usize) {
     SinkStats::add(counter, n);
 }
 
-fn complete_batch(
+async fn complete_batch(
     sink: &ComponentId,
-    tokens: Vec<DeliveryToken>,
+    tokens: Vec<(DeliveryToken, Event)>,
     result: Result<Vec<DestinationOutcome>, crate::component::BoxError>,
     stats: &SinkStats,
+    dead_letter: Option<&SinkInput>,
 ) {
-    match result {
-        Ok(outcomes) if outcomes.len() == tokens.len() => {
-            for (token, outcome) in tokens.into_iter().zip(outcomes) {
-                count(stats, outcome.outcome, 1);
-                token.complete(outcome);
-            }
-        }
+    let n = tokens.len();
+    let outcomes = match result {
+        Ok(outcomes) if outcomes.len() == n => outcomes,
         Ok(outcomes) => {
             let message = format!(
-                "sink {sink} answered {} outcomes for {} events",
-                outcomes.len(),
-                tokens.len()
+                "sink {sink} answered {} outcomes for {n} events",
+                outcomes.len()
             );
             tracing::error!(sink = %sink, "{message}");
-            complete_all(tokens, &DestinationOutcome::failed(message), stats);
+            vec![DestinationOutcome::failed(message); n]
         }
         Err(error) => {
-            tracing::warn!(sink = %sink, %error, events = tokens.len(), "batch failed");
-            complete_all(
-                tokens,
-                &DestinationOutcome::failed(error.to_string()),
-                stats,
-            );
+            tracing::warn!(sink = %sink, %error, events = n, "batch failed");
+            vec![DestinationOutcome::failed(error.to_string()); n]
         }
+    };
+    for ((token, event), mut outcome) in tokens.into_iter().zip(outcomes) {
+        if outcome.outcome == Outcome::Failed
+            && let Some(target) = dead_letter
+        {
+            send_dead_letter(sink, target, event, &outcome).await;
+            let reason = outcome.reason.take().unwrap_or_default();
+            outcome.reason = Some(format!("{reason} (dead-lettered to {})", target.id));
+        }
+        count(stats, outcome.outcome, 1);
+        token.complete(outcome);
+    }
+}
+
+/// Hands a failed event to the dead-letter sink, with why it failed and what was sent last:
+/// its data plus `dead_letter: {sink, reason, request, at}`. Waits for room in that queue.
+async fn send_dead_letter(
+    sink: &ComponentId,
+    target: &SinkInput,
+    mut event: Event,
+    outcome: &DestinationOutcome,
+) {
+    let mut note = serde_json::Map::new();
+    note.insert("sink".into(), sink.as_str().into());
+    note.insert(
+        "reason".into(),
+        outcome.reason.clone().unwrap_or_default().into(),
+    );
+    if let Some(request) = &outcome.request {
+        note.insert("request".into(), request.clone());
+    }
+    note.insert("at".into(), crate::logs::now_ms().into());
+    event
+        .data_mut()
+        .insert("dead_letter".into(), serde_json::Value::Object(note));
+    let item = QueuedEvent {
+        event,
+        token: DeliveryToken::new(None, target.id.clone()),
+    };
+    if let Ok(()) = target.tx.send(item).await {
+        SinkStats::add(&target.stats.queued, 1)
+    } else {
+        tracing::error!(
+            sink = %sink,
+            dead_letter = %target.id,
+            "dead-letter sink has stopped: a failed event could not be kept"
+        )
     }
 }
 

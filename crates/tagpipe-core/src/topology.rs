@@ -53,6 +53,8 @@ pub struct SinkEntry {
     pub buffer: BufferConfig,
     /// Its own configuration.
     pub config: Box<dyn SinkConfig>,
+    /// The sink that receives the events this one fails for good (rejected, or out of retries).
+    pub dead_letter: Option<ComponentId>,
 }
 
 /// A configured pipeline.
@@ -114,11 +116,18 @@ impl Topology {
             pipelines,
             shutdown_timeout,
         } = config;
-        let used = |id: &ComponentId| {
+        let in_pipeline = |id: &ComponentId| {
             pipelines.iter().any(|p| {
                 p.sources.contains(id) || p.processors.contains(id) || p.sinks.contains(id)
             })
         };
+        // A dead-letter sink is used when a sink that is used names it.
+        let dead_letter_targets: Vec<ComponentId> = sinks
+            .iter()
+            .filter(|s| in_pipeline(&s.id))
+            .filter_map(|s| s.dead_letter.clone())
+            .collect();
+        let used = |id: &ComponentId| in_pipeline(id) || dead_letter_targets.contains(id);
         let shutdown = CancellationToken::new();
         let abort = CancellationToken::new();
         let logs = LogEmitter::new(16_384);
@@ -129,11 +138,13 @@ impl Topology {
             .flat_map(|p| p.sinks.iter().cloned())
             .collect();
 
-        // Sinks first: a queue and a driver each.
+        // Sinks first: each is built, gets its queue, then its driver (which may need another
+        // sink's queue for dead letters).
         let mut inputs: HashMap<ComponentId, SinkInput> = HashMap::new();
         let mut waiting_sinks: Vec<ComponentId> = Vec::new();
         let mut drivers = JoinSet::new();
         let mut sink_stats = BTreeMap::new();
+        let mut built = Vec::new();
         for entry in sinks.into_iter().filter(|s| used(&s.id)) {
             let cx = SinkContext {
                 id: entry.id.clone(),
@@ -147,15 +158,20 @@ impl Topology {
                 waiting_sinks.push(entry.id.clone());
             }
             let (input, rx, stats) = queue::channel(entry.id.clone(), &entry.buffer);
+            sink_stats.insert(entry.id.clone(), stats.clone());
+            inputs.insert(entry.id.clone(), input);
+            built.push((entry.id, parts, rx, stats, entry.dead_letter));
+        }
+        for (id, parts, rx, stats, dead_letter) in built {
+            let dead_letter = dead_letter.and_then(|d| inputs.get(&d).cloned());
             drivers.spawn(driver::run(
-                entry.id.clone(),
+                id,
                 rx,
                 parts,
-                stats.clone(),
+                stats,
+                dead_letter,
                 abort.clone(),
             ));
-            sink_stats.insert(entry.id.clone(), stats);
-            inputs.insert(entry.id, input);
         }
 
         let mut layers: HashMap<ComponentId, ProcessorLayer> = HashMap::new();

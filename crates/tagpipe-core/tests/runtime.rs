@@ -45,6 +45,8 @@ enum Behaviour {
     Stall,
     /// Waits for the gate before answering.
     Gated,
+    /// Answers `failed` for every event.
+    Reject,
 }
 
 /// A sink that records the batches it was called with.
@@ -54,6 +56,7 @@ struct TestSink {
     batch: BatchSettings,
     seen: Arc<Mutex<Vec<Vec<Event>>>>,
     gate: Arc<Notify>,
+    dead_letter: Option<&'static str>,
 }
 
 impl TestSink {
@@ -63,6 +66,7 @@ impl TestSink {
             batch: BatchSettings::UNBATCHED,
             seen: Arc::default(),
             gate: Arc::new(Notify::new()),
+            dead_letter: None,
         }
     }
     fn events(&self) -> usize {
@@ -80,10 +84,15 @@ impl SinkConfig for TestSink {
                     match this.behaviour {
                         Behaviour::Stall => std::future::pending::<()>().await,
                         Behaviour::Gated => this.gate.notified().await,
-                        Behaviour::Accept => {}
+                        Behaviour::Accept | Behaviour::Reject => {}
                     }
                     let n = batch.len();
                     this.seen.lock().unwrap().push(batch);
+                    if matches!(this.behaviour, Behaviour::Reject) {
+                        let refused = DestinationOutcome::failed("rejected: HTTP 400: bad event")
+                            .with_request(json!({"sent": true}));
+                        return Ok(vec![refused; n]);
+                    }
                     Ok(vec![DestinationOutcome::sent(); n])
                 }
             });
@@ -158,6 +167,7 @@ async fn start(
             .map(|(name, sink, buffer)| SinkEntry {
                 id: id(name),
                 buffer,
+                dead_letter: sink.dead_letter.map(id),
                 config: Box::new(sink),
             })
             .collect(),
@@ -430,4 +440,47 @@ async fn the_shutdown_deadline_fails_and_counts_what_is_left() {
         let outcome = &within(ack).await["stuck"];
         assert_eq!(outcome.outcome, Outcome::Failed);
     }
+}
+
+#[tokio::test]
+async fn events_failed_for_good_go_to_the_dead_letter_sink() {
+    let mut rejecting = TestSink::new(Behaviour::Reject);
+    rejecting.dead_letter = Some("file/dlq");
+    let dlq = TestSink::new(Behaviour::Accept);
+    let h = start(
+        vec![
+            ("spotify", rejecting, BufferConfig::default()),
+            ("file/dlq", dlq.clone(), BufferConfig::default()),
+        ],
+        vec![("main", vec![], vec!["spotify"])],
+        Duration::from_secs(5),
+    )
+    .await;
+    let (e, ack) = event("purchase").with_acknowledgement();
+    h.dispatcher.send(e).await;
+    let outcomes = within(ack).await;
+    assert_eq!(outcomes["spotify"].outcome, Outcome::Failed);
+    assert_eq!(
+        outcomes["spotify"].reason.as_deref(),
+        Some("rejected: HTTP 400: bad event (dead-lettered to file/dlq)")
+    );
+    assert!(
+        !outcomes.contains_key("file/dlq"),
+        "the dead letter is a new delivery"
+    );
+    within(async {
+        while dlq.events() < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let kept = dlq.seen.lock().unwrap()[0][0].clone();
+    assert_eq!(kept.event_name(), Some("purchase"));
+    assert_eq!(kept.data["dead_letter"]["sink"], json!("spotify"));
+    assert_eq!(
+        kept.data["dead_letter"]["reason"],
+        json!("rejected: HTTP 400: bad event")
+    );
+    assert_eq!(kept.data["dead_letter"]["request"], json!({"sent": true}));
+    assert!(h.finish().await.undelivered.is_empty());
 }

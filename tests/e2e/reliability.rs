@@ -1,0 +1,271 @@
+//! Fault scenarios with counted events (issue: reliability). Each records events accepted (2xx),
+//! delivered, lost and duplicated (same `event_id` more than once), prints them for
+//! RELIABILITY.md, and asserts that nothing accepted was lost.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tagpipe_capi_receiver::{Receiver, ReceiverConfig, Reply};
+
+use crate::http_client::{send, try_send};
+use crate::support::{Tagpipe, eventually};
+
+const TOKEN: &str = "reliability-token";
+
+fn spotify_pipeline(receiver: &Receiver, extra: &str) -> String {
+    format!(
+        "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\nsinks:\n  spotify:\n    auth_token: {TOKEN}\n    \
+         connection_id: c\n    endpoint: {}\n    optimistic: true\n    log_type: no\n    \
+         batch: {{max_events: 50, timeout: 20ms}}\n{extra}pipelines:\n  p: {{sources: [http], sinks: [spotify]}}\n",
+        receiver.url()
+    )
+}
+
+fn event(i: usize) -> Value {
+    json!({"event_name": "Purchase", "event_id": format!("ev-{i}"), "ip_override": "1.1.1.1", "timestamp": 1_748_377_016})
+}
+
+/// Counts of one scenario.
+#[derive(Debug)]
+struct Tally {
+    accepted: usize,
+    delivered: usize,
+    lost: usize,
+    duplicated: usize,
+}
+
+fn tally(accepted_ids: &[String], receiver: &Receiver) -> Tally {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for e in receiver.accepted_events() {
+        *seen
+            .entry(e["event_id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    let lost = accepted_ids
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .count();
+    Tally {
+        accepted: accepted_ids.len(),
+        delivered: accepted_ids.len() - lost,
+        lost,
+        duplicated: seen.values().map(|n| n.saturating_sub(1)).sum(),
+    }
+}
+
+/// Sends `n` events one per request, spread over `over`; returns the ids answered 2xx.
+fn send_spread(t: &Tagpipe, n: usize, over: Duration) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let e = event(i);
+        let reply = send(
+            t.addr,
+            "POST",
+            "/v1/events",
+            &[("Content-Type", "application/json")],
+            e.to_string().as_bytes(),
+        );
+        if (200..300).contains(&reply.status) {
+            ids.push(e["event_id"].as_str().unwrap().to_owned());
+        }
+        std::thread::sleep(over / u32::try_from(n).unwrap());
+    }
+    ids
+}
+
+#[test]
+fn scenario_1_a_30_second_outage_loses_nothing() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.set_default(Reply::Status(503, "maintenance".into()));
+    let t = Tagpipe::start(
+        "rel-outage",
+        &spotify_pipeline(
+            &receiver,
+            "    retry: {initial_interval: 200ms, max_interval: 2s}\n",
+        ),
+    );
+    let recover = {
+        let receiver = receiver.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(30));
+            receiver.set_default(Reply::Ok);
+        })
+    };
+    let ids = send_spread(&t, 300, Duration::from_secs(10));
+    recover.join().unwrap();
+    eventually(
+        "every accepted event delivered",
+        Duration::from_secs(60),
+        || tally(&ids, &receiver).lost == 0,
+    );
+    let result = tally(&ids, &receiver);
+    println!("scenario 1 (503 for 30 s): {result:?}");
+    assert_eq!(result.accepted, 300);
+    assert_eq!(result.lost, 0);
+}
+
+#[test]
+fn scenario_4_retry_after_is_waited_for() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.script([Reply::RateLimited(2)]);
+    let t = Tagpipe::start("rel-429", &spotify_pipeline(&receiver, ""));
+    let ids = send_spread(&t, 20, Duration::from_millis(200));
+    eventually("delivered", Duration::from_secs(30), || {
+        tally(&ids, &receiver).lost == 0
+    });
+    let requests = receiver.requests();
+    // The throttled request's events, sent again (other batches may go out in between).
+    let first_id = |r: &tagpipe_capi_receiver::Recorded| {
+        r.body["conversion_events"]["events"][0]["event_id"].clone()
+    };
+    let again = requests[1..]
+        .iter()
+        .find(|r| first_id(r) == first_id(&requests[0]))
+        .expect("the throttled events were sent again");
+    let gap = again.at.duration_since(requests[0].at);
+    let result = tally(&ids, &receiver);
+    println!("scenario 4 (429, Retry-After: 2): {result:?}; next attempt after {gap:?}");
+    assert!(gap >= Duration::from_secs(2), "{gap:?}");
+    assert_eq!(result.lost, 0);
+}
+
+#[test]
+fn scenario_5_a_receiver_taking_10_seconds_per_request() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.set_default(Reply::Stall(Duration::from_secs(10)));
+    let t = Tagpipe::start(
+        "rel-slow",
+        &spotify_pipeline(
+            &receiver,
+            "    request_timeout: 2s\n    retry: {initial_interval: 200ms, max_interval: 1s}\n",
+        ),
+    );
+    let slow_until = Instant::now() + Duration::from_secs(12);
+    let ids = send_spread(&t, 100, Duration::from_secs(3));
+    std::thread::sleep(slow_until.saturating_duration_since(Instant::now()));
+    receiver.set_default(Reply::Ok);
+    eventually(
+        "delivered after the slow period",
+        Duration::from_secs(60),
+        || tally(&ids, &receiver).lost == 0,
+    );
+    let result = tally(&ids, &receiver);
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", t.child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    println!("scenario 5 (10 s per request, 2 s timeout): {result:?}; peak RSS {rss_kib} KiB");
+    assert_eq!(result.lost, 0);
+    assert!(rss_kib < 200 * 1024, "memory stayed bounded: {rss_kib} KiB");
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed & 0xff) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn scenario_8_ten_thousand_malformed_requests_among_valid_ones() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    let t = Tagpipe::start("rel-malformed", &spotify_pipeline(&receiver, ""));
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let templates: Vec<Vec<u8>> = vec![
+        br#"{"event_name": "Purchase", "ip_override": "1.1.1.1""#.to_vec(),
+        br#"{"value": 1e400}"#.to_vec(),
+        deep.into_bytes(),
+        b"{\"event_name\": \"\xff\xfe\"}".to_vec(),
+        b"[1, 2, 3]".to_vec(),
+        b"\"just a string\"".to_vec(),
+        b"{\"a\": }".to_vec(),
+    ];
+    let mut seed = 0x9E37_79B9_7F4A_7C15;
+    let (mut bad, mut bad_refused, mut ids) = (0, 0, Vec::new());
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for i in 0..11_000 {
+        let (body, valid) = if i % 11 == 0 {
+            (event(i).to_string().into_bytes(), true)
+        } else {
+            let body = match i % 3 {
+                0 => noise(&mut seed, 1 + (i % 300)),
+                _ => templates[i % templates.len()].clone(),
+            };
+            (body, false)
+        };
+        let raw = crate::http_client::build(
+            "POST",
+            "/v1/events",
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        let Some(reply) = try_send(t.addr, &raw) else {
+            panic!("request {i}: no answer (a crash?)");
+        };
+        *statuses.entry(reply.status).or_default() += 1;
+        if valid {
+            assert_eq!(reply.status, 200, "a valid request was refused");
+            ids.push(format!("ev-{i}"));
+        } else {
+            bad += 1;
+            if (400..500).contains(&reply.status) {
+                bad_refused += 1;
+            }
+        }
+    }
+    eventually("valid events delivered", Duration::from_secs(60), || {
+        tally(&ids, &receiver).lost == 0
+    });
+    let result = tally(&ids, &receiver);
+    println!(
+        "scenario 8: {bad} malformed, {bad_refused} answered 4xx; valid {result:?}; statuses {statuses:?}"
+    );
+    assert!(bad >= 10_000);
+    assert_eq!(bad_refused, bad, "every malformed request gets a 4xx");
+    assert_eq!(result.lost, 0);
+    assert!(!t.logs().contains("panicked"));
+}
+
+#[test]
+fn events_rejected_for_good_go_to_the_dead_letter_file() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.script([Reply::Status(
+        403,
+        r#"{"error":"connection disabled"}"#.into(),
+    )]);
+    let yaml = spotify_pipeline(
+        &receiver,
+        "    dead_letter: file/dlq\n  file/dlq:\n    path: {dir}/dead.ndjson\n",
+    );
+    let t = Tagpipe::start("rel-dlq", &yaml);
+    let ids = send_spread(&t, 1, Duration::from_millis(1));
+    let dead = t.wait_for_lines("dead.ndjson", 1);
+    assert_eq!(dead[0]["event_id"], ids[0].as_str());
+    assert_eq!(dead[0]["dead_letter"]["sink"], "spotify");
+    let reason = dead[0]["dead_letter"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HTTP 403") && reason.contains("connection disabled"),
+        "{reason}"
+    );
+    assert_eq!(
+        dead[0]["dead_letter"]["request"]["event_id"],
+        ids[0].as_str()
+    );
+    assert!(
+        !std::fs::read_to_string(t.dir.join("dead.ndjson"))
+            .unwrap()
+            .contains(TOKEN)
+    );
+}
