@@ -234,14 +234,14 @@ async fn send_dead_letter(
         event,
         token: DeliveryToken::new(None, target.id.clone()),
     };
-    if let Ok(()) = target.tx.send(item).await {
-        SinkStats::add(&target.stats.queued, 1)
+    if target.tx.send(item).await.is_ok() {
+        SinkStats::add(&target.stats.queued, 1);
     } else {
         tracing::error!(
             sink = %sink,
             dead_letter = %target.id,
             "dead-letter sink has stopped: a failed event could not be kept"
-        )
+        );
     }
 }
 
