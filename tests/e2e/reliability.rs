@@ -46,12 +46,21 @@ fn tally(accepted_ids: &[String], receiver: &Receiver) -> Tally {
         .iter()
         .filter(|id| !seen.contains_key(*id))
         .count();
-    Tally {
+    let result = Tally {
         accepted: accepted_ids.len(),
         delivered: accepted_ids.len() - lost,
         lost,
         duplicated: seen.values().map(|n| n.saturating_sub(1)).sum(),
-    }
+    };
+    assert_eq!(result.delivered + result.lost, result.accepted);
+    // Duplicates are allowed only as re-sends of the same event id (which Spotify de-duplicates);
+    // any delivered id must be one that was accepted.
+    assert!(
+        seen.keys().all(|id| accepted_ids.contains(id)),
+        "delivered an event that was never accepted"
+    );
+    assert!(result.duplicated <= result.accepted, "{result:?}");
+    result
 }
 
 /// Sends `n` events one per request, spread over `over`; returns the ids answered 2xx.
