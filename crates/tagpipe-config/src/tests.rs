@@ -426,3 +426,39 @@ fn dead_letter_targets_are_checked_and_count_as_used() {
     let (_, _, message) = one_error(&text);
     assert!(message.contains("its own dead_letter"), "{message}");
 }
+
+/// Property test (the stable toolchain has no libFuzzer): thousands of seeded mutations of a
+/// valid file must each load or fail with positioned errors — never panic.
+#[test]
+fn the_loader_never_panics_on_mutated_files() {
+    let mut state: u64 = 0x0C0F_F1E5_EED5_1234;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet: &[u8] = b" :-{}[],\n\t#&*!|>'\"$%@`?~=01aZ_.\\\xc3\xa9";
+    for _ in 0..3_000 {
+        let mut bytes = VALID.as_bytes().to_vec();
+        for _ in 0..=(next() % 6) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = (next() % bytes.len() as u64) as usize;
+            match next() % 4 {
+                0 => bytes[at] = alphabet[(next() % alphabet.len() as u64) as usize],
+                1 => bytes.insert(at, alphabet[(next() % alphabet.len() as u64) as usize]),
+                2 => {
+                    bytes.remove(at);
+                }
+                _ => bytes.truncate(at),
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Err(errors) = load(&text) {
+            assert!(!errors.0.is_empty());
+            assert!(errors.0.iter().all(|e| e.line > 0), "{errors}");
+        }
+    }
+}

@@ -27,6 +27,8 @@ mod cors;
 mod data_client;
 mod error;
 mod events;
+#[cfg(test)]
+mod fuzz;
 pub mod ga4;
 mod ingest;
 mod response;
