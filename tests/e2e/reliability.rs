@@ -278,3 +278,122 @@ fn events_rejected_for_good_go_to_the_dead_letter_file() {
             .contains(TOKEN)
     );
 }
+
+/// The Spotify pipeline with a disk buffer at `{dir}/buffer/spotify.redb`.
+fn disk_pipeline(receiver: &Receiver, dir: &std::path::Path) -> String {
+    spotify_pipeline(
+        receiver,
+        &format!(
+            "    retry: {{initial_interval: 100ms, max_interval: 500ms}}\n    buffer: {{type: disk, path: {}, max_events: 100000}}\n",
+            dir.join("buffer/spotify.redb").display()
+        ),
+    )
+    .replace("pipelines:", "runtime:\n  shutdown_timeout: 1s\npipelines:")
+}
+
+/// Starts tagpipe on a fixed file in `dir` (so a restart reuses the same buffer).
+fn start_in(dir: &std::path::Path, yaml: &str) -> Tagpipe {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = crate::support::free_port();
+    let config = dir.join("pipeline.yaml");
+    std::fs::write(&config, yaml.replace("{port}", &port.to_string())).unwrap();
+    let child = crate::support::bin()
+        .arg("run")
+        .arg("-c")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("stderr-{port}.log"))).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually("ready", Duration::from_secs(30), || {
+        try_send(
+            addr,
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .is_some_and(|r| r.status == 200)
+    });
+    Tagpipe {
+        child,
+        addr,
+        dir: dir.to_owned(),
+    }
+}
+
+#[test]
+fn events_left_at_the_shutdown_deadline_are_kept_on_disk_and_delivered_after_restart() {
+    let dir = crate::support::scratch("rel-disk-deadline");
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.set_default(Reply::Status(503, "down".into()));
+    let yaml = disk_pipeline(&receiver, &dir);
+    let t = start_in(&dir, &yaml);
+    let ids = send_spread(&t, 50, Duration::from_millis(200));
+    assert_eq!(ids.len(), 50);
+    let stopped = t.stop();
+    assert!(
+        stopped.success(),
+        "{stopped:?}: events kept on disk are not a failure"
+    );
+    let logs = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("stderr-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(logs.contains("kept in the disk buffer"), "{logs}");
+    receiver.set_default(Reply::Ok);
+    let _again = start_in(&dir, &yaml);
+    eventually(
+        "delivered after the restart",
+        Duration::from_secs(30),
+        || tally(&ids, &receiver).lost == 0,
+    );
+    let result = tally(&ids, &receiver);
+    println!("disk buffer across a graceful restart: {result:?}");
+    assert_eq!(result.lost, 0);
+}
+
+#[test]
+fn scenario_2_sigkill_under_load_with_a_disk_buffer_loses_nothing_accepted() {
+    let dir = crate::support::scratch("rel-disk-kill");
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    // Slow delivery, so that a backlog is on disk when the process dies.
+    receiver.set_default(Reply::Stall(Duration::from_millis(300)));
+    let yaml = disk_pipeline(&receiver, &dir);
+    let mut t = start_in(&dir, &yaml);
+    let mut ids = Vec::new();
+    for i in 0..400 {
+        if i == 250 {
+            t.child.kill().unwrap();
+            t.child.wait().unwrap();
+        }
+        let e = event(i);
+        let raw = crate::http_client::build(
+            "POST",
+            "/v1/events",
+            &[("Content-Type", "application/json")],
+            e.to_string().as_bytes(),
+        );
+        if let Some(reply) = try_send(t.addr, &raw)
+            && (200..300).contains(&reply.status)
+        {
+            ids.push(e["event_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        250,
+        "the first 250 were accepted, the rest found no server"
+    );
+    receiver.set_default(Reply::Ok);
+    let _again = start_in(&dir, &yaml);
+    eventually(
+        "every accepted event delivered",
+        Duration::from_secs(60),
+        || tally(&ids, &receiver).lost == 0,
+    );
+    let result = tally(&ids, &receiver);
+    println!("scenario 2 (SIGKILL under load, disk buffer): {result:?}");
+    assert_eq!(result.lost, 0);
+}

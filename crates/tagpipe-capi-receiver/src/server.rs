@@ -205,7 +205,11 @@ impl Receiver {
         };
         if let Reply::Stall(d) = reply {
             tokio::time::sleep(d).await;
-            reply = self.lock().default.clone().unwrap_or(Reply::Ok);
+            // After the stall, answer as the default would (a stalling default answers 200).
+            reply = match self.lock().default.clone() {
+                Some(Reply::Stall(_)) | None => Reply::Ok,
+                Some(other) => other,
+            };
         }
         let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let (status, text, retry_after) = match &reply {

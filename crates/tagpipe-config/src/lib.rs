@@ -181,8 +181,10 @@ impl Loader<'_> {
                     self.errors.push(error);
                 })
                 .ok();
-            if envelope.as_ref().is_some_and(|e| e.buffer.max_events == 0) {
-                self.error(locate(c.node, "buffer.max_events"), "must be at least 1");
+            if let Some(envelope) = &envelope {
+                for problem in envelope.buffer.problems("buffer") {
+                    self.error(locate(c.node, &problem.field), problem.message);
+                }
             }
             let dead_letter = envelope
                 .as_ref()

@@ -28,7 +28,7 @@ fn setup(destinations: usize) -> (Dispatcher, Vec<Arc<SinkStats>>) {
     let mut ids = Vec::new();
     for i in 0..destinations {
         let id = ComponentId::parse(&format!("null/{i}")).unwrap();
-        let (input, rx, stats) = queue::channel(id.clone(), &BufferConfig::default());
+        let (input, rx, stats) = queue::channel(id.clone(), &BufferConfig::default()).unwrap();
         let parts = SinkParts {
             service: service_fn(|events: Vec<Event>| async move {
                 Ok(vec![DestinationOutcome::sent(); events.len()])

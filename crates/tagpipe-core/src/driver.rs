@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use crate::batch::BatchSettings;
 use crate::component::{SinkParts, SinkService};
 use crate::event::Event;
 use crate::id::ComponentId;
-use crate::queue::{QueuedEvent, SinkInput, SinkStats};
+use crate::queue::{QueueRx, QueuedEvent, SinkInput, SinkStats};
 
 /// How a sink's driver ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct DriverReport {
     pub sink: ComponentId,
     /// Events that were still queued or in flight when the shutdown deadline came.
     pub undelivered: usize,
+    /// Whether those events are kept in a disk buffer (delivered after the next start).
+    pub kept_on_disk: bool,
 }
 
 /// Runs one sink: reads its queue until it is closed and empty, or until `abort` is cancelled
@@ -35,7 +37,7 @@ pub struct DriverReport {
 /// counted.
 pub async fn run(
     sink: ComponentId,
-    mut queue: mpsc::Receiver<QueuedEvent>,
+    mut queue: QueueRx,
     parts: SinkParts,
     stats: Arc<SinkStats>,
     dead_letter: Option<SinkInput>,
@@ -90,6 +92,7 @@ pub async fn run(
             ready = service.ready() => ready.map(|_| ()),
         };
         while in_flight.try_join_next().is_some() {}
+        let seqs: Vec<u64> = batch.iter().filter_map(|item| item.seq).collect();
         let (events, tokens) = split(&mut batch);
         let count = tokens.len();
         if let Err(error) = ready {
@@ -108,9 +111,14 @@ pub async fn run(
         let counter = in_flight_events.clone();
         let sink_id = sink.clone();
         let dead_letter = dead_letter.clone();
+        let disk = queue.disk();
         in_flight.spawn(async move {
             let result = call.await;
             complete_batch(&sink_id, tokens, result, &stats, dead_letter.as_ref()).await;
+            // Every event of the batch has its outcome: its record leaves the disk buffer.
+            if let Some(disk) = disk {
+                disk.ack(&seqs);
+            }
             counter.fetch_sub(count, Ordering::Relaxed);
             drop(permit);
         });
@@ -122,27 +130,49 @@ pub async fn run(
             biased;
             () = abort.cancelled() => {},
             () = async { while in_flight.join_next().await.is_some() {} } => {
-                return DriverReport { sink, undelivered: 0 };
+                return DriverReport {
+                    sink,
+                    undelivered: 0,
+                    kept_on_disk: false,
+                };
             }
         }
     }
 
-    // The shutdown deadline: fail whatever is left and say how much.
-    queue.close();
+    // The shutdown deadline: fail whatever is left and say how much — except what a disk
+    // buffer keeps for the next start.
     let mut undelivered = batch.len() + in_flight_events.load(Ordering::Relaxed);
-    let reason = "shutdown deadline reached before delivery";
+    let kept = matches!(queue, QueueRx::Disk(_));
+    let reason = if kept {
+        "shutdown deadline reached: kept in the disk buffer for the next start"
+    } else {
+        "shutdown deadline reached before delivery"
+    };
     for item in batch.drain(..) {
         SinkStats::add(&stats.failed, 1);
         item.token.complete(DestinationOutcome::failed(reason));
     }
-    while let Some(item) = queue.recv().await {
-        undelivered += 1;
-        SinkStats::add(&stats.failed, 1);
-        item.token.complete(DestinationOutcome::failed(reason));
+    match &mut queue {
+        QueueRx::Memory(rx) => {
+            rx.close();
+            while let Some(item) = rx.recv().await {
+                undelivered += 1;
+                SinkStats::add(&stats.failed, 1);
+                item.token.complete(DestinationOutcome::failed(reason));
+            }
+        }
+        QueueRx::Disk(disk) => {
+            undelivered = disk.len();
+            tracing::warn!(sink = %sink, kept = undelivered, "shutdown deadline: events kept in the disk buffer");
+        }
     }
     // Aborted calls drop their tokens, which records them as failed.
     in_flight.shutdown().await;
-    DriverReport { sink, undelivered }
+    DriverReport {
+        sink,
+        undelivered,
+        kept_on_disk: kept,
+    }
 }
 
 /// The events for the service, and each token with a copy of its event (kept for dead letters;
@@ -233,8 +263,9 @@ async fn send_dead_letter(
     let item = QueuedEvent {
         event,
         token: DeliveryToken::new(None, target.id.clone()),
+        seq: None,
     };
-    if target.tx.send(item).await.is_ok() {
+    if target.send(item, true).await.is_ok() {
         SinkStats::add(&target.stats.queued, 1);
     } else {
         tracing::error!(

@@ -16,7 +16,7 @@ use crate::ack::{DeliveryToken, DestinationOutcome};
 use crate::component::{BoxError, BoxFuture};
 use crate::event::Event;
 use crate::processor::Disposition;
-use crate::queue::{QueuedEvent, SinkInput, SinkStats, WhenFull};
+use crate::queue::{QueueTx, QueuedEvent, SinkInput, SinkStats, WhenFull};
 
 /// Sends each event to every sink of a pipeline.
 #[derive(Debug, Clone)]
@@ -68,8 +68,14 @@ impl Service<Event> for FanOut {
             let item = QueuedEvent {
                 event: event.clone(),
                 token: DeliveryToken::new(ack.clone(), sink.id.clone()),
+                seq: None,
             };
-            match sink.tx.try_send(item) {
+            let QueueTx::Memory(tx) = &sink.tx else {
+                // A disk buffer answers once the event is on disk.
+                waiting.push((sink.clone(), item));
+                continue;
+            };
+            match tx.try_send(item) {
                 Ok(()) => SinkStats::add(&sink.stats.queued, 1),
                 Err(TrySendError::Full(item)) => match sink.when_full {
                     WhenFull::DropNewest => {
@@ -93,14 +99,14 @@ impl Service<Event> for FanOut {
         }
         FanOutFuture::Waiting(Box::pin(async move {
             for (sink, item) in waiting {
-                match sink.tx.send(item).await {
+                match sink.send(item, sink.when_full == WhenFull::Block).await {
                     Ok(()) => SinkStats::add(&sink.stats.queued, 1),
-                    Err(closed) => {
+                    Err((item, reason)) => {
                         SinkStats::add(&sink.stats.failed, 1);
-                        closed
-                            .0
-                            .token
-                            .complete(DestinationOutcome::failed("sink has stopped"));
+                        if sink.when_full == WhenFull::DropNewest {
+                            SinkStats::add(&sink.stats.dropped_full, 1);
+                        }
+                        item.token.complete(DestinationOutcome::failed(reason));
                     }
                 }
             }

@@ -18,6 +18,7 @@
 pub mod ack;
 pub mod batch;
 pub mod component;
+pub mod disk;
 pub mod driver;
 pub mod duration;
 pub mod event;

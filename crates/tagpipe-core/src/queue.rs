@@ -8,6 +8,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::ack::DeliveryToken;
+use crate::disk::DiskQueue;
 use crate::event::Event;
 use crate::id::ComponentId;
 
@@ -15,7 +16,8 @@ use crate::id::ComponentId;
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
-    /// Where queued events are kept. Only `memory` for now.
+    /// Where queued events are kept: `memory` (default) or `disk` (durable: survives crashes
+    /// and restarts; needs `path`).
     #[serde(rename = "type", default)]
     pub kind: BufferKind,
     /// How many events the queue holds before `when_full` applies. Default: 10000.
@@ -24,6 +26,14 @@ pub struct BufferConfig {
     /// What a full queue does with a new event. Default: `block`.
     #[serde(default)]
     pub when_full: WhenFull,
+    /// For `disk`: the buffer file (its directory is created). Required for `disk`.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
+    /// For `disk`: how long the writer may gather more events into one commit (one fsync).
+    /// `0ms` (default): commit what is pending at once — every accepted event is on disk
+    /// before its source answers either way.
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
+    pub fsync_interval: Option<std::time::Duration>,
 }
 
 impl Default for BufferConfig {
@@ -32,6 +42,8 @@ impl Default for BufferConfig {
             kind: BufferKind::default(),
             max_events: default_max_events(),
             when_full: WhenFull::default(),
+            path: None,
+            fsync_interval: None,
         }
     }
 }
@@ -47,6 +59,33 @@ pub enum BufferKind {
     /// In memory, bounded by `max_events`.
     #[default]
     Memory,
+    /// On disk (redb), bounded by `max_events`.
+    Disk,
+}
+
+impl BufferConfig {
+    /// Pure checks (`field` is where the section sits, e.g. `buffer`).
+    pub fn problems(&self, field: &str) -> Vec<crate::ValidationError> {
+        let mut p = Vec::new();
+        if self.max_events == 0 {
+            p.push(crate::ValidationError::new(
+                format!("{field}.max_events"),
+                "must be at least 1",
+            ));
+        }
+        match (self.kind, &self.path) {
+            (BufferKind::Disk, None) => p.push(crate::ValidationError::new(
+                format!("{field}.type"),
+                "a disk buffer needs `path`",
+            )),
+            (BufferKind::Memory, Some(_)) => p.push(crate::ValidationError::new(
+                format!("{field}.path"),
+                "only for `type: disk`",
+            )),
+            _ => {}
+        }
+        p
+    }
 }
 
 /// What a full queue does with a new event.
@@ -68,6 +107,8 @@ pub struct QueuedEvent {
     pub event: Event,
     /// Reports this sink's outcome for the event.
     pub token: DeliveryToken,
+    /// Its record in a disk buffer, removed once the event has an outcome.
+    pub seq: Option<u64>,
 }
 
 /// Counters of one sink's queue, shared between its inputs and its driver.
@@ -101,20 +142,117 @@ impl SinkStats {
 pub struct SinkInput {
     /// The sink's ID.
     pub id: ComponentId,
-    pub(crate) tx: mpsc::Sender<QueuedEvent>,
+    pub(crate) tx: QueueTx,
     pub(crate) when_full: WhenFull,
     /// The sink's counters.
     pub stats: Arc<SinkStats>,
 }
 
-/// Creates a sink's queue.
+impl SinkInput {
+    /// Puts an event in the queue, waiting for room when `block` (a disk buffer answers once the
+    /// event is on disk). On refusal the event comes back with the reason.
+    pub(crate) async fn send(
+        &self,
+        item: QueuedEvent,
+        block: bool,
+    ) -> Result<(), (QueuedEvent, &'static str)> {
+        match &self.tx {
+            QueueTx::Memory(tx) if block => tx
+                .send(item)
+                .await
+                .map_err(|closed| (closed.0, "sink has stopped")),
+            QueueTx::Memory(tx) => tx.try_send(item).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(item) => {
+                    (item, "queue full: event dropped (when_full: drop_newest)")
+                }
+                mpsc::error::TrySendError::Closed(item) => (item, "sink has stopped"),
+            }),
+            QueueTx::Disk(queue) => queue
+                .push(item, block)
+                .await
+                .map_err(|(_, item)| (item, "disk buffer full or unwritable: event dropped")),
+        }
+    }
+}
+
+/// Where a sink's events go: a memory channel or a disk buffer.
+#[derive(Debug)]
+pub(crate) enum QueueTx {
+    Memory(mpsc::Sender<QueuedEvent>),
+    Disk(Arc<DiskQueue>),
+}
+
+impl Clone for QueueTx {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Memory(tx) => Self::Memory(tx.clone()),
+            Self::Disk(q) => {
+                q.input_opened();
+                Self::Disk(q.clone())
+            }
+        }
+    }
+}
+
+impl Drop for QueueTx {
+    fn drop(&mut self) {
+        if let Self::Disk(q) = self {
+            q.input_closed();
+        }
+    }
+}
+
+/// The receiving side of one sink's queue, for its driver.
+#[derive(Debug)]
+pub enum QueueRx {
+    /// A memory channel.
+    Memory(mpsc::Receiver<QueuedEvent>),
+    /// A disk buffer.
+    Disk(Arc<DiskQueue>),
+}
+
+impl QueueRx {
+    /// The disk buffer, for a disk queue.
+    pub fn disk(&self) -> Option<Arc<DiskQueue>> {
+        match self {
+            Self::Disk(q) => Some(q.clone()),
+            Self::Memory(_) => None,
+        }
+    }
+
+    /// Waits for at least one event and takes up to `limit`; 0 once closed and empty.
+    pub async fn recv_many(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
+        match self {
+            Self::Memory(rx) => rx.recv_many(out, limit).await,
+            Self::Disk(q) => q.recv_many(out, limit).await,
+        }
+    }
+}
+
+/// Creates a sink's queue (opening its disk buffer, for `type: disk`).
 pub fn channel(
     id: ComponentId,
     config: &BufferConfig,
-) -> (SinkInput, mpsc::Receiver<QueuedEvent>, Arc<SinkStats>) {
-    let (tx, rx) = mpsc::channel(config.max_events.max(1));
+) -> Result<(SinkInput, QueueRx, Arc<SinkStats>), String> {
     let stats = Arc::new(SinkStats::default());
-    (
+    let (tx, rx) = match (config.kind, &config.path) {
+        (BufferKind::Disk, Some(path)) => {
+            let queue = DiskQueue::open(
+                id.clone(),
+                path,
+                config.max_events,
+                config.fsync_interval.unwrap_or_default(),
+            )?;
+            queue.input_opened();
+            (QueueTx::Disk(queue.clone()), QueueRx::Disk(queue))
+        }
+        (BufferKind::Disk, None) => return Err("a disk buffer needs `path`".into()),
+        (BufferKind::Memory, _) => {
+            let (tx, rx) = mpsc::channel(config.max_events.max(1));
+            (QueueTx::Memory(tx), QueueRx::Memory(rx))
+        }
+    };
+    Ok((
         SinkInput {
             id,
             tx,
@@ -123,5 +261,5 @@ pub fn channel(
         },
         rx,
         stats,
-    )
+    ))
 }

@@ -102,6 +102,8 @@ pub struct Topology {
 pub struct ShutdownReport {
     /// Events not delivered because the deadline came, per sink (only sinks with some).
     pub undelivered: BTreeMap<String, usize>,
+    /// Events left in disk buffers by the deadline, per sink (delivered after the next start).
+    pub kept_on_disk: BTreeMap<String, usize>,
     /// How many sources had not stopped by the deadline and were aborted.
     pub sources_aborted: usize,
 }
@@ -157,7 +159,11 @@ impl Topology {
             if parts.wait_for_delivery {
                 waiting_sinks.push(entry.id.clone());
             }
-            let (input, rx, stats) = queue::channel(entry.id.clone(), &entry.buffer);
+            let (input, rx, stats) =
+                queue::channel(entry.id.clone(), &entry.buffer).map_err(|error| BuildError {
+                    component: entry.id.clone(),
+                    error: error.into(),
+                })?;
             sink_stats.insert(entry.id.clone(), stats.clone());
             inputs.insert(entry.id.clone(), input);
             built.push((entry.id, parts, rx, stats, entry.dead_letter));
@@ -310,7 +316,16 @@ impl Topology {
             drain.await
         };
         for r in reports {
-            if r.undelivered > 0 {
+            if r.undelivered > 0 && r.kept_on_disk {
+                tracing::warn!(
+                    sink = %r.sink,
+                    kept = r.undelivered,
+                    "shutdown deadline reached: events kept in the disk buffer for the next start"
+                );
+                report
+                    .kept_on_disk
+                    .insert(r.sink.to_string(), r.undelivered);
+            } else if r.undelivered > 0 {
                 tracing::error!(
                     sink = %r.sink,
                     undelivered = r.undelivered,
