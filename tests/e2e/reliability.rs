@@ -397,3 +397,48 @@ fn scenario_2_sigkill_under_load_with_a_disk_buffer_loses_nothing_accepted() {
     println!("scenario 2 (SIGKILL under load, disk buffer): {result:?}");
     assert_eq!(result.lost, 0);
 }
+
+#[test]
+fn scenario_7_a_corrupted_record_is_skipped_and_the_rest_delivered() {
+    let dir = crate::support::scratch("rel-disk-corrupt");
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.set_default(Reply::Status(503, "down".into()));
+    let yaml = disk_pipeline(&receiver, &dir);
+    let t = start_in(&dir, &yaml);
+    let ids = send_spread(&t, 30, Duration::from_millis(100));
+    assert!(t.stop().success());
+    // Flip one byte inside the stored JSON of event `ev-7` (the record's own CRC-32 no longer
+    // matches; the database file itself stays readable).
+    let file = dir.join("buffer/spotify.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let needle = br#""event_id":"ev-7""#;
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the record is stored as written");
+    bytes[at + needle.len() - 2] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    receiver.set_default(Reply::Ok);
+    let again = start_in(&dir, &yaml);
+    let expected: Vec<String> = ids.iter().filter(|id| *id != "ev-7").cloned().collect();
+    eventually(
+        "the intact records delivered",
+        Duration::from_secs(30),
+        || tally(&expected, &receiver).lost == 0,
+    );
+    let result = tally(&expected, &receiver);
+    let logs: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("stderr-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    println!("scenario 7 (one record corrupted on disk): {result:?}");
+    assert!(
+        logs.contains("corrupt records skipped"),
+        "the skip is reported: {logs}"
+    );
+    assert_eq!(result.accepted, 29);
+    assert_eq!(result.lost, 0);
+    assert!(again.logs().is_empty() || !again.logs().contains("panicked"));
+}

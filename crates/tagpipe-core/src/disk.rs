@@ -96,20 +96,30 @@ impl DiskQueue {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        let mut salvaged = Vec::new();
         let db = match Database::create(path) {
             Ok(db) => db,
             Err(e) => {
-                // A file redb cannot open at all is moved aside, reported, and replaced: the
-                // alternative is a crash loop.
+                // A file redb cannot open is moved aside and replaced — the alternative is a
+                // crash loop — and every intact record found in it is carried over.
                 let aside = path.with_extension(format!("corrupt-{}", now_ms()));
-                tracing::error!(sink = %sink, path = %path.display(), error = %e, moved_to = %aside.display(),
-                    "the disk buffer cannot be opened: moved aside, starting an empty one");
                 std::fs::rename(path, &aside)
                     .map_err(|e| format!("cannot move {}: {e}", path.display()))?;
+                let raw = std::fs::read(&aside).unwrap_or_default();
+                let (records, damaged) = salvage(&raw);
+                tracing::error!(sink = %sink, path = %path.display(), error = %e,
+                    moved_to = %aside.display(), salvaged = records.len(), damaged,
+                    "the disk buffer was damaged: moved aside; intact records carried over, corrupt records skipped");
+                salvaged = records;
                 Database::create(path)
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))?
             }
         };
+        if !salvaged.is_empty() {
+            let batch: Vec<(u64, Vec<u8>)> = (0..).zip(salvaged).collect();
+            let (done, _) = oneshot::channel();
+            commit(&db, &[Op::Append(batch, done)])?;
+        }
         let db = Arc::new(db);
         let (len, next) = {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
@@ -350,6 +360,51 @@ fn commit(db: &Database, batch: &[Op]) -> Result<(), String> {
     txn.commit().map_err(|e| e.to_string())
 }
 
+/// Intact records in the raw bytes of a damaged buffer file: each `{"data":…}` payload whose
+/// CRC-32 (the 4 bytes before it) matches. Returns the records (CRC + payload) and how many
+/// candidates failed the check. Records of already-delivered events that still sit in freed
+/// pages may come back: they are re-sent with their own `event_id`, which destinations
+/// de-duplicate.
+fn salvage(raw: &[u8]) -> (Vec<Vec<u8>>, usize) {
+    let marker = br#"{"data":"#;
+    let mut records = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut damaged = 0;
+    let mut at = 4;
+    while let Some(offset) = raw
+        .get(at..)
+        .and_then(|rest| rest.windows(marker.len()).position(|w| w == marker))
+    {
+        let start = at + offset;
+        at = start + 1;
+        let mut values = serde_json::Deserializer::from_slice(&raw[start..])
+            .into_iter::<serde::de::IgnoredAny>();
+        let end = if let Some(Ok(_)) = values.next() {
+            start + values.byte_offset()
+        } else {
+            damaged += 1;
+            continue;
+        };
+        let payload = &raw[start..end];
+        let sum = u32::from_le_bytes([
+            raw[start - 4],
+            raw[start - 3],
+            raw[start - 2],
+            raw[start - 1],
+        ]);
+        if sum == crc32(payload) {
+            if seen.insert(payload.to_vec()) {
+                let mut record = sum.to_le_bytes().to_vec();
+                record.extend_from_slice(payload);
+                records.push(record);
+            }
+        } else {
+            damaged += 1;
+        }
+    }
+    (records, damaged)
+}
+
 /// CRC-32 (IEEE) of `bytes`.
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
@@ -486,6 +541,22 @@ mod tests {
         q.push(event(1), false).await.unwrap();
         q.push(event(2), false).await.unwrap();
         assert!(q.push(event(3), false).await.is_err());
+    }
+
+    #[test]
+    fn salvage_keeps_intact_records_and_counts_damaged_ones() {
+        let good = encode(&event(1).event);
+        let mut bad = encode(&event(2).event);
+        let last = bad.len() - 3;
+        bad[last] ^= 0x20;
+        let mut raw = b"\x00garbage".to_vec();
+        raw.extend_from_slice(&good);
+        raw.extend_from_slice(b"\x00\x01");
+        raw.extend_from_slice(&bad);
+        raw.extend_from_slice(&good);
+        let (records, damaged) = salvage(&raw);
+        assert_eq!(records, [good], "duplicates collapse");
+        assert_eq!(damaged, 1);
     }
 
     #[test]
