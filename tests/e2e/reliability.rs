@@ -442,3 +442,128 @@ fn scenario_7_a_corrupted_record_is_skipped_and_the_rest_delivered() {
     assert_eq!(result.lost, 0);
     assert!(again.logs().is_empty() || !again.logs().contains("panicked"));
 }
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// POSTs `requests` batches of `per_request` events from `connections` threads; returns the
+/// accepted ids.
+fn burst(t: &Tagpipe, connections: usize, requests: usize, per_request: usize) -> Vec<String> {
+    let handles: Vec<_> = (0..connections)
+        .map(|c| {
+            let addr = t.addr;
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for r in 0..requests {
+                    let batch: Vec<Value> = (0..per_request)
+                        .map(|i| {
+                            let mut e = event(0);
+                            e["event_id"] = json!(format!("b-{c}-{r}-{i}"));
+                            e
+                        })
+                        .collect();
+                    let body = Value::Array(batch.clone()).to_string();
+                    let raw = crate::http_client::build(
+                        "POST",
+                        "/v1/events",
+                        &[("Content-Type", "application/json")],
+                        body.as_bytes(),
+                    );
+                    if try_send(addr, &raw).is_some_and(|reply| reply.status == 200) {
+                        ids.extend(
+                            batch
+                                .iter()
+                                .map(|e| e["event_id"].as_str().unwrap().to_owned()),
+                        );
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+#[test]
+fn scenario_6_overload_at_twice_capacity_is_back_pressured_with_bounded_memory() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    // Capacity: ~50 ms per request of ≤ 50 events, 2 at a time ≈ 2,000 events/s.
+    receiver.set_default(Reply::Stall(Duration::from_millis(50)));
+    let yaml = spotify_pipeline(
+        &receiver,
+        "    concurrency: 2\n    buffer: {max_events: 2000, when_full: block}\n",
+    );
+    let t = Tagpipe::start("rel-overload", &yaml);
+    let started = Instant::now();
+    // Offered: 4 connections × 40 requests × 100 events = 16,000 events, as fast as accepted.
+    let ids = burst(&t, 4, 40, 100);
+    let offered_for = started.elapsed();
+    eventually(
+        "everything accepted delivered",
+        Duration::from_secs(120),
+        || tally(&ids, &receiver).lost == 0,
+    );
+    let result = tally(&ids, &receiver);
+    let rss = peak_rss_kib(t.child.id());
+    println!(
+        "scenario 6 (overload, block): {result:?}; clients held back for {offered_for:?}; peak RSS {rss} KiB"
+    );
+    assert_eq!(
+        result.accepted, 16_000,
+        "back-pressure slows clients down, it refuses nothing"
+    );
+    assert_eq!(result.lost, 0);
+    assert!(rss < 200 * 1024, "memory bounded by the queue: {rss} KiB");
+}
+
+#[test]
+#[ignore = "measures throughput; run explicitly: cargo test --release -p tagpipe --test e2e -- --ignored scenario_3 --nocapture"]
+fn scenario_3_a_dead_sink_does_not_slow_a_healthy_one() {
+    let measure = |with_dead: bool| -> f64 {
+        let healthy = Receiver::spawn(ReceiverConfig::new(TOKEN));
+        let dead = Receiver::spawn(ReceiverConfig::new(TOKEN));
+        dead.set_default(Reply::Stall(Duration::from_secs(600)));
+        let mut yaml = spotify_pipeline(&healthy, "    buffer: {max_events: 100000}\n");
+        if with_dead {
+            yaml = yaml
+                .replace(
+                    "pipelines:",
+                    &format!(
+                        "  spotify/dead:\n    auth_token: {TOKEN}\n    connection_id: c\n    endpoint: {}\n    optimistic: true\n    \
+                         log_type: no\n    request_timeout: 600s\n    buffer: {{max_events: 1000, when_full: drop_newest}}\npipelines:",
+                        dead.url()
+                    ),
+                )
+                .replace("sinks: [spotify]", "sinks: [spotify, spotify/dead]");
+        }
+        let t = Tagpipe::start(
+            if with_dead {
+                "rel-dead-sibling"
+            } else {
+                "rel-solo"
+            },
+            &yaml,
+        );
+        let start = Instant::now();
+        let ids = burst(&t, 4, 100, 100);
+        eventually("healthy delivered", Duration::from_secs(120), || {
+            healthy.accepted_events().len() >= ids.len()
+        });
+        ids.len() as f64 / start.elapsed().as_secs_f64()
+    };
+    let mut ratios: Vec<f64> = (0..3).map(|_| measure(true) / measure(false)).collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "scenario 3: healthy throughput with a dead sibling / solo, 3 runs: {ratios:.2?} (median {:.2})",
+        ratios[1]
+    );
+}
