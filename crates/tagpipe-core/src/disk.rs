@@ -64,7 +64,14 @@ pub struct DiskQueue {
     cursor: Mutex<u64>,
     /// Records on disk (written and not yet deleted).
     len: AtomicUsize,
+    /// Their size in bytes.
+    bytes: AtomicUsize,
     max_events: usize,
+    max_bytes: usize,
+    /// Each record's size, to account for it when it is deleted.
+    sizes: Mutex<HashMap<u64, usize>>,
+    /// Keeps sequence numbers and writer order together.
+    order: Mutex<()>,
     /// Tokens of events pushed in this process, until their outcome.
     tokens: Mutex<HashMap<u64, DeliveryToken>>,
     data_ready: Notify,
@@ -90,6 +97,7 @@ impl DiskQueue {
         sink: ComponentId,
         path: &Path,
         max_events: usize,
+        max_bytes: Option<usize>,
         commit_interval: Duration,
     ) -> Result<Arc<Self>, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -121,7 +129,7 @@ impl DiskQueue {
             commit(&db, &[Op::Append(batch, done)])?;
         }
         let db = Arc::new(db);
-        let (len, next) = {
+        let (len, next, sizes) = {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             let stats = {
                 let table = txn.open_table(EVENTS).map_err(|e| e.to_string())?;
@@ -131,11 +139,17 @@ impl DiskQueue {
                     .last()
                     .map_err(|e| e.to_string())?
                     .map_or(0, |(k, _)| k.value() + 1);
-                (len, next)
+                let mut sizes = HashMap::with_capacity(len);
+                for entry in table.iter().map_err(|e| e.to_string())? {
+                    let (k, v) = entry.map_err(|e| e.to_string())?;
+                    sizes.insert(k.value(), v.value().len());
+                }
+                (len, next, sizes)
             };
             txn.commit().map_err(|e| e.to_string())?;
             stats
         };
+        let bytes = sizes.values().sum();
         if len > 0 {
             tracing::info!(sink = %sink, pending = len, "disk buffer: delivering events left by the last run");
         }
@@ -147,7 +161,11 @@ impl DiskQueue {
             next_seq: AtomicU64::new(next),
             cursor: Mutex::new(0),
             len: AtomicUsize::new(len),
+            bytes: AtomicUsize::new(bytes),
             max_events: max_events.max(1),
+            max_bytes: max_bytes.unwrap_or(usize::MAX),
+            sizes: Mutex::new(sizes),
+            order: Mutex::new(()),
             tokens: Mutex::new(HashMap::new()),
             data_ready: Notify::new(),
             space_ready: Notify::new(),
@@ -192,9 +210,14 @@ impl DiskQueue {
     /// Writes the event durably; returns once it is on disk. `block` waits for room when full;
     /// otherwise a full queue answers [`Full`] (and hands the token back).
     pub async fn push(&self, item: QueuedEvent, block: bool) -> Result<(), (Full, QueuedEvent)> {
+        let record = encode(&item.event);
+        let size = record.len();
         loop {
             let notified = self.space_ready.notified();
-            if self.len.load(Ordering::SeqCst) < self.max_events {
+            let fits = self.len.load(Ordering::SeqCst) < self.max_events
+                && (self.bytes.load(Ordering::SeqCst) == 0
+                    || self.bytes.load(Ordering::SeqCst) + size <= self.max_bytes);
+            if fits {
                 break;
             }
             if !block {
@@ -203,36 +226,58 @@ impl DiskQueue {
             notified.await;
         }
         self.len.fetch_add(1, Ordering::SeqCst);
-        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        let record = encode(&item.event);
-        let (done, wait) = oneshot::channel();
-        if self
-            .ops
-            .send(Op::Append(vec![(seq, record)], done))
-            .is_err()
-        {
-            self.len.fetch_sub(1, Ordering::SeqCst);
-            tracing::error!(sink = %self.sink, "disk buffer writer has stopped");
-            return Err((Full, item));
-        }
-        match wait.await {
-            Ok(Ok(())) => {
-                self.tokens
+        self.bytes.fetch_add(size, Ordering::SeqCst);
+        loop {
+            let (done, wait) = oneshot::channel();
+            // Sequence numbers reach the writer in order, so commits happen in order and the
+            // reader never passes a record that is still being written.
+            let seq = {
+                let _order = self
+                    .order
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(seq, item.token);
-                self.data_ready.notify_one();
-                Ok(())
-            }
-            Ok(Err(error)) => {
-                self.len.fetch_sub(1, Ordering::SeqCst);
-                tracing::error!(sink = %self.sink, %error, "disk buffer write failed");
-                Err((Full, item))
-            }
-            Err(_) => {
-                self.len.fetch_sub(1, Ordering::SeqCst);
-                tracing::error!(sink = %self.sink, "disk buffer writer has stopped");
-                Err((Full, item))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                if self
+                    .ops
+                    .send(Op::Append(vec![(seq, record.clone())], done))
+                    .is_err()
+                {
+                    None
+                } else {
+                    Some(seq)
+                }
+            };
+            let outcome = match seq {
+                None => Err("the disk buffer writer has stopped".to_owned()),
+                Some(_) => wait
+                    .await
+                    .unwrap_or_else(|_| Err("the disk buffer writer has stopped".into())),
+            };
+            match (outcome, seq) {
+                (Ok(()), Some(seq)) => {
+                    self.sizes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(seq, size);
+                    self.tokens
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(seq, item.token);
+                    self.data_ready.notify_one();
+                    return Ok(());
+                }
+                (Err(error), Some(_)) if block => {
+                    // A full or failing disk behaves as `when_full: block`: wait and try again.
+                    tracing::error!(sink = %self.sink, %error, "disk buffer write failed; retrying in 500ms");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                (result, _) => {
+                    self.len.fetch_sub(1, Ordering::SeqCst);
+                    self.bytes.fetch_sub(size, Ordering::SeqCst);
+                    let error = result.err().unwrap_or_default();
+                    tracing::error!(sink = %self.sink, %error, "disk buffer write failed: event dropped (when_full: drop_newest)");
+                    return Err((Full, item));
+                }
             }
         }
     }
@@ -497,6 +542,26 @@ mod tests {
         d
     }
 
+    #[tokio::test]
+    async fn max_bytes_bounds_the_buffer() {
+        let path = dir("bytes").join("buffer.redb");
+        let one = encode(&event(1).event).len();
+        let q = DiskQueue::open(
+            ComponentId::parse("s").unwrap(),
+            &path,
+            100,
+            Some(one * 2),
+            Duration::ZERO,
+        )
+        .unwrap();
+        q.push(event(1), false).await.unwrap();
+        q.push(event(2), false).await.unwrap();
+        assert!(
+            q.push(event(3), false).await.is_err(),
+            "a third record exceeds max_bytes"
+        );
+    }
+
     #[test]
     fn crc32_matches_the_standard() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
@@ -506,8 +571,14 @@ mod tests {
     async fn pending_records_survive_a_restart_and_acked_ones_do_not() {
         let path = dir("restart").join("buffer.redb");
         {
-            let q = DiskQueue::open(ComponentId::parse("s").unwrap(), &path, 100, Duration::ZERO)
-                .unwrap();
+            let q = DiskQueue::open(
+                ComponentId::parse("s").unwrap(),
+                &path,
+                100,
+                None,
+                Duration::ZERO,
+            )
+            .unwrap();
             q.input_opened();
             for n in 0..10 {
                 q.push(event(n), true).await.unwrap();
@@ -520,8 +591,14 @@ mod tests {
             q.push(event(99), true).await.unwrap();
         }
         std::thread::sleep(Duration::from_millis(100));
-        let q =
-            DiskQueue::open(ComponentId::parse("s").unwrap(), &path, 100, Duration::ZERO).unwrap();
+        let q = DiskQueue::open(
+            ComponentId::parse("s").unwrap(),
+            &path,
+            100,
+            None,
+            Duration::ZERO,
+        )
+        .unwrap();
         assert_eq!(q.len(), 7);
         let mut out = Vec::new();
         q.input_opened();
@@ -536,8 +613,14 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_with_drop_newest() {
         let path = dir("full").join("buffer.redb");
-        let q =
-            DiskQueue::open(ComponentId::parse("s").unwrap(), &path, 2, Duration::ZERO).unwrap();
+        let q = DiskQueue::open(
+            ComponentId::parse("s").unwrap(),
+            &path,
+            2,
+            None,
+            Duration::ZERO,
+        )
+        .unwrap();
         q.push(event(1), false).await.unwrap();
         q.push(event(2), false).await.unwrap();
         assert!(q.push(event(3), false).await.is_err());

@@ -26,6 +26,10 @@ pub struct BufferConfig {
     /// What a full queue does with a new event. Default: `block`.
     #[serde(default)]
     pub when_full: WhenFull,
+    /// For `disk`: the most bytes of events it holds before `when_full` applies (in addition to
+    /// `max_events`). Default: no byte bound.
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
     /// For `disk`: the buffer file (its directory is created). Required for `disk`.
     #[serde(default)]
     pub path: Option<std::path::PathBuf>,
@@ -42,6 +46,7 @@ impl Default for BufferConfig {
             kind: BufferKind::default(),
             max_events: default_max_events(),
             when_full: WhenFull::default(),
+            max_bytes: None,
             path: None,
             fsync_interval: None,
         }
@@ -83,6 +88,12 @@ impl BufferConfig {
                 "only for `type: disk`",
             )),
             _ => {}
+        }
+        if self.kind == BufferKind::Memory && self.max_bytes.is_some() {
+            p.push(crate::ValidationError::new(
+                format!("{field}.max_bytes"),
+                "only for `type: disk` (a memory queue is bounded by max_events)",
+            ));
         }
         p
     }
@@ -241,6 +252,7 @@ pub fn channel(
                 id.clone(),
                 path,
                 config.max_events,
+                config.max_bytes,
                 config.fsync_interval.unwrap_or_default(),
             )?;
             queue.input_opened();
