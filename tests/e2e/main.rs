@@ -5,7 +5,6 @@ mod cli;
 mod http;
 mod http_client;
 mod processors;
-mod reliability;
 mod spotify_delivery;
 mod spotify_vectors;
 mod support;

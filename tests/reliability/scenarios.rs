@@ -526,7 +526,7 @@ fn scenario_6_overload_at_twice_capacity_is_back_pressured_with_bounded_memory()
 }
 
 #[test]
-#[ignore = "measures throughput; run explicitly: cargo test --release -p tagpipe --test e2e -- --ignored scenario_3 --nocapture"]
+#[ignore = "measures throughput; run explicitly: cargo test --release -p tagpipe --test reliability -- --ignored scenario_3 --nocapture"]
 fn scenario_3_a_dead_sink_does_not_slow_a_healthy_one() {
     let measure = |with_dead: bool| -> f64 {
         let healthy = Receiver::spawn(ReceiverConfig::new(TOKEN));
