@@ -4,6 +4,7 @@ mod bigquery;
 mod cli;
 mod http;
 mod http_client;
+mod metrics;
 mod processors;
 mod spotify_delivery;
 mod spotify_vectors;

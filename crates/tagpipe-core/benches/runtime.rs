@@ -46,6 +46,7 @@ fn setup(destinations: usize) -> (Dispatcher, Vec<Arc<SinkStats>>) {
             parts,
             stats.clone(),
             None,
+            tagpipe_core::telemetry::SinkInstruments::new(&id, 10_000),
             CancellationToken::new(),
         ));
         inputs.push(input);

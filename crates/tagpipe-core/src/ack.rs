@@ -175,6 +175,11 @@ impl DeliveryToken {
         }
     }
 
+    /// The sink this token reports for.
+    pub fn sink(&self) -> &ComponentId {
+        &self.sink
+    }
+
     /// Whether somebody waits for this outcome.
     pub fn is_tracked(&self) -> bool {
         self.tracker.is_some()

@@ -20,6 +20,7 @@ use crate::component::{SinkParts, SinkService};
 use crate::event::Event;
 use crate::id::ComponentId;
 use crate::queue::{QueueRx, QueuedEvent, SinkInput, SinkStats};
+use crate::telemetry::{self, SinkInstruments};
 
 /// How a sink's driver ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,7 @@ pub async fn run(
     parts: SinkParts,
     stats: Arc<SinkStats>,
     dead_letter: Option<SinkInput>,
+    instruments: SinkInstruments,
     abort: CancellationToken,
 ) -> DriverReport {
     let SinkParts {
@@ -92,6 +94,8 @@ pub async fn run(
             ready = service.ready() => ready.map(|_| ()),
         };
         while in_flight.try_join_next().is_some() {}
+        instruments.depth.set(queue.len() as f64);
+        instruments.batch_size.record(batch.len() as f64);
         let seqs: Vec<u64> = batch.iter().filter_map(|item| item.seq).collect();
         let (events, tokens) = split(&mut batch);
         let count = tokens.len();
@@ -112,9 +116,20 @@ pub async fn run(
         let sink_id = sink.clone();
         let dead_letter = dead_letter.clone();
         let disk = queue.disk();
+        let instruments = instruments.clone();
         in_flight.spawn(async move {
+            let started = std::time::Instant::now();
             let result = call.await;
-            complete_batch(&sink_id, tokens, result, &stats, dead_letter.as_ref()).await;
+            instruments.duration.record(started.elapsed().as_secs_f64());
+            complete_batch(
+                &sink_id,
+                tokens,
+                result,
+                &stats,
+                dead_letter.as_ref(),
+                &instruments,
+            )
+            .await;
             // Every event of the batch has its outcome: its record leaves the disk buffer.
             if let Some(disk) = disk {
                 disk.ack(&seqs);
@@ -189,6 +204,9 @@ fn split(batch: &mut Vec<QueuedEvent>) -> (Vec<Event>, Vec<(DeliveryToken, Event
 
 fn complete_all(tokens: Vec<DeliveryToken>, outcome: &DestinationOutcome, stats: &SinkStats) {
     count(stats, outcome.outcome, tokens.len());
+    for token in &tokens {
+        telemetry::outcome(token.sink(), outcome);
+    }
     for token in tokens {
         token.complete(outcome.clone());
     }
@@ -209,6 +227,7 @@ async fn complete_batch(
     result: Result<Vec<DestinationOutcome>, crate::component::BoxError>,
     stats: &SinkStats,
     dead_letter: Option<&SinkInput>,
+    instruments: &SinkInstruments,
 ) {
     let n = tokens.len();
     let outcomes = match result {
@@ -235,6 +254,11 @@ async fn complete_batch(
             outcome.reason = Some(format!("{reason} (dead-lettered to {})", target.id));
         }
         count(stats, outcome.outcome, 1);
+        if outcome.outcome == Outcome::Sent {
+            instruments.sent.increment(1);
+        } else {
+            telemetry::outcome(sink, &outcome);
+        }
         token.complete(outcome);
     }
 }
@@ -267,6 +291,9 @@ async fn send_dead_letter(
     };
     if target.send(item, true).await.is_ok() {
         SinkStats::add(&target.stats.queued, 1);
+        metrics::counter!("tagpipe_events_dead_lettered_total", "sink" => sink.to_string(),
+            "dead_letter" => target.id.to_string())
+        .increment(1);
     } else {
         tracing::error!(
             sink = %sink,

@@ -81,9 +81,11 @@ impl Service<Event> for FanOut {
                     WhenFull::DropNewest => {
                         SinkStats::add(&sink.stats.dropped_full, 1);
                         SinkStats::add(&sink.stats.failed, 1);
-                        item.token.complete(DestinationOutcome::failed(
+                        let outcome = DestinationOutcome::failed(
                             "queue full: event dropped (when_full: drop_newest)",
-                        ));
+                        );
+                        crate::telemetry::outcome(&sink.id, &outcome);
+                        item.token.complete(outcome);
                     }
                     WhenFull::Block => waiting.push((sink.clone(), item)),
                 },
@@ -106,7 +108,9 @@ impl Service<Event> for FanOut {
                         if sink.when_full == WhenFull::DropNewest {
                             SinkStats::add(&sink.stats.dropped_full, 1);
                         }
-                        item.token.complete(DestinationOutcome::failed(reason));
+                        let outcome = DestinationOutcome::failed(reason);
+                        crate::telemetry::outcome(&sink.id, &outcome);
+                        item.token.complete(outcome);
                     }
                 }
             }

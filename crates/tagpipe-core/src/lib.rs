@@ -32,6 +32,7 @@ pub mod queue;
 pub mod random;
 pub mod retry;
 pub mod secret;
+pub mod telemetry;
 pub mod time;
 pub mod topology;
 

@@ -70,6 +70,9 @@ impl Pipeline {
                     DestinationOutcome::failed(format!("pipeline {}: {error}", self.name))
                 }
             };
+            for sink in self.sinks.iter() {
+                crate::telemetry::outcome(sink, &outcome);
+            }
             record_all(ack.as_ref(), &self.sinks, &outcome);
         }
     }

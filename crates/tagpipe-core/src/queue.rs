@@ -223,6 +223,19 @@ pub enum QueueRx {
 }
 
 impl QueueRx {
+    /// Events waiting.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Memory(rx) => rx.len(),
+            Self::Disk(q) => q.len(),
+        }
+    }
+
+    /// Whether no event waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The disk buffer, for a disk queue.
     pub fn disk(&self) -> Option<Arc<DiskQueue>> {
         match self {

@@ -28,6 +28,7 @@ use crate::logs::{LogEmitter, LogsSourceConfig};
 use crate::pipeline::{Dispatcher, Pipeline};
 use crate::processor::{PipelineService, ProcessorLayer};
 use crate::queue::{self, BufferConfig, SinkInput, SinkStats};
+use crate::telemetry::SinkInstruments;
 
 /// Everything needed to build a topology: parsed and validated configuration.
 #[derive(Debug)]
@@ -166,9 +167,10 @@ impl Topology {
                 })?;
             sink_stats.insert(entry.id.clone(), stats.clone());
             inputs.insert(entry.id.clone(), input);
-            built.push((entry.id, parts, rx, stats, entry.dead_letter));
+            let instruments = SinkInstruments::new(&entry.id, entry.buffer.max_events);
+            built.push((entry.id, parts, rx, stats, entry.dead_letter, instruments));
         }
-        for (id, parts, rx, stats, dead_letter) in built {
+        for (id, parts, rx, stats, dead_letter, instruments) in built {
             let dead_letter = dead_letter.and_then(|d| inputs.get(&d).cloned());
             drivers.spawn(driver::run(
                 id,
@@ -176,6 +178,7 @@ impl Topology {
                 parts,
                 stats,
                 dead_letter,
+                instruments,
                 abort.clone(),
             ));
         }

@@ -291,6 +291,9 @@ impl Shared {
     }
 
     fn log(&self, kind: LogKind, url: &str, status: Option<u16>, message: String) {
+        metrics::counter!("tagpipe_delivery_log_records_total", "sink" => self.tag_name.clone(),
+            "type" => format!("{kind:?}"))
+        .increment(1);
         if kind != LogKind::Response {
             tracing::warn!(sink = %self.tag_name, "{message}");
         }

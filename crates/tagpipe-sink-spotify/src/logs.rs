@@ -17,6 +17,9 @@ pub(crate) struct DeliveryLogger {
 impl DeliveryLogger {
     /// Logs `record` when `log_type` allows it (`debug`: only for requests in debug mode).
     pub(crate) fn emit(&self, record: &DeliveryLog, debug: bool) {
+        metrics::counter!("tagpipe_delivery_log_records_total", "sink" => self.tag_name.clone(),
+            "type" => format!("{:?}", record.kind))
+        .increment(1);
         let show = match self.log_type {
             LogType::No => false,
             LogType::Debug => debug,

@@ -27,6 +27,8 @@ pub(crate) async fn read_ndjson<R: AsyncRead + Unpin>(
     let mut line = Vec::new();
     let mut line_no = 0u64;
     let (mut accepted, mut rejected) = (0u64, 0u64);
+    let received = metrics::counter!("tagpipe_events_received_total", "source" => cx.id.to_string(),
+        "endpoint" => "ndjson");
     loop {
         line.clear();
         let read = tokio::select! {
@@ -48,6 +50,7 @@ pub(crate) async fn read_ndjson<R: AsyncRead + Unpin>(
         match serde_json::from_slice::<Value>(text) {
             Ok(Value::Object(data)) => {
                 accepted += 1;
+                received.increment(1);
                 chunk.push(Event::new(data, context.clone()));
             }
             Ok(other) => {

@@ -46,6 +46,12 @@ pub struct HttpSourceConfig {
     /// Debug answers for requests with `x-tagpipe-debug: 1`.
     #[serde(default)]
     pub debug: DebugSettings,
+    /// Serve tagpipe's Prometheus metrics at `metrics_path` on this listener. Default: `true`.
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    /// Where the metrics are served. Default: `/metrics`.
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
     /// When a destination asks sources to answer only after delivery (the Spotify sink with
     /// `optimistic: false`), the longest the answer waits. Default: `15s`.
     #[serde(
@@ -138,6 +144,9 @@ fn default_max_events_per_request() -> usize {
 fn default_read_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
 fn default_wait_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -210,6 +219,9 @@ impl HttpSourceConfig {
         }
         if self.data.enabled {
             paths.push(("data.path", self.data.path.as_str()));
+        }
+        if self.metrics {
+            paths.push(("metrics_path", self.metrics_path.as_str()));
         }
         paths
     }

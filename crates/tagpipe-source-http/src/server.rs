@@ -34,7 +34,28 @@ pub(crate) enum Endpoint {
     Data,
 }
 
+impl Endpoint {
+    /// The `endpoint` label of metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Endpoint::Events => "events",
+            Endpoint::Ga4 => "ga4",
+            Endpoint::Data => "data",
+        }
+    }
+}
+
 impl Server {
+    /// The `endpoint` label for a request path (bounded: unknown paths are `other`).
+    fn endpoint_label(&self, path: &str) -> &'static str {
+        match self.route(path) {
+            Some(endpoint) => endpoint.label(),
+            None if path == "/healthz" || path == "/readyz" => "health",
+            None if self.config.metrics && path == self.config.metrics_path => "metrics",
+            None => "other",
+        }
+    }
+
     fn route(&self, path: &str) -> Option<Endpoint> {
         let c = &self.config;
         if c.events.enabled && path == c.events.path {
@@ -51,6 +72,21 @@ impl Server {
     /// Answers one request. Never panics on input; every refusal says why.
     pub(crate) async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Reply {
         let path = request.uri().path();
+        if self.config.metrics && path == self.config.metrics_path {
+            return match tagpipe_core::telemetry::render() {
+                Some(body) => {
+                    let mut reply = text(StatusCode::OK, "");
+                    *reply.body_mut() = http_body_util::Full::new(bytes::Bytes::from(body));
+                    reply.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    reply
+                }
+                None => HttpError::new(StatusCode::NOT_FOUND, "no metrics recorder is installed")
+                    .into_reply(),
+            };
+        }
         match path {
             "/healthz" => return text(StatusCode::OK, "ok\n"),
             "/readyz" => {
@@ -119,9 +155,20 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let server = server.clone();
-            async move { Ok::<_, Infallible>(server.handle(request, peer.ip()).await) }
+            async move {
+                let started = std::time::Instant::now();
+                let endpoint = server.endpoint_label(request.uri().path());
+                let reply = server.handle(request, peer.ip()).await;
+                let source = server.id.to_string();
+                metrics::histogram!("tagpipe_http_request_duration_seconds", "source" => source.clone(), "endpoint" => endpoint)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("tagpipe_http_requests_total", "source" => source, "endpoint" => endpoint,
+                    "status" => reply.status().as_str().to_owned())
+                .increment(1);
+                Ok::<_, Infallible>(reply)
+            }
         });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
