@@ -35,7 +35,10 @@ fn every_pipeline_in_the_repository_validates() {
     let out = run(bin()
         .arg("validate")
         .args(&files)
-        .env("SPOTIFY_CAPI_TOKEN", "t"));
+        .env("SPOTIFY_CAPI_TOKEN", "t")
+        .env("SPOTIFY_CONNECTION_ID", "c")
+        .env("SPOTIFY_TOKEN_EU", "t")
+        .env("SPOTIFY_TOKEN_US", "t"));
     assert!(
         out.status.success(),
         "{}",
