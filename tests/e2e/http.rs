@@ -545,3 +545,33 @@ fn many_requests_on_one_keep_alive_connection() {
     let events: Vec<Value> = t.wait_for_lines("out.ndjson", 20);
     assert_eq!(events[19], json!({"n": 19}));
 }
+
+#[test]
+fn browser_endpoints_can_be_rate_limited_per_client() {
+    let t = Tagpipe::start(
+        "rate-limit",
+        "sources:\n  http:\n    listen: 127.0.0.1:{port}\n    rate_limit: {per_second: 1, burst: 2}\nsinks:\n  \
+         file/out:\n    path: {dir}/out.ndjson\npipelines:\n  p: {sources: [http], sinks: [file/out]}\n",
+    );
+    let hit = "/g/collect?v=2&tid=G-1&en=page_view";
+    let origin = [("Origin", "https://shop.example.com")];
+    assert_eq!(send(t.addr, "GET", hit, &origin, b"").status, 204);
+    assert_eq!(send(t.addr, "GET", hit, &origin, b"").status, 204);
+    let limited = send(t.addr, "GET", hit, &origin, b"");
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("retry-after"), Some("1"));
+    assert_eq!(
+        limited.header("access-control-allow-origin"),
+        Some("https://shop.example.com")
+    );
+    // Server-to-server ingestion is not limited.
+    let reply = send(
+        t.addr,
+        "POST",
+        "/v1/events",
+        &[("Content-Type", "application/json")],
+        b"{\"a\":1}",
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(t.wait_for_lines("out.ndjson", 3).len(), 3);
+}

@@ -46,6 +46,10 @@ pub struct HttpSourceConfig {
     /// Debug answers for requests with `x-tagpipe-debug: 1`.
     #[serde(default)]
     pub debug: DebugSettings,
+    /// Per-client-address rate limit on the browser endpoints (`/g/collect`, `/data`): over it,
+    /// `429` with `Retry-After`. Unset (default): no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
     /// Serve tagpipe's Prometheus metrics at `metrics_path` on this listener. Default: `true`.
     #[serde(default = "yes")]
     pub metrics: bool,
@@ -59,6 +63,17 @@ pub struct HttpSourceConfig {
         deserialize_with = "tagpipe_core::duration::deserialize"
     )]
     pub wait_timeout: Duration,
+}
+
+/// A token bucket per client address.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second per client address (at least 1).
+    pub per_second: u32,
+    /// Requests a client may make at once before the rate applies. Default: `per_second`.
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// `POST /v1/events` settings.
@@ -257,6 +272,14 @@ impl HttpSourceConfig {
             problems.push(ValidationError::new(
                 "max_events_per_request",
                 "must be at least 1",
+            ));
+        }
+        if let Some(limit) = self.rate_limit
+            && (limit.per_second == 0 || limit.burst == Some(0))
+        {
+            problems.push(ValidationError::new(
+                "rate_limit",
+                "per_second and burst must be at least 1",
             ));
         }
         if self.read_timeout.is_zero() {

@@ -35,6 +35,19 @@ pub(crate) async fn handle(
         return reply;
     }
     let client = client_addr(peer, &parts.headers, &config.trusted_proxies);
+    if browser && let Some(wait) = server.limiter.as_ref().and_then(|l| l.check(client)) {
+        let mut reply = HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests from this address: slow down",
+        )
+        .into_reply();
+        reply.headers_mut().insert(
+            header::RETRY_AFTER,
+            http::HeaderValue::from(wait.as_secs().max(1)),
+        );
+        cors::apply(&mut reply, &parts.headers, origins, false);
+        return reply;
+    }
     let mut reply = match ingest(server, endpoint, &parts, body, client).await {
         Ok(reply) => reply,
         Err(error) => {

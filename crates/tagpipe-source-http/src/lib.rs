@@ -31,6 +31,7 @@ mod events;
 mod fuzz;
 pub mod ga4;
 mod ingest;
+mod rate_limit;
 mod response;
 mod server;
 mod urlencoded;
@@ -44,7 +45,9 @@ use tagpipe_core::{
 };
 
 pub use client_ip::IpRange;
-pub use config::{DataEndpoint, DebugSettings, EventsEndpoint, Ga4Endpoint, HttpSourceConfig};
+pub use config::{
+    DataEndpoint, DebugSettings, EventsEndpoint, Ga4Endpoint, HttpSourceConfig, RateLimit,
+};
 
 impl SourceConfig for HttpSourceConfig {
     fn validate(&self) -> Vec<ValidationError> {
@@ -61,6 +64,7 @@ impl SourceConfig for HttpSourceConfig {
                 config: self.clone(),
                 output: cx.output,
                 ready: AtomicBool::new(false),
+                limiter: self.rate_limit.and_then(rate_limit::Limiter::new),
             });
             let running: RunningSource = Box::pin(server::serve(listener, server, cx.shutdown));
             Ok(running)

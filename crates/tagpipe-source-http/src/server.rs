@@ -24,6 +24,7 @@ pub(crate) struct Server {
     pub config: HttpSourceConfig,
     pub output: Dispatcher,
     pub ready: AtomicBool,
+    pub limiter: Option<crate::rate_limit::Limiter>,
 }
 
 /// Which endpoint a path is.
@@ -140,7 +141,14 @@ pub(crate) async fn serve(
         .header_read_timeout(server.config.read_timeout);
     server.ready.store(true, Ordering::Relaxed);
     tracing::info!(source = %server.id, listen = %server.config.listen, "http source listening");
+    let mut last_cleanup = std::time::Instant::now();
     loop {
+        if let Some(limiter) = &server.limiter
+            && last_cleanup.elapsed() > std::time::Duration::from_secs(60)
+        {
+            limiter.forget_idle();
+            last_cleanup = std::time::Instant::now();
+        }
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
