@@ -6,6 +6,7 @@ mod http;
 mod http_client;
 mod metrics;
 mod processors;
+mod reference;
 mod spotify_delivery;
 mod spotify_vectors;
 mod support;
