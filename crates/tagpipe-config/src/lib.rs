@@ -150,6 +150,7 @@ impl Loader<'_> {
             sinks: Vec::new(),
             pipelines: Vec::new(),
             shutdown_timeout: skeleton.runtime.shutdown_timeout,
+            require_healthy: false,
         };
         for c in &sources {
             let parse = registry.sources[c.id.kind()];

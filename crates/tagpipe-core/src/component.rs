@@ -160,6 +160,12 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
 
     /// Builds the sink (opening files, creating clients).
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>>;
+
+    /// Checks, at start-up, that the destination can be reached (no event is sent). The default
+    /// has nothing to check. A failure is a warning, or stops start-up with `--require-healthy`.
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Registers a sink type: `registry.sink::<MySinkConfig>()`.

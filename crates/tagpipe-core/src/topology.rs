@@ -43,6 +43,8 @@ pub struct TopologyConfig {
     pub pipelines: Vec<PipelineEntry>,
     /// How long shutdown may take before undelivered events are given up.
     pub shutdown_timeout: Duration,
+    /// Stop start-up when a sink's health check fails (otherwise it is a warning).
+    pub require_healthy: bool,
 }
 
 /// A configured sink.
@@ -118,6 +120,7 @@ impl Topology {
             sinks,
             pipelines,
             shutdown_timeout,
+            require_healthy,
         } = config;
         let in_pipeline = |id: &ComponentId| {
             pipelines.iter().any(|p| {
@@ -149,6 +152,18 @@ impl Topology {
         let mut sink_stats = BTreeMap::new();
         let mut built = Vec::new();
         for entry in sinks.into_iter().filter(|s| used(&s.id)) {
+            match entry.config.healthcheck().await {
+                Ok(()) => {}
+                Err(error) if require_healthy => {
+                    return Err(BuildError {
+                        component: entry.id.clone(),
+                        error: format!("health check failed: {error}").into(),
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(sink = %entry.id, %error, "health check failed; starting anyway (use --require-healthy to stop instead)");
+                }
+            }
             let cx = SinkContext {
                 id: entry.id.clone(),
                 logs: (!log_sinks.contains(&entry.id)).then(|| logs.clone()),

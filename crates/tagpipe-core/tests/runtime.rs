@@ -181,6 +181,7 @@ async fn start(
             })
             .collect(),
         shutdown_timeout,
+        require_healthy: false,
     };
     let topology = Topology::build(config).await.expect("builds");
     let shutdown = topology.shutdown_token();

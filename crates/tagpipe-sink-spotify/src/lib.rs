@@ -53,6 +53,29 @@ impl SinkConfig for SpotifySinkConfig {
         self.problems()
     }
 
+    /// The CAPI has no health endpoint: check that its host resolves and accepts a TCP
+    /// connection (nothing is sent), within the request timeout. Skipped in `dry_run`.
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move {
+            if self.dry_run {
+                return Ok(());
+            }
+            let (host, port) = self
+                .endpoint_address()
+                .ok_or_else(|| format!("cannot read host and port from `{}`", self.endpoint))?;
+            let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+            match tokio::time::timeout(self.request_timeout, connect).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("cannot connect to {host}:{port}: {e}").into()),
+                Err(_) => Err(format!(
+                    "no connection to {host}:{port} within {:?}",
+                    self.request_timeout
+                )
+                .into()),
+            }
+        })
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>> {
         Box::pin(async move {
             // ring as the TLS crypto provider (no C toolchain beyond what ring needs); installing
@@ -86,6 +109,17 @@ impl SinkConfig for SpotifySinkConfig {
                 wait_for_delivery: !self.optimistic,
             })
         })
+    }
+}
+
+impl SpotifySinkConfig {
+    /// The endpoint's host and port.
+    fn endpoint_address(&self) -> Option<(String, u16)> {
+        let url = reqwest::Url::parse(&self.endpoint).ok()?;
+        Some((
+            url.host_str()?.trim_matches(['[', ']']).to_owned(),
+            url.port_or_known_default()?,
+        ))
     }
 }
 

@@ -35,6 +35,9 @@ pub(crate) enum Command {
         /// The pipeline file. Without it, the embedded `pipelines/quickstart.yaml`.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Stop at start-up when a sink's health check fails (otherwise a warning).
+        #[arg(long)]
+        require_healthy: bool,
     },
     /// Check pipeline files without running them (no network): exit 0 when all are valid,
     /// 1 with every error listed.
@@ -149,7 +152,7 @@ pub(crate) fn validate(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-pub(crate) async fn run(config: Option<&Path>) -> ExitCode {
+pub(crate) async fn run(config: Option<&Path>, require_healthy: bool) -> ExitCode {
     let loaded = match load(config) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -161,7 +164,9 @@ pub(crate) async fn run(config: Option<&Path>) -> ExitCode {
         tracing::warn!("{w}");
     }
     let file = config.map_or_else(|| QUICKSTART_NAME.to_owned(), |p| p.display().to_string());
-    let topology = match Topology::build(loaded.topology).await {
+    let mut topology_config = loaded.topology;
+    topology_config.require_healthy = require_healthy;
+    let topology = match Topology::build(topology_config).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Validate { files } => cli::validate(&files),
         cli::Command::Import(command) => cli::import(&command),
-        cli::Command::Run { config } => {
+        cli::Command::Run {
+            config,
+            require_healthy,
+        } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -31,7 +34,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let code = runtime.block_on(cli::run(config.as_deref()));
+            let code = runtime.block_on(cli::run(config.as_deref(), require_healthy));
             // A blocking read of standard input cannot be interrupted: do not wait for it.
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             code
