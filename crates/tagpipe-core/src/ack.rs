@@ -164,7 +164,8 @@ pub struct DeliveryToken {
 }
 
 impl DeliveryToken {
-    pub(crate) fn new(tracker: Option<Arc<AckTracker>>, sink: ComponentId) -> Self {
+    /// A token for `sink`, reporting to `tracker` when there is one.
+    pub fn new(tracker: Option<Arc<AckTracker>>, sink: ComponentId) -> Self {
         Self { tracker, sink }
     }
 

@@ -298,6 +298,11 @@ impl DiskQueue {
         }
     }
 
+    /// Up to `limit` events not yet handed out, without waiting (0 when there are none).
+    pub fn recv_batch(&self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
+        self.read(out, limit)
+    }
+
     fn read(&self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
         let mut cursor = self
             .cursor
