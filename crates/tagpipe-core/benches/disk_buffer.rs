@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
                 });
                 total += start.elapsed();
                 // Drain outside the timing.
-                rt.block_on(drain(&queue));
+                drain(&queue);
             }
             total
         });
@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
                     }
                 });
                 let start = Instant::now();
-                rt.block_on(drain(&queue));
+                drain(&queue);
                 total += start.elapsed();
             }
             total
@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn drain(queue: &DiskQueue) {
+fn drain(queue: &DiskQueue) {
     let mut batch = Vec::new();
     while !queue.is_empty() {
         batch.clear();
