@@ -568,3 +568,126 @@ fn scenario_3_a_dead_sink_does_not_slow_a_healthy_one() {
         ratios[1]
     );
 }
+
+/// Mounts a tiny tmpfs (root only; CI runs as root) and unmounts it when dropped.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "this test needs to mount a small tmpfs (run as root)"
+        );
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_behaves_as_when_full_and_nothing_stored_is_lost() {
+    let dir = crate::support::scratch("rel-full-disk");
+    let disk = TinyDisk::mount(&dir.join("buffer"), "1m");
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.set_default(Reply::Status(503, "down".into()));
+    let yaml = spotify_pipeline(
+        &receiver,
+        &format!(
+            "    retry: {{initial_interval: 100ms, max_interval: 500ms}}\n    buffer: {{type: disk, path: {}, max_events: 1000000, when_full: drop_newest}}\n",
+            dir.join("buffer/spotify.redb").display()
+        ),
+    );
+    let t = start_in(&dir, &yaml);
+    // ~600 bytes per event and 1 MiB of disk: the disk fills long before 6,000 events.
+    let mut accepted = 0;
+    for r in 0..60 {
+        let batch: Vec<Value> = (0..100)
+            .map(|i| {
+                let mut e = event(r * 100 + i);
+                e["padding"] = json!("x".repeat(400));
+                e
+            })
+            .collect();
+        let body = Value::Array(batch).to_string();
+        let raw = crate::http_client::build(
+            "POST",
+            "/v1/events",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        let reply = try_send(t.addr, &raw).expect("tagpipe answers while its disk is full");
+        assert_eq!(reply.status, 200);
+        accepted += 100;
+    }
+    let metrics = try_send(
+        t.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let dropped: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("tagpipe_events_failed_total") && l.contains("disk buffer full"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum();
+    assert!(dropped > 0, "the disk filled up: {text}");
+    let stored = accepted - usize::try_from(dropped).unwrap();
+    receiver.set_default(Reply::Ok);
+    eventually(
+        "everything stored delivered",
+        Duration::from_secs(60),
+        || receiver.accepted_events().len() >= stored,
+    );
+    println!(
+        "full disk (1 MiB tmpfs, drop_newest): {accepted} accepted, {dropped} dropped with the reason, {stored} stored and delivered"
+    );
+    assert_eq!(
+        receiver.accepted_events().len(),
+        stored,
+        "nothing stored was lost or duplicated"
+    );
+    drop(t);
+    drop(disk);
+}
+
+#[test]
+fn a_large_disk_backlog_drains_with_bounded_memory() {
+    let dir = crate::support::scratch("rel-disk-backlog");
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.set_default(Reply::Status(503, "down".into()));
+    let yaml = disk_pipeline(&receiver, &dir);
+    let t = start_in(&dir, &yaml);
+    let ids = burst(&t, 4, 50, 100);
+    assert_eq!(ids.len(), 20_000);
+    assert!(t.stop().success());
+    let size = std::fs::metadata(dir.join("buffer/spotify.redb"))
+        .unwrap()
+        .len();
+    receiver.set_default(Reply::Ok);
+    let again = start_in(&dir, &yaml);
+    eventually("the backlog delivered", Duration::from_secs(120), || {
+        receiver.accepted_events().len() >= ids.len()
+    });
+    let rss = peak_rss_kib(again.child.id());
+    let result = tally(&ids, &receiver);
+    println!(
+        "disk backlog of 20,000 events ({} KiB on disk): {result:?}; peak RSS while draining {rss} KiB",
+        size / 1024
+    );
+    assert_eq!(result.lost, 0);
+    assert!(
+        rss < 200 * 1024,
+        "draining does not load the backlog into memory: {rss} KiB"
+    );
+}
