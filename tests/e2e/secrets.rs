@@ -52,7 +52,15 @@ fn the_token_is_in_no_output_of_a_full_run() {
     );
     let metrics = send(t.addr, "GET", "/metrics", &[], b"");
     t.wait_for_lines("dead.ndjson", 1);
-    t.wait_for_lines("logs.ndjson", 4);
+    // Request, Response (500), Retry, Request, Response (401), Rejected — written as they happen.
+    crate::support::eventually(
+        "the Rejected record written",
+        std::time::Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(t.dir.join("logs.ndjson"))
+                .is_ok_and(|l| l.contains("\"type\":\"Rejected\""))
+        },
+    );
     let mut outputs = vec![
         (
             "debug answer",
