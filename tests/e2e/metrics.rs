@@ -107,3 +107,60 @@ fn metrics_count_every_event_and_add_up() {
     assert!(sample(&text, "tagpipe_sink_batch_size_count", &[sink]) >= 1);
     assert_eq!(sample(&text, "tagpipe_build_info", &[]), 1);
 }
+
+#[test]
+fn metrics_can_have_a_listener_of_their_own() {
+    let metrics_port = crate::support::free_port();
+    let yaml = PIPELINE.replace(
+        "listen: 127.0.0.1:{port}",
+        "listen: 127.0.0.1:{port}\n    metrics: false",
+    ) + &format!(
+        "runtime:\n  metrics_address: 127.0.0.1:{metrics_port}\n  metrics_path: /prom\n"
+    );
+    let t = Tagpipe::start("metrics-listener", &yaml);
+    let body = json!({"event_name": "purchase", "x-ga-gcs": "G111"}).to_string();
+    let headers = [("Content-Type", "application/json")];
+    assert_eq!(
+        send(t.addr, "POST", "/v1/events", &headers, body.as_bytes()).status,
+        200
+    );
+    t.wait_for_lines("out.ndjson", 1);
+    // The event port no longer serves metrics …
+    assert_eq!(send(t.addr, "GET", "/metrics", &[], b"").status, 404);
+    // … the metrics port does, at its own path, and serves nothing else.
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let reply = send(metrics_addr, "GET", "/prom", &[], b"");
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    assert_eq!(
+        sample(&text, "tagpipe_events_sent_total", &[r#"sink="file/out""#]),
+        1,
+        "{text}"
+    );
+    assert_eq!(send(metrics_addr, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(
+        send(metrics_addr, "GET", "/v1/events", &[], b"").status,
+        404
+    );
+    assert_eq!(send(metrics_addr, "POST", "/prom", &[], b"").status, 405);
+}
+
+#[test]
+fn a_taken_metrics_port_stops_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = crate::support::scratch("metrics-taken");
+    let file = dir.join("p.yaml");
+    std::fs::write(
+        &file,
+        format!("sources:\n  stdin:\nsinks:\n  console:\npipelines:\n  p: {{sources: [stdin], sinks: [console]}}\nruntime:\n  metrics_address: 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    let out = crate::support::run(crate::support::bin().args(["run", "--config"]).arg(&file));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen for metrics on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}

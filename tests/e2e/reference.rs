@@ -100,6 +100,7 @@ fn every_config_field_is_in_the_readme() {
         ("buffer", fields::<tagpipe_core::queue::BufferConfig>()),
         ("batch", fields::<tagpipe_core::batch::BatchConfig>()),
         ("retry", fields::<tagpipe_core::retry::RetryConfig>()),
+        ("runtime", fields::<tagpipe_config::RuntimeSettings>()),
     ];
     let mut missing = Vec::new();
     for (component, names) in &components {

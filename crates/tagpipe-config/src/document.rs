@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -201,7 +202,7 @@ pub(crate) struct PipelineSpec {
 }
 
 /// Process-wide settings (`runtime:`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSettings {
     /// How long a graceful shutdown may take to drain the sinks' queues before undelivered
@@ -211,13 +212,42 @@ pub struct RuntimeSettings {
         deserialize_with = "tagpipe_core::duration::deserialize"
     )]
     pub shutdown_timeout: Duration,
+    /// Also serve the Prometheus metrics on a listener of their own, e.g. `0.0.0.0:9598`, for
+    /// when the scraper must not reach the event endpoints. Default: none (metrics are served
+    /// on the HTTP source's listener, see its `metrics`).
+    #[serde(default)]
+    pub metrics_address: Option<SocketAddr>,
+    /// The path of the metrics on `metrics_address`. Default: `/metrics`.
+    #[serde(
+        default = "default_metrics_path",
+        deserialize_with = "deserialize_url_path"
+    )]
+    pub metrics_path: String,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
         Self {
             shutdown_timeout: default_shutdown_timeout(),
+            metrics_address: None,
+            metrics_path: default_metrics_path(),
         }
+    }
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+
+/// A URL path: starts with `/`.
+fn deserialize_url_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let path = String::deserialize(deserializer)?;
+    if path.starts_with('/') {
+        Ok(path)
+    } else {
+        Err(de::Error::custom(format!(
+            "`{path}` is not a URL path: it must start with `/`"
+        )))
     }
 }
 

@@ -47,6 +47,8 @@ use registry::{Doc, SINK_ENVELOPE_KEYS};
 pub struct LoadedConfig {
     /// What to build.
     pub topology: TopologyConfig,
+    /// The process-wide settings (`runtime:`); `shutdown_timeout` is in `topology` too.
+    pub runtime: RuntimeSettings,
     /// Things worth knowing that do not stop a run (unused components).
     pub warnings: Vec<ConfigError>,
 }
@@ -108,6 +110,7 @@ pub fn load_str(
     if loader.errors.is_empty() {
         Ok(LoadedConfig {
             topology,
+            runtime: skeleton.runtime,
             warnings: loader.warnings,
         })
     } else {

@@ -144,6 +144,7 @@ pipelines:
     sinks: [console, console/two]
 runtime:
   shutdown_timeout: 5s
+  metrics_address: 127.0.0.1:9598
 ";
 
 #[test]
@@ -157,6 +158,11 @@ fn a_valid_file_loads_with_envelopes_env_and_runtime_settings() {
     assert_eq!(t.sinks[1].buffer.when_full, WhenFull::DropNewest);
     assert_eq!(t.sinks[0].buffer.max_events, 10_000);
     assert_eq!(t.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(
+        loaded.runtime.metrics_address,
+        Some("127.0.0.1:9598".parse().unwrap())
+    );
+    assert_eq!(loaded.runtime.metrics_path, "/metrics");
     let sink_debug = format!("{:?}", t.sinks[1].config);
     assert!(sink_debug.contains("9000"), "{sink_debug}");
     let source_debug = format!("{:?}", t.sources[0].1);
@@ -165,6 +171,15 @@ fn a_valid_file_loads_with_envelopes_env_and_runtime_settings() {
         "secrets never in Debug: {source_debug}"
     );
     assert_eq!(t.pipelines[0].sinks.len(), 2);
+}
+
+#[test]
+fn runtime_metrics_settings_are_checked_with_positions() {
+    let (line, column, message) = one_error("runtime:\n  metrics_address: 127.0.0.1:99999\n");
+    assert_eq!((line, column), (2, 20), "{message}");
+    let (line, column, message) = one_error("runtime:\n  metrics_path: metrics\n");
+    assert_eq!((line, column), (2, 17), "{message}");
+    assert!(message.contains("must start with `/`"), "{message}");
 }
 
 #[test]
@@ -370,7 +385,7 @@ fn unused_components_are_warnings() {
 fn unknown_top_level_section() {
     let text = format!("{VALID}sink:\n  console:\n");
     let (line, column, message) = one_error(&text);
-    assert_eq!((line, column), (20, 1), "{message}");
+    assert_eq!((line, column), (21, 1), "{message}");
     assert!(message.contains("did you mean `sinks`?"), "{message}");
 }
 

@@ -11,6 +11,8 @@
 //! - `GET|POST /data` — the Stape Data-Client protocol. Answer: `{"timestamp",
 //!   "unique_event_id"}` (an array for an array), or a 1×1 GIF for `GET`.
 //! - `GET /healthz` (alive) and `GET /readyz` (serving; 503 while shutting down).
+//! - `GET /metrics` (Prometheus text; see `metrics`/`metrics_path`). [`serve_metrics`] serves
+//!   the same text on a listener of its own (`runtime.metrics_address`).
 //!
 //! A request with `x-tagpipe-debug: 1` waits for every destination's outcome and answers
 //! `{"events": [{"destinations": {"<sink>": {"outcome", "reason", "request"}}}]}`.
@@ -31,6 +33,7 @@ mod events;
 mod fuzz;
 pub mod ga4;
 mod ingest;
+mod metrics_listener;
 mod rate_limit;
 mod response;
 mod server;
@@ -48,6 +51,7 @@ pub use client_ip::IpRange;
 pub use config::{
     DataEndpoint, DebugSettings, EventsEndpoint, Ga4Endpoint, HttpSourceConfig, RateLimit,
 };
+pub use metrics_listener::{bind_metrics_listener, serve_metrics};
 
 impl SourceConfig for HttpSourceConfig {
     fn validate(&self) -> Vec<ValidationError> {

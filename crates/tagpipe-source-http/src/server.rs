@@ -74,19 +74,7 @@ impl Server {
     pub(crate) async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Reply {
         let path = request.uri().path();
         if self.config.metrics && path == self.config.metrics_path {
-            return match tagpipe_core::telemetry::render() {
-                Some(body) => {
-                    let mut reply = text(StatusCode::OK, "");
-                    *reply.body_mut() = http_body_util::Full::new(bytes::Bytes::from(body));
-                    reply.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                    );
-                    reply
-                }
-                None => HttpError::new(StatusCode::NOT_FOUND, "no metrics recorder is installed")
-                    .into_reply(),
-            };
+            return metrics_reply();
         }
         match path {
             "/healthz" => return text(StatusCode::OK, "ok\n"),
@@ -124,6 +112,24 @@ impl Server {
             return reply;
         }
         crate::ingest::handle(self, endpoint, request, peer).await
+    }
+}
+
+/// The Prometheus text of every tagpipe metric (404 when no recorder is installed).
+pub(crate) fn metrics_reply() -> Reply {
+    match tagpipe_core::telemetry::render() {
+        Some(body) => {
+            let mut reply = text(StatusCode::OK, "");
+            *reply.body_mut() = http_body_util::Full::new(bytes::Bytes::from(body));
+            reply.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            reply
+        }
+        None => {
+            HttpError::new(StatusCode::NOT_FOUND, "no metrics recorder is installed").into_reply()
+        }
     }
 }
 

@@ -164,6 +164,17 @@ pub(crate) async fn run(config: Option<&Path>, require_healthy: bool) -> ExitCod
         tracing::warn!("{w}");
     }
     let file = config.map_or_else(|| QUICKSTART_NAME.to_owned(), |p| p.display().to_string());
+    // Bound before the pipelines are built, so that a taken port stops the start.
+    let metrics_listener = match loaded.runtime.metrics_address {
+        Some(address) => match tagpipe_source_http::bind_metrics_listener(address).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("error: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let mut topology_config = loaded.topology;
     topology_config.require_healthy = require_healthy;
     let topology = match Topology::build(topology_config).await {
@@ -175,7 +186,16 @@ pub(crate) async fn run(config: Option<&Path>, require_healthy: bool) -> ExitCod
         }
     };
     tracing::info!(config = %file, version = env!("CARGO_PKG_VERSION"), "tagpipe running");
+    let metrics = metrics_listener.map(|listener| {
+        tokio::spawn(tagpipe_source_http::serve_metrics(
+            listener,
+            loaded.runtime.metrics_path.clone(),
+        ))
+    });
     let report = topology.run(shutdown_signal()).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     if report.undelivered.is_empty() {
         ExitCode::SUCCESS
     } else {
