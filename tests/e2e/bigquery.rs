@@ -439,3 +439,66 @@ fn every_row_survives_an_emulator_crash_mid_stream() {
         },
     );
 }
+
+#[test]
+fn the_health_check_reads_the_table_before_start_up() {
+    use tagpipe_core::SinkConfig;
+    use tagpipe_sink_bigquery::BigQuerySinkConfig;
+
+    let emulator = Emulator::start();
+    let config = |rest: &str, create_table: bool| -> BigQuerySinkConfig {
+        serde_json::from_value(json!({
+            "project": PROJECT, "dataset": "health", "table": "absent",
+            "auth": {"type": "none"}, "endpoint": {"rest": rest},
+            "create_table": create_table
+        }))
+        .expect("valid config")
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let check = |c: BigQuerySinkConfig| runtime.block_on(async move { c.healthcheck().await });
+
+    let missing = check(config(&emulator.rest(), false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("table test-project.health.absent does not exist"),
+        "{missing}"
+    );
+    // Start-up will create it: healthy, because BigQuery answered "not found".
+    check(config(&emulator.rest(), true)).expect("creatable table is healthy");
+    // Nothing listening: unhealthy even though the table would be created.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let unreachable = check(config(&dead, true)).unwrap_err().to_string();
+    assert!(
+        unreachable.contains("cannot read table test-project.health.absent"),
+        "{unreachable}"
+    );
+
+    // With --require-healthy the failed check is what stops the start.
+    let dir = scratch("bq-unhealthy");
+    let file = dir.join("p.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "sources:\n  stdin:\nsinks:\n  bigquery:\n    project: {PROJECT}\n    dataset: health\n    \
+             table: absent\n    auth: {{type: none}}\n    endpoint: {{rest: \"{}\"}}\n\
+             pipelines:\n  p: {{sources: [stdin], sinks: [bigquery]}}\n",
+            emulator.rest()
+        ),
+    )
+    .unwrap();
+    let out = crate::support::run(
+        crate::support::bin()
+            .args(["run", "--require-healthy", "-c"])
+            .arg(&file),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("health check failed: table test-project.health.absent"),
+        "{stderr}"
+    );
+}

@@ -136,6 +136,15 @@ fn is_identifier(s: &str) -> bool {
 }
 
 impl BigQuerySinkConfig {
+    /// The project: `project`, else `GOOGLE_CLOUD_PROJECT`.
+    pub(crate) fn project_id(&self) -> Result<String, &'static str> {
+        self.project
+            .clone()
+            .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
+            .filter(|p| !p.is_empty())
+            .ok_or("no project: set `project` or GOOGLE_CLOUD_PROJECT")
+    }
+
     /// The request size limit (`batch.max_bytes`).
     pub(crate) fn max_request_bytes(&self) -> usize {
         self.batch.max_bytes.unwrap_or(5_000_000)

@@ -18,7 +18,8 @@
 //! take for a transient reason are sent again; whole requests are retried on 429, 5xx and
 //! transport errors, within `retry.max_elapsed`. With `create_table: true` the dataset and the
 //! table (day-partitioned on the timestamp column, or by ingestion time) are created at start-up
-//! when missing; otherwise a missing table stops start-up with a clear error.
+//! when missing; otherwise a missing table stops start-up with a clear error. The health check
+//! (`tagpipe run --require-healthy`) reads the table with the sink's credentials before that.
 //!
 //! ```yaml
 //! sources:
@@ -64,14 +65,29 @@ impl SinkConfig for BigQuerySinkConfig {
         self.problems()
     }
 
+    /// Reads the table's metadata with the sink's credentials (nothing is written). With
+    /// `create_table: true` a table BigQuery answers "not found" for is healthy: start-up
+    /// creates it.
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move {
+            let project = self.project_id()?;
+            let client = auth::client(self).await?;
+            match lookup_table(&client, &project, self).await {
+                Ok(true) => Ok(()),
+                Ok(false) if self.create_table => Ok(()),
+                Ok(false) => Err(missing_table(&project, self).into()),
+                Err(e) => Err(format!(
+                    "cannot read table {project}.{}.{}: {e}",
+                    self.dataset, self.table
+                )
+                .into()),
+            }
+        })
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>> {
         Box::pin(async move {
-            let project = self
-                .project
-                .clone()
-                .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
-                .filter(|p| !p.is_empty())
-                .ok_or("no project: set `project` or GOOGLE_CLOUD_PROJECT")?;
+            let project = self.project_id()?;
             let client = auth::client(self).await?;
             let columns = schema::columns(self.schema, &self.columns);
             ensure_table(&client, &project, self, &columns).await?;
@@ -116,6 +132,36 @@ impl SinkComponent for BigQuerySinkConfig {
     const TYPE: &'static str = "bigquery";
 }
 
+/// Whether the configured table exists (`false` when BigQuery answers 404), or why it could
+/// not be asked (unreachable, credentials refused, …).
+async fn lookup_table(
+    client: &gcp_bigquery_client::Client,
+    project: &str,
+    config: &BigQuerySinkConfig,
+) -> Result<bool, gcp_bigquery_client::error::BQError> {
+    match client
+        .table()
+        .get(project, &config.dataset, &config.table, None)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
+            if error.error.code == 404 =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn missing_table(project: &str, config: &BigQuerySinkConfig) -> String {
+    format!(
+        "table {project}.{}.{} does not exist or cannot be read \
+         (create it, or set `create_table: true`)",
+        config.dataset, config.table
+    )
+}
+
 /// Checks that the table exists, creating the dataset and the table when allowed.
 async fn ensure_table(
     client: &gcp_bigquery_client::Client,
@@ -124,19 +170,11 @@ async fn ensure_table(
     columns: &[Column],
 ) -> Result<(), String> {
     let (dataset, table) = (&config.dataset, &config.table);
-    if client
-        .table()
-        .get(project, dataset, table, None)
-        .await
-        .is_ok()
-    {
+    if matches!(lookup_table(client, project, config).await, Ok(true)) {
         return Ok(());
     }
     if !config.create_table {
-        return Err(format!(
-            "table {project}.{dataset}.{table} does not exist or cannot be read \
-             (create it, or set `create_table: true`)"
-        ));
+        return Err(missing_table(project, config));
     }
     if client.dataset().get(project, dataset).await.is_err() {
         client
