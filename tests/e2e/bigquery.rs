@@ -373,17 +373,13 @@ fn event_rows_and_per_row_errors(write_api: &str) {
 #[test]
 fn a_missing_table_without_create_table_stops_start_up() {
     let emulator = Emulator::start();
-    let dir = scratch("bq-missing");
     let yaml = format!(
         "sources:\n  stdin:\nsinks:\n  bigquery:\n    project: {PROJECT}\n    dataset: nope\n    table: absent\n    \
          auth: {{type: none}}\n    endpoint: {{rest: \"{}\"}}\npipelines:\n  p: {{sources: [stdin], sinks: [bigquery]}}\n",
         emulator.rest()
     );
-    let file = dir.join("p.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = crate::support::run(crate::support::bin().arg("run").arg("-c").arg(&file));
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = crate::support::run_pipeline("bq-missing", &yaml, &[]);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("table test-project.nope.absent does not exist"),
         "{stderr}"
@@ -478,25 +474,15 @@ fn the_health_check_reads_the_table_before_start_up() {
     );
 
     // With --require-healthy the failed check is what stops the start.
-    let dir = scratch("bq-unhealthy");
-    let file = dir.join("p.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "sources:\n  stdin:\nsinks:\n  bigquery:\n    project: {PROJECT}\n    dataset: health\n    \
-             table: absent\n    auth: {{type: none}}\n    endpoint: {{rest: \"{}\"}}\n\
-             pipelines:\n  p: {{sources: [stdin], sinks: [bigquery]}}\n",
-            emulator.rest()
-        ),
-    )
-    .unwrap();
-    let out = crate::support::run(
-        crate::support::bin()
-            .args(["run", "--require-healthy", "-c"])
-            .arg(&file),
+    let yaml = format!(
+        "sources:\n  stdin:\nsinks:\n  bigquery:\n    project: {PROJECT}\n    dataset: health\n    \
+         table: absent\n    auth: {{type: none}}\n    endpoint: {{rest: \"{}\"}}\n\
+         pipelines:\n  p: {{sources: [stdin], sinks: [bigquery]}}\n",
+        emulator.rest()
     );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) =
+        crate::support::run_pipeline("bq-unhealthy", &yaml, &["--require-healthy"]);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("health check failed: table test-project.health.absent"),
         "{stderr}"

@@ -149,16 +149,12 @@ fn metrics_can_have_a_listener_of_their_own() {
 fn a_taken_metrics_port_stops_the_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = crate::support::scratch("metrics-taken");
-    let file = dir.join("p.yaml");
-    std::fs::write(
-        &file,
-        format!("sources:\n  stdin:\nsinks:\n  console:\npipelines:\n  p: {{sources: [stdin], sinks: [console]}}\nruntime:\n  metrics_address: 127.0.0.1:{port}\n"),
-    )
-    .unwrap();
-    let out = crate::support::run(crate::support::bin().args(["run", "--config"]).arg(&file));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let yaml = format!(
+        "sources:\n  stdin:\nsinks:\n  console:\npipelines:\n  p: {{sources: [stdin], sinks: [console]}}\n\
+         runtime:\n  metrics_address: 127.0.0.1:{port}\n"
+    );
+    let (code, stderr) = crate::support::run_pipeline("metrics-taken", &yaml, &[]);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains(&format!("cannot listen for metrics on 127.0.0.1:{port}")),
         "{stderr}"

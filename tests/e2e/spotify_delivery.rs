@@ -353,36 +353,23 @@ fn batch_max_bytes_splits_a_batch_into_several_requests() {
 
 #[test]
 fn an_unreachable_endpoint_is_a_warning_or_with_require_healthy_a_start_up_error() {
-    let dir = crate::support::scratch("healthcheck");
     let closed = crate::support::free_port();
-    let file = dir.join("p.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "sources:\n  stdin:\nsinks:\n  spotify:\n    auth_token: t\n    connection_id: c\n    \
-             endpoint: http://127.0.0.1:{closed}/capi-direct/events/\n    request_timeout: 2s\n\
-             pipelines:\n  p: {{sources: [stdin], sinks: [spotify]}}\n"
-        ),
-    )
-    .unwrap();
-    let out = crate::support::run(
-        crate::support::bin()
-            .args(["run", "--require-healthy", "-c"])
-            .arg(&file),
+    let yaml = format!(
+        "sources:\n  stdin:\nsinks:\n  spotify:\n    auth_token: t\n    connection_id: c\n    \
+         endpoint: http://127.0.0.1:{closed}/capi-direct/events/\n    request_timeout: 2s\n\
+         pipelines:\n  p: {{sources: [stdin], sinks: [spotify]}}\n"
     );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = crate::support::run_pipeline("healthcheck", &yaml, &["--require-healthy"]);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("spotify: health check failed: cannot connect to 127.0.0.1"),
         "{stderr}"
     );
     // Without the flag: a warning, and tagpipe runs (stdin is empty, so it finishes at once).
-    let out = crate::support::run(crate::support::bin().args(["run", "-c"]).arg(&file));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (code, stderr) = crate::support::run_pipeline("healthcheck", &yaml, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("health check failed; starting anyway"),
+        "{stderr}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("health check failed; starting anyway"));
 }

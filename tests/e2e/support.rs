@@ -29,6 +29,18 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("runs")
 }
 
+/// Writes `yaml` to a scratch file and runs `tagpipe run <flags> -c <file>` to completion (with
+/// empty standard input): the exit code and standard error.
+pub fn run_pipeline(name: &str, yaml: &str, flags: &[&str]) -> (Option<i32>, String) {
+    let file = scratch(name).join("p.yaml");
+    std::fs::write(&file, yaml).expect("write the pipeline file");
+    let out = run(bin().arg("run").args(flags).arg("-c").arg(&file));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Sends SIGTERM to a child.
 pub fn terminate(child: &Child) {
     let status = Command::new("kill")
