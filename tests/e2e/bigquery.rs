@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 
-use crate::http_client::send;
+use crate::http_client::{post_json, send};
 use crate::support::{Tagpipe, eventually, free_port, scratch};
 
 const PROJECT: &str = "test-project";
@@ -413,13 +413,7 @@ fn every_row_survives_an_emulator_crash_mid_stream() {
             emulator.restart();
         }
         let e = json!({"event_name": "purchase", "event_id": format!("id-{i}"), "timestamp": 1_748_377_016});
-        let reply = send(
-            t.addr,
-            "POST",
-            "/v1/events",
-            &[("Content-Type", "application/json")],
-            e.to_string().as_bytes(),
-        );
+        let reply = post_json(t.addr, "/v1/events", e.to_string().as_bytes());
         assert_eq!(reply.status, 200);
     }
     let sql = "SELECT COUNT(DISTINCT event_id) FROM crash.events";

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::http_client::{build, read_reply, send, send_raw};
+use crate::http_client::{build, post_json, read_reply, send, send_raw};
 use crate::support::Tagpipe;
 
 const PIPELINE: &str = "
@@ -105,23 +105,11 @@ fn event_data_is_taken_verbatim_in_every_framing() {
     let (t, _) = start("events");
     let one = json!({"event_name": "purchase", "client_id": "c1", "ip_override": "1.2.3.4:5678",
                      "user_data": {"email_address": "a@b.c"}, "value": 10});
-    let reply = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "application/json")],
-        one.to_string().as_bytes(),
-    );
+    let reply = post_json(t.addr, "/v1/events", one.to_string().as_bytes());
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json(), json!({"accepted": 1}));
     let array = json!([{"event_name": "a"}, {"event_name": "b", "ip_override": "[::1]:80"}]);
-    let reply = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "application/json")],
-        array.to_string().as_bytes(),
-    );
+    let reply = post_json(t.addr, "/v1/events", array.to_string().as_bytes());
     assert_eq!(reply.json(), json!({"accepted": 2}));
     let reply = send(
         t.addr,
@@ -413,13 +401,7 @@ fn data_client_answers_receipts_gifs_and_cookies() {
         reply.headers_named("set-cookie"),
         ["_dcid=dcid.1.5.7; Path=/; Max-Age=34128000; SameSite=Lax; Secure"]
     );
-    let reply = send(
-        t.addr,
-        "POST",
-        "/data",
-        &[("Content-Type", "application/json")],
-        br#"[{"a":1},{"b":2}]"#,
-    );
+    let reply = post_json(t.addr, "/data", br#"[{"a":1},{"b":2}]"#);
     assert_eq!(reply.json().as_array().unwrap().len(), 2);
     // Two events with no client id: one new id, one cookie.
     assert_eq!(reply.headers_named("set-cookie").len(), 1);
@@ -565,13 +547,7 @@ fn browser_endpoints_can_be_rate_limited_per_client() {
         Some("https://shop.example.com")
     );
     // Server-to-server ingestion is not limited.
-    let reply = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "application/json")],
-        b"{\"a\":1}",
-    );
+    let reply = post_json(t.addr, "/v1/events", b"{\"a\":1}");
     assert_eq!(reply.status, 200);
     assert_eq!(t.wait_for_lines("out.ndjson", 3).len(), 3);
 }

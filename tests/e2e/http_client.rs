@@ -99,6 +99,17 @@ pub fn send(
     send_raw(addr, &build(method, target, headers, body), false)
 }
 
+/// `POST`s a JSON body (`Content-Type: application/json`).
+pub fn post_json(addr: SocketAddr, target: &str, body: &[u8]) -> Reply {
+    send(
+        addr,
+        "POST",
+        target,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+}
+
 /// Reads one response until the server closes the connection.
 pub fn read_reply(stream: &mut TcpStream) -> Reply {
     let mut buf = Vec::new();

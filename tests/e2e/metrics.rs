@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::http_client::send;
+use crate::http_client::{post_json, send};
 use crate::support::Tagpipe;
 
 const PIPELINE: &str = "
@@ -38,28 +38,8 @@ fn metrics_count_every_event_and_add_up() {
         .map(|i| json!({"event_name": "purchase", "x-ga-gcs": if i < 6 { "G111" } else { "G101" }}))
         .collect();
     let body = serde_json::Value::Array(events).to_string();
-    assert_eq!(
-        send(
-            t.addr,
-            "POST",
-            "/v1/events",
-            &[("Content-Type", "application/json")],
-            body.as_bytes()
-        )
-        .status,
-        200
-    );
-    assert_eq!(
-        send(
-            t.addr,
-            "POST",
-            "/v1/events",
-            &[("Content-Type", "application/json")],
-            b"{oops"
-        )
-        .status,
-        400
-    );
+    assert_eq!(post_json(t.addr, "/v1/events", body.as_bytes()).status, 200);
+    assert_eq!(post_json(t.addr, "/v1/events", b"{oops").status, 400);
     t.wait_for_lines("out.ndjson", 6);
     let reply = send(t.addr, "GET", "/metrics", &[], b"");
     assert_eq!(reply.status, 200);

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::http_client::send;
+use crate::http_client::{post_json, send};
 use crate::support::Tagpipe;
 
 const PIPELINE: &str = "
@@ -106,13 +106,7 @@ fn a_logs_pipeline_keeps_only_failures() {
         {"event_name": "Purchase", "ip_override": "1.1.1.1"},
         {"event_name": "Purchase"}
     ]);
-    let reply = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "application/json")],
-        events.to_string().as_bytes(),
-    );
+    let reply = post_json(t.addr, "/v1/events", events.to_string().as_bytes());
     assert_eq!(reply.status, 200);
     // Request + Response + Rejected for the first event, Message for the second.
     let all = t.wait_for_lines("all.ndjson", 4);

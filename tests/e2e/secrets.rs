@@ -4,7 +4,7 @@
 use serde_json::json;
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig, Reply};
 
-use crate::http_client::send;
+use crate::http_client::{post_json, send};
 use crate::support::Tagpipe;
 
 const TOKEN: &str = "capi-SECRET-token-5b1e";
@@ -43,13 +43,7 @@ fn the_token_is_in_no_output_of_a_full_run() {
         ],
         events.to_string().as_bytes(),
     );
-    let bad = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "application/json")],
-        b"{oops",
-    );
+    let bad = post_json(t.addr, "/v1/events", b"{oops");
     let metrics = send(t.addr, "GET", "/metrics", &[], b"");
     t.wait_for_lines("dead.ndjson", 1);
     // Request, Response (500), Retry, Request, Response (401), Rejected — written as they happen.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig, Reply};
 
-use crate::http_client::send;
+use crate::http_client::{post_json, send};
 use crate::support::Tagpipe;
 
 const TOKEN: &str = "tok-SECRET-3f9a1c";
@@ -229,13 +229,7 @@ fn optimistic_false_answers_after_delivery_and_true_before() {
     receiver.script([Reply::Stall(Duration::from_millis(400))]);
     let t = start("pessimistic", &receiver, "");
     let body = events(1)[0].to_string();
-    let reply = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
+    let reply = post_json(t.addr, "/v1/events", body.as_bytes());
     assert_eq!(reply.status, 200);
     assert_eq!(
         receiver.requests().len(),
@@ -246,13 +240,7 @@ fn optimistic_false_answers_after_delivery_and_true_before() {
     let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
     receiver.script([Reply::Stall(Duration::from_secs(3))]);
     let t = start("optimistic", &receiver, "    optimistic: true\n");
-    let reply = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
+    let reply = post_json(t.addr, "/v1/events", body.as_bytes());
     assert_eq!(reply.status, 200);
     assert!(receiver.requests().is_empty(), "the answer did not wait");
     crate::support::eventually("delivery after the answer", Duration::from_secs(20), || {
