@@ -541,6 +541,18 @@ mod tests {
         }
     }
 
+    /// A disk queue of sink `s` at `path`, without a sync interval.
+    fn open(path: &std::path::Path, max_events: usize, max_bytes: Option<usize>) -> Arc<DiskQueue> {
+        DiskQueue::open(
+            ComponentId::parse("s").unwrap(),
+            path,
+            max_events,
+            max_bytes,
+            Duration::ZERO,
+        )
+        .unwrap()
+    }
+
     fn dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("tagpipe-disk-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -551,14 +563,7 @@ mod tests {
     async fn max_bytes_bounds_the_buffer() {
         let path = dir("bytes").join("buffer.redb");
         let one = encode(&event(1).event).len();
-        let q = DiskQueue::open(
-            ComponentId::parse("s").unwrap(),
-            &path,
-            100,
-            Some(one * 2),
-            Duration::ZERO,
-        )
-        .unwrap();
+        let q = open(&path, 100, Some(one * 2));
         q.push(event(1), false).await.unwrap();
         q.push(event(2), false).await.unwrap();
         assert!(
@@ -576,14 +581,7 @@ mod tests {
     async fn pending_records_survive_a_restart_and_acked_ones_do_not() {
         let path = dir("restart").join("buffer.redb");
         {
-            let q = DiskQueue::open(
-                ComponentId::parse("s").unwrap(),
-                &path,
-                100,
-                None,
-                Duration::ZERO,
-            )
-            .unwrap();
+            let q = open(&path, 100, None);
             q.input_opened();
             for n in 0..10 {
                 q.push(event(n), true).await.unwrap();
@@ -596,14 +594,7 @@ mod tests {
             q.push(event(99), true).await.unwrap();
         }
         std::thread::sleep(Duration::from_millis(100));
-        let q = DiskQueue::open(
-            ComponentId::parse("s").unwrap(),
-            &path,
-            100,
-            None,
-            Duration::ZERO,
-        )
-        .unwrap();
+        let q = open(&path, 100, None);
         assert_eq!(q.len(), 7);
         let mut out = Vec::new();
         q.input_opened();
@@ -618,14 +609,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_with_drop_newest() {
         let path = dir("full").join("buffer.redb");
-        let q = DiskQueue::open(
-            ComponentId::parse("s").unwrap(),
-            &path,
-            2,
-            None,
-            Duration::ZERO,
-        )
-        .unwrap();
+        let q = open(&path, 2, None);
         q.push(event(1), false).await.unwrap();
         q.push(event(2), false).await.unwrap();
         assert!(q.push(event(3), false).await.is_err());
