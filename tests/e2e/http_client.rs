@@ -110,6 +110,30 @@ pub fn post_json(addr: SocketAddr, target: &str, body: &[u8]) -> Reply {
     )
 }
 
+/// Reads exactly one response (its `Content-Length` body) and leaves the connection open.
+pub fn read_one_reply(stream: &mut TcpStream) -> Reply {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read the response head");
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().expect("content-length"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("read the body");
+    buf.extend_from_slice(&body);
+    parse(&buf)
+}
+
 /// Reads one response until the server closes the connection.
 pub fn read_reply(stream: &mut TcpStream) -> Reply {
     let mut buf = Vec::new();

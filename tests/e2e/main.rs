@@ -7,6 +7,7 @@ mod http_client;
 mod metrics;
 mod processors;
 mod reference;
+mod reload;
 mod secrets;
 mod spotify_delivery;
 mod spotify_vectors;

@@ -108,6 +108,11 @@ impl Tagpipe {
 
     /// As [`Tagpipe::start`], with extra environment variables.
     pub fn start_with_env(name: &str, yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(name, yaml, env, &[])
+    }
+
+    /// As [`Tagpipe::start`], with extra environment variables and `run` flags.
+    pub fn start_with(name: &str, yaml: &str, env: &[(&str, &str)], flags: &[&str]) -> Self {
         let dir = scratch(name);
         let port = free_port();
         let yaml = yaml
@@ -117,7 +122,7 @@ impl Tagpipe {
         std::fs::write(&config, yaml).expect("write config");
         let stderr = std::fs::File::create(dir.join("stderr.log")).expect("log file");
         let mut cmd = bin();
-        cmd.arg("run").arg("-c").arg(&config);
+        cmd.arg("run").args(flags).arg("-c").arg(&config);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -150,6 +155,20 @@ impl Tagpipe {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The pipeline file it runs (rewrite it and [`Tagpipe::signal`] `HUP` to reload).
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("pipeline.yaml")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
     }
 
     /// What tagpipe logged so far.

@@ -154,7 +154,19 @@ impl Loader<'_> {
             pipelines: Vec::new(),
             shutdown_timeout: skeleton.runtime.shutdown_timeout,
             require_healthy: false,
+            fingerprints: std::collections::HashMap::new(),
         };
+        for (section, checked) in [
+            ("sources", &sources),
+            ("processors", &processors),
+            ("sinks", &sinks),
+        ] {
+            for c in checked {
+                if let Some(fingerprint) = fingerprint(doc, section, &c.key.value) {
+                    topology.fingerprints.insert(c.id.clone(), fingerprint);
+                }
+            }
+        }
         for c in &sources {
             let parse = registry.sources[c.id.kind()];
             if let Some(config) = self.component(doc, c, parse, &[]) {
@@ -455,6 +467,23 @@ struct SinkEnvelope {
     /// The sink that receives the events this one fails for good.
     #[serde(default)]
     dead_letter: Option<Spanned<String>>,
+}
+
+/// A fingerprint of one component's configuration as loaded (variables expanded), for a reload
+/// to tell what changed. `None` when it cannot be read (the component then counts as changed).
+fn fingerprint(doc: &Doc<'_>, section: &str, key: &str) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let value: serde_json::Value = navigate::component(
+        doc.text,
+        doc.options.clone(),
+        section,
+        key,
+        KeyFilter::Except(&[]),
+    )
+    .ok()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 fn singular(section: &str) -> &str {

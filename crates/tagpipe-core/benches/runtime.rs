@@ -42,12 +42,12 @@ fn setup(destinations: usize) -> (Dispatcher, Vec<Arc<SinkStats>>) {
         };
         tokio::spawn(driver::run(
             id.clone(),
-            rx,
+            driver::Handover::new(rx),
             parts,
             stats.clone(),
             None,
             tagpipe_core::telemetry::SinkInstruments::new(&id, 10_000),
-            CancellationToken::new(),
+            driver::DriverControl::new(CancellationToken::new()).0,
         ));
         inputs.push(input);
         all_stats.push(stats);

@@ -209,7 +209,11 @@ impl DiskQueue {
 
     /// Writes the event durably; returns once it is on disk. `block` waits for room when full;
     /// otherwise a full queue answers [`Full`] (and hands the token back).
-    pub async fn push(&self, item: QueuedEvent, block: bool) -> Result<(), (Full, QueuedEvent)> {
+    pub async fn push(
+        &self,
+        mut item: QueuedEvent,
+        block: bool,
+    ) -> Result<(), (Full, QueuedEvent)> {
         let record = encode(&item.event);
         let size = record.len();
         loop {
@@ -230,55 +234,81 @@ impl DiskQueue {
         loop {
             let (done, wait) = oneshot::channel();
             // Sequence numbers reach the writer in order, so commits happen in order and the
-            // reader never passes a record that is still being written.
+            // reader never passes a record that is still being written. The token and size are
+            // registered before the commit: the reader may see the record as soon as it is
+            // committed, before this task runs again.
             let seq = {
                 let _order = self
                     .order
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                self.register(seq, size, &mut item);
                 if self
                     .ops
                     .send(Op::Append(vec![(seq, record.clone())], done))
                     .is_err()
                 {
-                    None
+                    Err(seq)
                 } else {
-                    Some(seq)
+                    Ok(seq)
                 }
             };
             let outcome = match seq {
-                None => Err("the disk buffer writer has stopped".to_owned()),
-                Some(_) => wait
+                Err(_) => Err("the disk buffer writer has stopped".to_owned()),
+                Ok(_) => wait
                     .await
                     .unwrap_or_else(|_| Err("the disk buffer writer has stopped".into())),
             };
-            match (outcome, seq) {
-                (Ok(()), Some(seq)) => {
-                    self.sizes
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(seq, size);
-                    self.tokens
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(seq, item.token);
+            let error = match (outcome, seq) {
+                (Ok(()), Ok(_)) => {
                     self.data_ready.notify_one();
                     return Ok(());
                 }
-                (Err(error), Some(_)) if block => {
-                    // A full or failing disk behaves as `when_full: block`: wait and try again.
-                    tracing::error!(sink = %self.sink, %error, "disk buffer write failed; retrying in 500ms");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                (result, Ok(seq) | Err(seq)) => {
+                    self.unregister(seq, &mut item);
+                    result.err().unwrap_or_default()
                 }
-                (result, _) => {
-                    self.len.fetch_sub(1, Ordering::SeqCst);
-                    self.bytes.fetch_sub(size, Ordering::SeqCst);
-                    let error = result.err().unwrap_or_default();
-                    tracing::error!(sink = %self.sink, %error, "disk buffer write failed: event dropped (when_full: drop_newest)");
-                    return Err((Full, item));
-                }
+            };
+            if block {
+                // A full or failing disk behaves as `when_full: block`: wait and try again.
+                tracing::error!(sink = %self.sink, %error, "disk buffer write failed; retrying in 500ms");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            } else {
+                self.len.fetch_sub(1, Ordering::SeqCst);
+                self.bytes.fetch_sub(size, Ordering::SeqCst);
+                tracing::error!(sink = %self.sink, %error, "disk buffer write failed: event dropped (when_full: drop_newest)");
+                return Err((Full, item));
             }
+        }
+    }
+
+    /// Keeps an event's size and delivery token under its sequence number until it is read.
+    fn register(&self, seq: u64, size: usize, item: &mut QueuedEvent) {
+        let token = std::mem::replace(&mut item.token, DeliveryToken::new(None, self.sink.clone()));
+        self.sizes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(seq, size);
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(seq, token);
+    }
+
+    /// Takes back what [`DiskQueue::register`] kept, for a write that failed.
+    fn unregister(&self, seq: u64, item: &mut QueuedEvent) {
+        self.sizes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&seq);
+        if let Some(token) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&seq)
+        {
+            item.token = token;
         }
     }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,91 +33,210 @@ pub struct DriverReport {
     pub kept_on_disk: bool,
 }
 
-/// Runs one sink: reads its queue until it is closed and empty, or until `abort` is cancelled
+/// A sink's queue as one driver hands it to the next on a reload: the receiving side, and the
+/// events already taken from it but not yet sent (they go first).
+#[derive(Debug)]
+pub struct Handover {
+    /// The queue.
+    pub queue: QueueRx,
+    /// Events taken from the queue that the old driver did not send.
+    pub pending: Vec<QueuedEvent>,
+}
+
+impl Handover {
+    /// A fresh queue, nothing pending.
+    pub fn new(queue: QueueRx) -> Self {
+        Self {
+            queue,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Asks a running driver to stop taking events and hand its queue over (see [`run`]).
+pub type HandoverRequest = oneshot::Sender<oneshot::Sender<Handover>>;
+
+/// How a driver can be stopped early.
+#[derive(Debug)]
+pub struct DriverControl {
+    /// The shutdown deadline: everything still queued or in flight is failed (or kept on disk).
+    pub abort: CancellationToken,
+    /// A reload replaces the sink's service: when a reply channel arrives here, the driver
+    /// stops taking events, sends the queue (and what it took but did not send) back through
+    /// it, and lets its calls in flight finish with the old service.
+    pub handover: oneshot::Receiver<oneshot::Sender<Handover>>,
+}
+
+impl DriverControl {
+    /// A control for a new driver, and the request side of its handover.
+    pub fn new(abort: CancellationToken) -> (Self, HandoverRequest) {
+        let (request, handover) = oneshot::channel();
+        (Self { abort, handover }, request)
+    }
+}
+
+/// Why the driver's loop ended.
+enum Exit {
+    /// The queue is closed and empty.
+    Closed,
+    /// The shutdown deadline.
+    Aborted,
+    /// A reload asked for the queue.
+    HandedOver(oneshot::Sender<Handover>),
+}
+
+/// Runs one sink: reads its queue until it is closed and empty, until `abort` is cancelled
 /// (the shutdown deadline), in which case everything still queued or in flight is failed and
-/// counted.
+/// counted, or until a reload asks for the queue (see [`DriverControl::handover`]).
 pub async fn run(
     sink: ComponentId,
-    mut queue: QueueRx,
+    start: Handover,
     parts: SinkParts,
     stats: Arc<SinkStats>,
     dead_letter: Option<SinkInput>,
     instruments: SinkInstruments,
-    abort: CancellationToken,
+    control: DriverControl,
 ) -> DriverReport {
-    let SinkParts {
-        mut service,
-        batch,
-        concurrency,
-        ..
-    } = parts;
-    let BatchSettings {
-        max_events,
-        timeout,
-    } = batch;
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let in_flight_events = Arc::new(AtomicUsize::new(0));
-    let mut in_flight = JoinSet::new();
-    let mut batch: Vec<QueuedEvent> = Vec::with_capacity(max_events);
-
-    let aborted = 'run: loop {
-        // Wait for the first event of a batch.
-        let received = tokio::select! {
-            biased;
-            () = abort.cancelled() => break 'run true,
-            n = queue.recv_many(&mut batch, max_events) => n,
-        };
-        if received == 0 {
-            break 'run false; // closed and empty
-        }
-        // Linger for more, up to the batch timeout.
-        if batch.len() < max_events && !timeout.is_zero() {
-            let deadline = Instant::now() + timeout;
-            while batch.len() < max_events {
-                let room = max_events - batch.len();
-                tokio::select! {
-                    biased;
-                    () = abort.cancelled() => break 'run true,
-                    () = tokio::time::sleep_until(deadline) => break,
-                    n = queue.recv_many(&mut batch, room) => if n == 0 { break },
+    let DriverControl { abort, handover } = control;
+    let Handover {
+        mut queue,
+        pending: mut batch,
+    } = start;
+    let mut driver = Driver {
+        sink,
+        permits: Arc::new(Semaphore::new(parts.concurrency.max(1))),
+        batch_settings: parts.batch,
+        service: parts.service,
+        stats,
+        dead_letter,
+        instruments,
+        abort,
+        handover: Some(handover),
+        in_flight: JoinSet::new(),
+        in_flight_events: Arc::new(AtomicUsize::new(0)),
+    };
+    let (aborted, queue) = loop {
+        match driver.pump(&mut queue, &mut batch).await {
+            Exit::Closed => break (false, Some(queue)),
+            Exit::Aborted => break (true, Some(queue)),
+            Exit::HandedOver(reply) => {
+                // The next driver gets the queue and what was taken but not sent; the calls in
+                // flight still finish here, with this service.
+                let pending = std::mem::take(&mut batch);
+                match reply.send(Handover { queue, pending }) {
+                    Ok(()) => break (false, None),
+                    Err(unclaimed) => {
+                        // The reload gave up before taking it: carry on as before.
+                        queue = unclaimed.queue;
+                        batch = unclaimed.pending;
+                    }
                 }
             }
         }
-        let permit = tokio::select! {
-            biased;
-            () = abort.cancelled() => break 'run true,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
-        let ready = tokio::select! {
-            biased;
-            () = abort.cancelled() => break 'run true,
-            ready = service.ready() => ready.map(|_| ()),
-        };
-        while in_flight.try_join_next().is_some() {}
-        instruments.depth.set(queue.len() as f64);
-        instruments.batch_size.record(batch.len() as f64);
+    };
+    driver.finish(aborted, queue, batch).await
+}
+
+/// One sink's driver state.
+struct Driver {
+    sink: ComponentId,
+    service: SinkService,
+    batch_settings: BatchSettings,
+    permits: Arc<Semaphore>,
+    stats: Arc<SinkStats>,
+    dead_letter: Option<SinkInput>,
+    instruments: SinkInstruments,
+    abort: CancellationToken,
+    handover: Option<oneshot::Receiver<oneshot::Sender<Handover>>>,
+    in_flight: JoinSet<()>,
+    in_flight_events: Arc<AtomicUsize>,
+}
+
+impl Driver {
+    /// Batches the queue into service calls until it is closed, the deadline comes or a reload
+    /// asks for the queue. `batch` holds events taken from the queue and not yet sent.
+    async fn pump(&mut self, queue: &mut QueueRx, batch: &mut Vec<QueuedEvent>) -> Exit {
+        let BatchSettings {
+            max_events,
+            timeout,
+        } = self.batch_settings;
+        batch.reserve(max_events.saturating_sub(batch.len()));
+        loop {
+            // Wait for the first event of a batch (unless a handover brought some).
+            if batch.is_empty() {
+                let received = tokio::select! {
+                    biased;
+                    () = self.abort.cancelled() => return Exit::Aborted,
+                    reply = requested(&mut self.handover) => return Exit::HandedOver(reply),
+                    n = queue.recv_many(batch, max_events) => n,
+                };
+                if received == 0 {
+                    return Exit::Closed;
+                }
+            }
+            // Linger for more, up to the batch timeout.
+            if batch.len() < max_events && !timeout.is_zero() {
+                let deadline = Instant::now() + timeout;
+                while batch.len() < max_events {
+                    let room = max_events - batch.len();
+                    tokio::select! {
+                        biased;
+                        () = self.abort.cancelled() => return Exit::Aborted,
+                        reply = requested(&mut self.handover) => return Exit::HandedOver(reply),
+                        () = tokio::time::sleep_until(deadline) => break,
+                        n = queue.recv_many(batch, room) => if n == 0 { break },
+                    }
+                }
+            }
+            let permit = tokio::select! {
+                biased;
+                () = self.abort.cancelled() => return Exit::Aborted,
+                reply = requested(&mut self.handover) => return Exit::HandedOver(reply),
+                permit = self.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
+            let ready = tokio::select! {
+                biased;
+                () = self.abort.cancelled() => return Exit::Aborted,
+                reply = requested(&mut self.handover) => return Exit::HandedOver(reply),
+                ready = self.service.ready() => ready.map(|_| ()),
+            };
+            self.call(queue, batch, permit, ready);
+        }
+    }
+
+    /// Sends one batch (or fails it when the service is not ready).
+    fn call(
+        &mut self,
+        queue: &QueueRx,
+        batch: &mut Vec<QueuedEvent>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        ready: Result<(), crate::component::BoxError>,
+    ) {
+        while self.in_flight.try_join_next().is_some() {}
+        self.instruments.depth.set(queue.len() as f64);
+        self.instruments.batch_size.record(batch.len() as f64);
         let seqs: Vec<u64> = batch.iter().filter_map(|item| item.seq).collect();
-        let (events, tokens) = split(&mut batch);
+        let (events, tokens) = split(batch);
         let count = tokens.len();
         if let Err(error) = ready {
-            tracing::warn!(sink = %sink, %error, "sink not ready; failing batch");
+            tracing::warn!(sink = %self.sink, %error, "sink not ready; failing batch");
             let tokens = tokens.into_iter().map(|(token, _)| token).collect();
             complete_all(
                 tokens,
                 &DestinationOutcome::failed(error.to_string()),
-                &stats,
+                &self.stats,
             );
-            continue;
+            return;
         }
-        in_flight_events.fetch_add(count, Ordering::Relaxed);
-        let call = service.call(events);
-        let stats = stats.clone();
-        let counter = in_flight_events.clone();
-        let sink_id = sink.clone();
-        let dead_letter = dead_letter.clone();
+        self.in_flight_events.fetch_add(count, Ordering::Relaxed);
+        let call = self.service.call(events);
+        let stats = self.stats.clone();
+        let counter = self.in_flight_events.clone();
+        let sink_id = self.sink.clone();
+        let dead_letter = self.dead_letter.clone();
         let disk = queue.disk();
-        let instruments = instruments.clone();
-        in_flight.spawn(async move {
+        let instruments = self.instruments.clone();
+        self.in_flight.spawn(async move {
             let started = std::time::Instant::now();
             let result = call.await;
             instruments.duration.record(started.elapsed().as_secs_f64());
@@ -137,57 +256,79 @@ pub async fn run(
             counter.fetch_sub(count, Ordering::Relaxed);
             drop(permit);
         });
-    };
-
-    if !aborted {
-        // Queue closed: let in-flight calls finish, unless the deadline comes first.
-        tokio::select! {
-            biased;
-            () = abort.cancelled() => {},
-            () = async { while in_flight.join_next().await.is_some() {} } => {
-                return DriverReport {
-                    sink,
-                    undelivered: 0,
-                    kept_on_disk: false,
-                };
-            }
-        }
     }
 
-    // The shutdown deadline: fail whatever is left and say how much — except what a disk
-    // buffer keeps for the next start.
-    let mut undelivered = batch.len() + in_flight_events.load(Ordering::Relaxed);
-    let kept = matches!(queue, QueueRx::Disk(_));
-    let reason = if kept {
-        "shutdown deadline reached: kept in the disk buffer for the next start"
-    } else {
-        "shutdown deadline reached before delivery"
-    };
-    for item in batch.drain(..) {
-        SinkStats::add(&stats.failed, 1);
-        item.token.complete(DestinationOutcome::failed(reason));
-    }
-    match &mut queue {
-        QueueRx::Memory(rx) => {
-            rx.close();
-            while let Some(item) = rx.recv().await {
-                undelivered += 1;
-                SinkStats::add(&stats.failed, 1);
-                item.token.complete(DestinationOutcome::failed(reason));
+    /// Lets the calls in flight finish (unless `aborted` or the deadline comes), then fails
+    /// whatever is left — except what a disk buffer keeps for the next start — and says how
+    /// much. `queue` is `None` when it was handed over.
+    async fn finish(
+        mut self,
+        aborted: bool,
+        queue: Option<QueueRx>,
+        mut batch: Vec<QueuedEvent>,
+    ) -> DriverReport {
+        if !aborted {
+            tokio::select! {
+                biased;
+                () = self.abort.cancelled() => {},
+                () = async { while self.in_flight.join_next().await.is_some() {} } => {
+                    return DriverReport {
+                        sink: self.sink,
+                        undelivered: 0,
+                        kept_on_disk: false,
+                    };
+                }
             }
         }
-        QueueRx::Disk(disk) => {
-            undelivered = disk.len();
-            tracing::warn!(sink = %sink, kept = undelivered, "shutdown deadline: events kept in the disk buffer");
+        let stats = &self.stats;
+        let mut undelivered = batch.len() + self.in_flight_events.load(Ordering::Relaxed);
+        let kept = matches!(queue, Some(QueueRx::Disk(_)));
+        let reason = if kept {
+            "shutdown deadline reached: kept in the disk buffer for the next start"
+        } else {
+            "shutdown deadline reached before delivery"
+        };
+        for item in batch.drain(..) {
+            SinkStats::add(&stats.failed, 1);
+            item.token.complete(DestinationOutcome::failed(reason));
+        }
+        match queue {
+            Some(QueueRx::Memory(mut rx)) => {
+                rx.close();
+                while let Some(item) = rx.recv().await {
+                    undelivered += 1;
+                    SinkStats::add(&stats.failed, 1);
+                    item.token.complete(DestinationOutcome::failed(reason));
+                }
+            }
+            Some(QueueRx::Disk(disk)) => {
+                undelivered = disk.len();
+                tracing::warn!(sink = %self.sink, kept = undelivered, "shutdown deadline: events kept in the disk buffer");
+            }
+            None => {}
+        }
+        // Aborted calls drop their tokens, which records them as failed.
+        self.in_flight.shutdown().await;
+        DriverReport {
+            sink: self.sink,
+            undelivered,
+            kept_on_disk: kept,
         }
     }
-    // Aborted calls drop their tokens, which records them as failed.
-    in_flight.shutdown().await;
-    DriverReport {
-        sink,
-        undelivered,
-        kept_on_disk: kept,
+}
+
+/// Resolves when a reload asks for the queue; never, once the asking side is gone.
+async fn requested(
+    handover: &mut Option<oneshot::Receiver<oneshot::Sender<Handover>>>,
+) -> oneshot::Sender<Handover> {
+    if let Some(receiver) = handover {
+        let asked = receiver.await;
+        *handover = None;
+        if let Ok(reply) = asked {
+            return reply;
+        }
     }
+    std::future::pending().await
 }
 
 /// The events for the service, and each token with a copy of its event (kept for dead letters;

@@ -5,7 +5,7 @@
 //! acknowledgements.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tower::{Service, ServiceExt};
 
@@ -88,28 +88,71 @@ impl fmt::Debug for Pipeline {
 }
 
 /// Where a source sends its events: every pipeline that lists the source.
+///
+/// Clones share one set of pipelines, which a configuration reload replaces as a whole
+/// ([`Dispatcher::replace`]): a running source keeps its listener and connections and its next
+/// request goes through the new pipelines, while requests in flight finish with the old ones.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
-    pipelines: Arc<[Pipeline]>,
+    pipelines: Arc<RwLock<Pipelines>>,
 }
 
 impl Dispatcher {
     /// A dispatcher feeding these pipelines.
     pub fn new(pipelines: Vec<Pipeline>) -> Self {
         Self {
-            pipelines: pipelines.into(),
+            pipelines: Arc::new(RwLock::new(Pipelines(pipelines.into()))),
         }
+    }
+
+    /// The pipelines as they are now. A request should take one snapshot and use it throughout,
+    /// so that a reload in the middle does not mix old and new pipelines.
+    pub fn current(&self) -> Pipelines {
+        self.pipelines
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the pipelines for every later [`Dispatcher::current`] (a reload).
+    pub fn replace(&self, pipelines: Vec<Pipeline>) {
+        *self
+            .pipelines
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Pipelines(pipelines.into());
     }
 
     /// Sends one event into every pipeline. Returns once each pipeline's queues took it
     /// (waiting only for `when_full: block` queues that are full).
     pub async fn send(&self, event: Event) {
-        self.send_all(vec![event]).await;
+        self.current().send_all(vec![event]).await;
     }
 
     /// Sends events, in order, into every pipeline.
     pub async fn send_all(&self, events: Vec<Event>) {
-        let Some((last, rest)) = self.pipelines.split_last() else {
+        self.current().send_all(events).await;
+    }
+
+    /// Every sink this source's events can reach, without duplicates.
+    pub fn sinks(&self) -> Vec<ComponentId> {
+        self.current().sinks()
+    }
+
+    /// Whether a sink reached by this source wants the source to answer its client only after
+    /// delivery (`optimistic: false`).
+    pub fn waits_for_delivery(&self) -> bool {
+        self.current().waits_for_delivery()
+    }
+}
+
+/// A snapshot of the pipelines one source feeds (see [`Dispatcher::current`]).
+#[derive(Clone, Debug)]
+pub struct Pipelines(Arc<[Pipeline]>);
+
+impl Pipelines {
+    /// Sends events, in order, into every pipeline.
+    pub async fn send_all(&self, events: Vec<Event>) {
+        let Some((last, rest)) = self.0.split_last() else {
             return;
         };
         for pipeline in rest {
@@ -118,10 +161,10 @@ impl Dispatcher {
         last.process(events.into_iter()).await;
     }
 
-    /// Every sink this source's events can reach, without duplicates.
+    /// Every sink these pipelines reach, without duplicates.
     pub fn sinks(&self) -> Vec<ComponentId> {
         let mut sinks: Vec<ComponentId> = self
-            .pipelines
+            .0
             .iter()
             .flat_map(|p| p.sinks.iter().cloned())
             .collect();
@@ -130,14 +173,14 @@ impl Dispatcher {
         sinks
     }
 
-    /// Whether a sink reached by this source wants the source to answer its client only after
-    /// delivery (`optimistic: false`).
+    /// Whether a sink reached by these pipelines wants the source to answer its client only
+    /// after delivery (`optimistic: false`).
     pub fn waits_for_delivery(&self) -> bool {
-        self.pipelines.iter().any(|p| p.wait_for_delivery)
+        self.0.iter().any(|p| p.wait_for_delivery)
     }
 
-    /// The pipelines this source feeds.
-    pub fn pipelines(&self) -> &[Pipeline] {
-        &self.pipelines
+    /// The pipelines.
+    pub fn as_slice(&self) -> &[Pipeline] {
+        &self.0
     }
 }

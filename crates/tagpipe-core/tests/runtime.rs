@@ -25,8 +25,9 @@ struct TestSource(Mutex<Option<oneshot::Sender<Dispatcher>>>);
 
 impl SourceConfig for TestSource {
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<RunningSource, BoxError>> {
-        let tx = self.0.lock().unwrap().take().expect("built once");
+        let tx = self.0.lock().unwrap().take();
         Box::pin(async move {
+            let tx = tx.ok_or("the test source is built only once")?;
             let _ = tx.send(cx.output.clone());
             let running: RunningSource = Box::pin(async move {
                 cx.shutdown.cancelled().await;
@@ -151,16 +152,28 @@ struct Harness {
     dispatcher: Dispatcher,
     shutdown: tokio_util::sync::CancellationToken,
     run: tokio::task::JoinHandle<tagpipe_core::topology::ShutdownReport>,
+    reloads: tokio::sync::mpsc::Sender<TopologyConfig>,
 }
 
-async fn start(
+/// A topology config with the test source feeding `pipelines`. Every component's fingerprint
+/// is 1 unless `fingerprints` says otherwise (a reload compares them to find changes).
+fn topology_config(
+    source: TestSource,
     sinks: Vec<(&str, TestSink, BufferConfig)>,
     pipelines: Vec<(&str, Vec<&str>, Vec<&str>)>,
     shutdown_timeout: Duration,
-) -> Harness {
-    let (tx, rx) = oneshot::channel();
-    let config = TopologyConfig {
-        sources: vec![(id("test"), Box::new(TestSource(Mutex::new(Some(tx)))))],
+    fingerprints: &[(&str, u64)],
+) -> TopologyConfig {
+    let mut prints: std::collections::HashMap<ComponentId, u64> = sinks
+        .iter()
+        .map(|(name, _, _)| (id(name), 1))
+        .chain([(id("test"), 1), (id("skip"), 1)])
+        .collect();
+    for (name, print) in fingerprints {
+        prints.insert(id(name), *print);
+    }
+    TopologyConfig {
+        sources: vec![(id("test"), Box::new(source))],
         processors: vec![(id("skip"), Box::new(SkipProcessor))],
         sinks: sinks
             .into_iter()
@@ -182,16 +195,30 @@ async fn start(
             .collect(),
         shutdown_timeout,
         require_healthy: false,
-    };
+        fingerprints: prints,
+    }
+}
+
+async fn start(
+    sinks: Vec<(&str, TestSink, BufferConfig)>,
+    pipelines: Vec<(&str, Vec<&str>, Vec<&str>)>,
+    shutdown_timeout: Duration,
+) -> Harness {
+    let (tx, rx) = oneshot::channel();
+    let source = TestSource(Mutex::new(Some(tx)));
+    let config = topology_config(source, sinks, pipelines, shutdown_timeout, &[]);
     let topology = Topology::build(config).await.expect("builds");
     let shutdown = topology.shutdown_token();
     let signal = shutdown.clone();
-    let run = tokio::spawn(topology.run(async move { signal.cancelled().await }));
+    let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
+    let run =
+        tokio::spawn(topology.run_reloading(async move { signal.cancelled().await }, reload_rx));
     let dispatcher = rx.await.expect("source built");
     Harness {
         dispatcher,
         shutdown,
         run,
+        reloads,
     }
 }
 
@@ -484,4 +511,256 @@ async fn events_failed_for_good_go_to_the_dead_letter_sink() {
     );
     assert_eq!(kept.data["dead_letter"]["request"], json!({"sent": true}));
     assert!(h.finish().await.undelivered.is_empty());
+}
+
+/// The source of a reload config: never built again while its fingerprint is unchanged.
+fn same_source() -> TestSource {
+    TestSource(Mutex::new(None))
+}
+
+fn numbered(n: usize) -> Event {
+    let mut e = event("page_view");
+    e.data_mut().insert("n".into(), json!(n));
+    e
+}
+
+/// The `n` of every event a sink saw.
+fn numbers(sink: &TestSink) -> Vec<u64> {
+    sink.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|e| e.data["n"].as_u64().expect("numbered"))
+        .collect()
+}
+
+/// Sends `total` numbered events, reloading with `reload` after `at` of them; answers once
+/// every event has its outcome, which must be `sent` everywhere.
+async fn send_with_a_reload_midway(h: &Harness, total: usize, at: usize, reload: TopologyConfig) {
+    let mut acks = Vec::with_capacity(total);
+    let mut reload = Some(reload);
+    for n in 0..total {
+        if n == at {
+            h.reloads.send(reload.take().unwrap()).await.unwrap();
+        }
+        let (e, ack) = numbered(n).with_acknowledgement();
+        h.dispatcher.send(e).await;
+        acks.push(ack);
+        if n % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for ack in acks {
+        let outcomes = within(ack).await;
+        assert!(
+            outcomes.values().all(|o| o.outcome == Outcome::Sent),
+            "{outcomes:?}"
+        );
+    }
+}
+
+/// Both sinks together saw every event exactly once, and each saw some.
+fn assert_split_exactly_once(old: &TestSink, new: &TestSink, total: usize) {
+    let mut all = numbers(old);
+    all.extend(numbers(new));
+    all.sort_unstable();
+    let expected: Vec<u64> = (0..total as u64).collect();
+    assert_eq!(all.len(), total, "events lost or repeated");
+    assert_eq!(all, expected, "events lost or repeated");
+    assert!(
+        !numbers(old).is_empty(),
+        "the old service sent the first events"
+    );
+    assert!(!numbers(new).is_empty(), "the new service took over");
+}
+
+fn slow_batched(behaviour: Behaviour) -> TestSink {
+    let mut sink = TestSink::new(behaviour);
+    sink.batch = BatchSettings {
+        max_events: 20,
+        timeout: Duration::from_millis(2),
+    };
+    sink
+}
+
+/// Sends `total` events through a sink that a reload replaces after `at` of them: the new
+/// service takes over the queue, and both together see every event exactly once.
+async fn handover_under_load(buffer: BufferConfig, total: usize, at: usize) {
+    let old = slow_batched(Behaviour::Accept);
+    let h = start(
+        vec![("out", old.clone(), buffer.clone())],
+        vec![("main", vec![], vec!["out"])],
+        Duration::from_secs(5),
+    )
+    .await;
+    let new = slow_batched(Behaviour::Accept);
+    let reload = topology_config(
+        same_source(),
+        vec![("out", new.clone(), buffer)],
+        vec![("main", vec![], vec!["out"])],
+        Duration::from_secs(5),
+        &[("out", 2)],
+    );
+    send_with_a_reload_midway(&h, total, at, reload).await;
+    assert_split_exactly_once(&old, &new, total);
+    assert!(h.finish().await.undelivered.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_hands_a_changed_sinks_memory_queue_to_its_new_service() {
+    handover_under_load(buffer(64, WhenFull::Block), 3000, 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_hands_a_changed_sinks_disk_buffer_to_its_new_service() {
+    let dir = std::env::temp_dir().join(format!("tagpipe-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let disk = BufferConfig {
+        kind: tagpipe_core::queue::BufferKind::Disk,
+        path: Some(dir.join("out.redb")),
+        max_events: 500,
+        ..BufferConfig::default()
+    };
+    handover_under_load(disk, 600, 200).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_reload_rewires_pipelines_under_a_running_source_and_keeps_unchanged_sinks() {
+    let kept = TestSink::new(Behaviour::Accept);
+    let added = TestSink::new(Behaviour::Accept);
+    let h = start(
+        vec![("kept", kept.clone(), BufferConfig::default())],
+        vec![("main", vec![], vec!["kept"])],
+        Duration::from_secs(5),
+    )
+    .await;
+    let (e, ack) = event("before").with_acknowledgement();
+    h.dispatcher.send(e).await;
+    within(ack).await;
+    // The new file adds a processor and a second sink to the pipeline; `kept` is unchanged.
+    let reload = topology_config(
+        same_source(),
+        vec![
+            ("kept", kept.clone(), BufferConfig::default()),
+            ("added", added.clone(), BufferConfig::default()),
+        ],
+        vec![("main", vec!["skip"], vec!["kept", "added"])],
+        Duration::from_secs(5),
+        &[],
+    );
+    h.reloads.send(reload).await.unwrap();
+    // The reload is applied by the run loop; the source's dispatcher sees it without a restart.
+    within(async {
+        while h.dispatcher.sinks().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let (e, ack) = event("after").with_acknowledgement();
+    h.dispatcher.send(e).await;
+    let outcomes = within(ack).await;
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(kept.events(), 2);
+    assert_eq!(added.events(), 1);
+    let after = kept.seen.lock().unwrap()[1][0].clone();
+    assert_eq!(
+        after.data["processed"],
+        json!(true),
+        "the new processor runs"
+    );
+    assert!(h.finish().await.undelivered.is_empty());
+}
+
+/// A sink whose build fails (e.g. a bad credential file).
+#[derive(Debug)]
+struct BrokenSink;
+
+impl SinkConfig for BrokenSink {
+    fn build(&self, _cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>> {
+        Box::pin(async { Err("cannot read the credentials file".into()) })
+    }
+}
+
+#[tokio::test]
+async fn a_reload_that_cannot_build_leaves_the_running_topology_untouched() {
+    let sink = TestSink::new(Behaviour::Accept);
+    let (tx, rx) = oneshot::channel();
+    let mut topology = Topology::build(topology_config(
+        TestSource(Mutex::new(Some(tx))),
+        vec![("out", sink.clone(), BufferConfig::default())],
+        vec![("main", vec![], vec!["out"])],
+        Duration::from_secs(5),
+        &[],
+    ))
+    .await
+    .expect("builds");
+    let mut broken = topology_config(
+        same_source(),
+        vec![("out", sink.clone(), BufferConfig::default())],
+        vec![("main", vec![], vec!["out", "broken"])],
+        Duration::from_secs(5),
+        &[],
+    );
+    broken.sinks.push(SinkEntry {
+        id: id("broken"),
+        buffer: BufferConfig::default(),
+        dead_letter: None,
+        config: Box::new(BrokenSink),
+    });
+    let error = topology.apply(broken).await.expect_err("the reload fails");
+    assert_eq!(error.component, id("broken"));
+    assert!(error.to_string().contains("credentials"), "{error}");
+
+    let shutdown = topology.shutdown_token();
+    let signal = shutdown.clone();
+    let run = tokio::spawn(topology.run(async move { signal.cancelled().await }));
+    let dispatcher = rx.await.expect("source built");
+    assert_eq!(dispatcher.sinks(), vec![id("out")], "old pipelines kept");
+    let (e, ack) = event("page_view").with_acknowledgement();
+    dispatcher.send(e).await;
+    let outcomes = within(ack).await;
+    assert_eq!(outcomes[&id("out").to_string()].outcome, Outcome::Sent);
+    drop(dispatcher);
+    shutdown.cancel();
+    assert!(within(run).await.unwrap().undelivered.is_empty());
+}
+
+#[tokio::test]
+async fn a_reload_refuses_to_change_an_open_disk_buffers_settings() {
+    let dir = std::env::temp_dir().join(format!("tagpipe-reload-refuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let disk = BufferConfig {
+        kind: tagpipe_core::queue::BufferKind::Disk,
+        path: Some(dir.join("out.redb")),
+        ..BufferConfig::default()
+    };
+    let sink = TestSink::new(Behaviour::Accept);
+    let (tx, _rx) = oneshot::channel();
+    let mut topology = Topology::build(topology_config(
+        TestSource(Mutex::new(Some(tx))),
+        vec![("out", sink.clone(), disk.clone())],
+        vec![("main", vec![], vec!["out"])],
+        Duration::from_secs(5),
+        &[],
+    ))
+    .await
+    .expect("builds");
+    let bigger = BufferConfig {
+        max_events: 50_000,
+        ..disk
+    };
+    let error = topology
+        .apply(topology_config(
+            same_source(),
+            vec![("out", sink, bigger)],
+            vec![("main", vec![], vec!["out"])],
+            Duration::from_secs(5),
+            &[],
+        ))
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("restart"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tagpipe_core::{DestinationOutcome, Event, EventData, EventOutcomes, RequestContext};
+use tagpipe_core::{
+    DestinationOutcome, Event, EventData, EventOutcomes, Pipelines, RequestContext,
+};
 
 use crate::client_ip::{client_addr, normalise_ip};
 use crate::error::HttpError;
@@ -222,19 +224,21 @@ async fn deliver(
     context: &Arc<RequestContext>,
 ) -> Option<Value> {
     let debug = context.debug;
-    if !debug && !server.output.waits_for_delivery() {
+    // One snapshot for the whole request, even if a reload swaps the pipelines meanwhile.
+    let output = server.output.current();
+    if !debug && !output.waits_for_delivery() {
         let events = data
             .into_iter()
             .map(|d| Event::new(d, context.clone()))
             .collect();
-        server.output.send_all(events).await;
+        output.send_all(events).await;
         return None;
     }
     let (events, acks): (Vec<Event>, Vec<_>) = data
         .into_iter()
         .map(|d| Event::new(d, context.clone()).with_acknowledgement())
         .unzip();
-    server.output.send_all(events).await;
+    output.send_all(events).await;
     let timeout = if debug {
         server.config.debug.timeout
     } else {
@@ -245,16 +249,15 @@ async fn deliver(
     for ack in acks {
         let outcomes = match tokio::time::timeout_at(deadline, ack).await {
             Ok(outcomes) => outcomes,
-            Err(_) => timed_out(server),
+            Err(_) => timed_out(&output),
         };
         answers.push(json!({ "destinations": outcomes }));
     }
     debug.then(|| json!({ "events": answers }))
 }
 
-fn timed_out(server: &Server) -> EventOutcomes {
-    server
-        .output
+fn timed_out(output: &Pipelines) -> EventOutcomes {
+    output
         .sinks()
         .into_iter()
         .map(|sink| {

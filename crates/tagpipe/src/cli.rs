@@ -9,6 +9,7 @@ use tagpipe_core::topology::Topology;
 
 use crate::components::registry;
 use crate::logging::LogFormat;
+use crate::reload;
 
 /// The pipeline file used by `tagpipe run` without `-c`.
 const QUICKSTART: &str = include_str!("../../../pipelines/quickstart.yaml");
@@ -35,9 +36,14 @@ pub(crate) enum Command {
         /// The pipeline file. Without it, the embedded `pipelines/quickstart.yaml`.
         #[arg(short, long)]
         config: Option<PathBuf>,
-        /// Stop at start-up when a sink's health check fails (otherwise a warning).
+        /// Stop at start-up when a sink's health check fails (otherwise a warning). Applies to
+        /// reloads too: a reload whose new sinks fail their health check is not applied.
         #[arg(long)]
         require_healthy: bool,
+        /// Reload the pipeline file whenever its content changes (checked every second), as
+        /// SIGHUP does. Needs `-c`.
+        #[arg(long, requires = "config")]
+        watch_config: bool,
     },
     /// Check pipeline files without running them (no network): exit 0 when all are valid,
     /// 1 with every error listed.
@@ -152,7 +158,11 @@ pub(crate) fn validate(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-pub(crate) async fn run(config: Option<&Path>, require_healthy: bool) -> ExitCode {
+pub(crate) async fn run(
+    config: Option<&Path>,
+    require_healthy: bool,
+    watch_config: bool,
+) -> ExitCode {
     let loaded = match load(config) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -192,7 +202,21 @@ pub(crate) async fn run(config: Option<&Path>, require_healthy: bool) -> ExitCod
             loaded.runtime.metrics_path.clone(),
         ))
     });
-    let report = topology.run(shutdown_signal()).await;
+    let (reloads, reload_requests) = tokio::sync::mpsc::channel(1);
+    if let Some(path) = config.map(Path::to_path_buf) {
+        let reloader = reload::Reloader {
+            path,
+            watch: watch_config,
+            require_healthy,
+            runtime: loaded.runtime.clone(),
+        };
+        tokio::spawn(reloader.run(reloads));
+    } else {
+        drop(reloads);
+    }
+    let report = topology
+        .run_reloading(shutdown_signal(), reload_requests)
+        .await;
     if let Some(metrics) = metrics {
         metrics.abort();
     }

@@ -1,8 +1,9 @@
-//! The `tagpipe` command: `run`, `validate`.
+//! The `tagpipe` command: `run` (with reloads), `validate`, `import`.
 
 mod cli;
 mod components;
 mod logging;
+mod reload;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Run {
             config,
             require_healthy,
+            watch_config,
         } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let code = runtime.block_on(cli::run(config.as_deref(), require_healthy));
+            let code = runtime.block_on(cli::run(config.as_deref(), require_healthy, watch_config));
             // A blocking read of standard input cannot be interrupted: do not wait for it.
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             code
