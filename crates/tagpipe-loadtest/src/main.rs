@@ -1,0 +1,176 @@
+//! # tagpipe-loadtest
+//!
+//! The side-by-side load-test harness of BENCHMARKS.md: in one run, with the same load generator
+//! (`wrk`), connection count and duration, it measures a minimal hyper server answering 204 —
+//! the HTTP ceiling of the machine — and tagpipe on three workloads (GA4 single hits, `/v1/events`
+//! batches of 100, and the same batches fanned out to three sinks), each through consent →
+//! mapping → hashing → Spotify sink → a local receiver. It reports requests/s, events/s, p50/p99
+//! latency (and p99 at half the reached rate), server CPU per million events, peak and idle RSS,
+//! start-up time, and checks that every accepted event was delivered.
+//!
+//! `scripts/loadtest.sh` installs wrk, builds the release binaries and runs it; `--quick` is the
+//! smoke test CI runs (short, one run, no figures judged).
+
+mod ceiling;
+mod process;
+mod report;
+mod scenarios;
+mod wrk;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::scenarios::{Options, Scenario};
+
+/// The side-by-side load-test harness.
+#[derive(Debug, Parser)]
+#[command(name = "tagpipe-loadtest")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every scenario and print the markdown report.
+    Run {
+        /// The tagpipe binary to measure.
+        #[arg(long)]
+        tagpipe: PathBuf,
+        /// Runs per scenario; the report shows medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Seconds of full-speed load per run (and as many at half rate).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Open connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Smoke test: one run of 1 second with 4 connections per scenario.
+        #[arg(long)]
+        quick: bool,
+        /// Only these scenarios (`ceiling`, `ga4`, `batches`, `fanout`); default: all.
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// Where generated pipeline files, wrk scripts and server logs go.
+        #[arg(long, default_value = "target/loadtest")]
+        work_dir: PathBuf,
+    },
+    /// Serve the HTTP ceiling: 204 to every request (started by `run`).
+    Ceiling {
+        /// Listen address.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Ceiling { listen } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build();
+            match runtime.map(|rt| rt.block_on(ceiling::serve(listen))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) | Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            tagpipe,
+            runs,
+            duration,
+            connections,
+            quick,
+            scenarios,
+            work_dir,
+        } => {
+            let selected: Vec<Scenario> = Scenario::ALL
+                .into_iter()
+                .filter(|s| scenarios.is_empty() || scenarios.iter().any(|n| n == s.slug()))
+                .collect();
+            if selected.is_empty() {
+                eprintln!("error: no such scenario: {scenarios:?} (ceiling, ga4, batches, fanout)");
+                return ExitCode::FAILURE;
+            }
+            let work_dir = match scenarios::work_dir(&work_dir) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = if quick {
+                Options {
+                    tagpipe,
+                    runs: 1,
+                    duration: Duration::from_secs(1),
+                    connections: 4,
+                    work_dir,
+                }
+            } else {
+                Options {
+                    tagpipe,
+                    runs: runs.max(1),
+                    duration: Duration::from_secs(duration.max(1)),
+                    connections: connections.max(1),
+                    work_dir,
+                }
+            };
+            run(&options, &selected)
+        }
+    }
+}
+
+fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
+    let mut results = Vec::new();
+    let mut lost = false;
+    for &scenario in scenarios {
+        let mut runs = Vec::new();
+        for run in 0..options.runs {
+            eprintln!("{} — run {} of {}…", scenario.name(), run + 1, options.runs);
+            match scenarios::run_once(scenario, options, run) {
+                Ok(figures) => {
+                    // wrk does not count requests cut off at the end of a run that tagpipe
+                    // had already accepted, so the receiver may count a few more.
+                    let expected = figures.accepted_events * scenario.sinks();
+                    if figures.delivered_events < expected {
+                        eprintln!(
+                            "error: {}: {expected} events accepted for delivery, the receiver counted {}",
+                            scenario.name(),
+                            figures.delivered_events
+                        );
+                        lost = true;
+                    }
+                    runs.push(figures);
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", scenario.name());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        results.push((scenario, runs));
+    }
+    let header = format!(
+        "Load: wrk, 1 thread, {} connections, {} s per run at full speed and {} s at half that rate, \
+         {} run(s) per scenario (medians); load generator, server and receiver share this machine's {} cores.",
+        options.connections,
+        options.duration.as_secs(),
+        options.duration.as_secs(),
+        options.runs,
+        std::thread::available_parallelism().map_or(0, usize::from),
+    );
+    println!("{}", report::render(&results, &header));
+    if lost {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

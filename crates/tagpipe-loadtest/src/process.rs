@@ -1,0 +1,71 @@
+//! What a child process costs, read from `/proc`: CPU seconds, resident and peak memory — and
+//! how long it takes to answer `/readyz`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// User + system CPU seconds the process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(name)`: utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0);
+    ticks / clock_ticks_per_second()
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on Linux for every supported architecture.
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
+/// A `/proc/<pid>/status` field in MiB (`VmRSS`, `VmHWM`).
+pub fn memory_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Polls `GET /readyz` every millisecond until it answers 2xx; the time it took from `since`.
+pub fn wait_ready(addr: SocketAddr, since: Instant, limit: Duration) -> Result<Duration, String> {
+    loop {
+        if ready(addr) {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > limit {
+            return Err(format!("{addr} not ready after {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn ready(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    reply.starts_with(b"HTTP/1.1 2")
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

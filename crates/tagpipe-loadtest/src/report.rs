@@ -1,0 +1,107 @@
+//! The report: one row per scenario with the medians of its runs, the GA4/ceiling ratio, the
+//! targets, and the commands behind every figure.
+
+use std::fmt::Write as _;
+
+use crate::scenarios::{RunFigures, Scenario};
+
+/// The median of some figures (the lower middle one for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[(values.len() - 1) / 2]
+}
+
+/// The medians of one scenario's runs.
+fn medians(runs: &[RunFigures]) -> RunFigures {
+    let m = |f: fn(&RunFigures) -> f64| median(runs.iter().map(f).collect());
+    RunFigures {
+        requests_per_second: m(|r| r.requests_per_second),
+        events_per_second: m(|r| r.events_per_second),
+        p50_ms: m(|r| r.p50_ms),
+        p99_ms: m(|r| r.p99_ms),
+        half_rate_p99_ms: m(|r| r.half_rate_p99_ms),
+        half_rate_rps: m(|r| r.half_rate_rps),
+        cpu_seconds_per_million: m(|r| r.cpu_seconds_per_million),
+        peak_rss_mib: m(|r| r.peak_rss_mib),
+        idle_rss_mib: m(|r| r.idle_rss_mib),
+        startup_ms: m(|r| r.startup_ms),
+        accepted_events: runs.iter().map(|r| r.accepted_events).sum(),
+        delivered_events: runs.iter().map(|r| r.delivered_events).sum(),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        commands: runs.first().map(|r| r.commands.clone()).unwrap_or_default(),
+    }
+}
+
+/// The markdown report.
+pub fn render(results: &[(Scenario, Vec<RunFigures>)], header: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{header}\n");
+    out.push_str(
+        "| scenario | requests/s | events/s | p50 ms | p99 ms | p99 ms at ½ rate (req/s) | server CPU s per 1M events | peak RSS MiB | idle RSS MiB | start → ready ms | accepted → delivered |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut ceiling_rps = None;
+    let mut ga4_rps = None;
+    for (scenario, runs) in results {
+        let r = medians(runs);
+        match scenario {
+            Scenario::Ceiling => ceiling_rps = Some(r.requests_per_second),
+            Scenario::Ga4 => ga4_rps = Some(r.requests_per_second),
+            _ => {}
+        }
+        let delivered = if *scenario == Scenario::Ceiling {
+            "—".to_owned()
+        } else {
+            format!("{} → {}", r.accepted_events, r.delivered_events)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} ({:.0}) | {:.2} | {:.1} | {:.1} | {:.0} | {delivered} |",
+            scenario.name(),
+            r.requests_per_second,
+            r.events_per_second,
+            r.p50_ms,
+            r.p99_ms,
+            r.half_rate_p99_ms,
+            r.half_rate_rps,
+            r.cpu_seconds_per_million,
+            r.peak_rss_mib,
+            r.idle_rss_mib,
+            r.startup_ms,
+        );
+    }
+    if let (Some(ceiling), Some(ga4)) = (ceiling_rps, ga4_rps) {
+        let _ = writeln!(
+            out,
+            "\nGA4 single hits reach **{:.0}%** of the hyper-204 ceiling's requests/s.",
+            ga4 / ceiling.max(1.0) * 100.0
+        );
+    }
+    out.push_str(
+        "\nCommands (per scenario: the server, the full-speed load, the half-rate load):\n\n",
+    );
+    for (scenario, runs) in results {
+        if let Some(first) = runs.first() {
+            let _ = writeln!(out, "- {}:", scenario.name());
+            for c in &first.commands {
+                let _ = writeln!(out, "  - `{c}`");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_value() {
+        assert!((median(vec![3.0, 1.0, 2.0]) - 2.0).abs() < f64::EPSILON);
+        assert!((median(vec![4.0, 1.0, 3.0, 2.0]) - 2.0).abs() < f64::EPSILON);
+        assert!(median(vec![]).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The side-by-side load test of BENCHMARKS.md (crates/tagpipe-loadtest): the hyper-204 ceiling
+# and tagpipe's GA4, /v1/events-batch and fan-out scenarios under the same wrk load.
+#
+#   ./scripts/loadtest.sh            # release build, 3 runs × 10 s per scenario (~5 minutes)
+#   ./scripts/loadtest.sh --quick    # smoke test (CI): debug build, 1 run × 1 s per scenario
+#
+# Other arguments go to `tagpipe-loadtest run` (--runs, --duration, --connections).
+# Installs wrk from the distribution's packages when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk…"
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
+fi
+
+profile=release
+for arg in "$@"; do [ "$arg" = --quick ] && profile=debug; done
+if [ "$profile" = release ]; then
+  cargo build --quiet --release -p tagpipe -p tagpipe-loadtest
+else
+  cargo build --quiet -p tagpipe -p tagpipe-loadtest
+fi
+exec "$CARGO_TARGET_DIR/$profile/tagpipe-loadtest" run --tagpipe "$CARGO_TARGET_DIR/$profile/tagpipe" \
+  --work-dir "$CARGO_TARGET_DIR/loadtest" "$@"
