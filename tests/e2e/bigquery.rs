@@ -14,6 +14,14 @@ use crate::support::{Tagpipe, eventually, free_port, scratch};
 const PROJECT: &str = "test-project";
 
 /// A running emulator, stopped (SIGTERM, then SIGKILL) when dropped.
+/// One emulator at a time: several Python emulators starting at once on two cores (beside the
+/// rest of the suite) made some stop answering within the tests' limits.
+pub fn emulator_slot() -> std::sync::MutexGuard<'static, ()> {
+    static SLOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SLOT.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub struct Emulator {
     child: Option<Child>,
     pub rest_port: u16,
@@ -213,6 +221,7 @@ const TOKEN: &str = "capi-tok-NEVER-IN-ROWS";
 
 #[test]
 fn spotify_delivery_logs_land_in_bigquery_in_the_stape_shape() {
+    let _slot = emulator_slot();
     let emulator = Emulator::start();
     let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
     let yaml = format!(
@@ -283,6 +292,7 @@ fn event_rows_and_per_row_errors_with_storage_write() {
 }
 
 fn event_rows_and_per_row_errors(write_api: &str) {
+    let _slot = emulator_slot();
     let emulator = Emulator::start();
     let custom = "    schema: custom\n    columns:\n      - {name: event_id, type: string, path: event_id}\n      \
                   - {name: qty, type: integer, path: items.0.quantity}\n      - {name: at, type: timestamp, path: timestamp}\n";
@@ -372,6 +382,7 @@ fn event_rows_and_per_row_errors(write_api: &str) {
 
 #[test]
 fn a_missing_table_without_create_table_stops_start_up() {
+    let _slot = emulator_slot();
     let emulator = Emulator::start();
     let yaml = format!(
         "sources:\n  stdin:\nsinks:\n  bigquery:\n    project: {PROJECT}\n    dataset: nope\n    table: absent\n    \
@@ -389,6 +400,7 @@ fn a_missing_table_without_create_table_stops_start_up() {
 
 #[test]
 fn every_row_survives_an_emulator_crash_mid_stream() {
+    let _slot = emulator_slot();
     let data = scratch("bq-crash-data");
     let mut emulator = Emulator::start_persistent(data);
     let yaml = format!(
@@ -432,6 +444,7 @@ fn every_row_survives_an_emulator_crash_mid_stream() {
 
 #[test]
 fn the_health_check_reads_the_table_before_start_up() {
+    let _slot = emulator_slot();
     use tagpipe_core::SinkConfig;
     use tagpipe_sink_bigquery::BigQuerySinkConfig;
 

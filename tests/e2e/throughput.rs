@@ -133,6 +133,7 @@ fn throughput_bigquery_insert_all_into_the_emulator() {
 }
 
 fn bigquery_throughput(write_api: &str) {
+    let _slot = crate::bigquery::emulator_slot();
     let emulator = crate::bigquery::Emulator::start();
     let sink = crate::bigquery::bigquery_sink(
         "bigquery",

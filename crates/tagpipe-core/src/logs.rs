@@ -107,6 +107,11 @@ impl LogEmitter {
         let _ = self.tx.send(std::sync::Arc::new(record));
     }
 
+    /// Whether some `logs` source reads the stream (records are worth building).
+    pub fn is_listened(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// A new reader of the stream.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<DeliveryLog>> {
         self.tx.subscribe()

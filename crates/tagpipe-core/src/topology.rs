@@ -694,6 +694,12 @@ impl Topology {
                 });
             }
         }
+        // Let go of everything the topology itself holds: the running sources hold what they
+        // still need, so each queue closes once its last source has finished, and the
+        // delivery-log stream once its last sink has (a `logs` source runs until then).
+        self.sinks.clear();
+        self.processors.clear();
+        self.logs = LogEmitter::new(1);
         if tokio::time::timeout_at(deadline, join_all(&mut source_tasks))
             .await
             .is_err()
@@ -705,9 +711,6 @@ impl Topology {
             );
             source_tasks.shutdown().await;
         }
-        // With the sources gone, the queues close once nothing else holds their inputs.
-        self.sinks.clear();
-        self.processors.clear();
 
         let mut drivers = std::mem::take(&mut self.drivers);
         let drain = async {

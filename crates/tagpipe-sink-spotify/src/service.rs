@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tagpipe_core::logs::{DeliveryLog, LogKind};
 use tagpipe_core::{BoxError, BoxFuture, DestinationOutcome, Event};
 use tower::Service;
@@ -36,6 +36,8 @@ pub(crate) struct SpotifyService {
 struct Item {
     index: usize,
     payload: Value,
+    /// The payload as JSON, serialised once: it sizes the requests and goes into their bodies.
+    json: String,
     name: String,
     trace_id: Option<String>,
     debug: bool,
@@ -85,6 +87,7 @@ impl Shared {
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
+                    json: payload.to_string(),
                     payload,
                     trace_id,
                     debug,
@@ -102,7 +105,7 @@ impl Shared {
         if self.config.dry_run {
             for item in items {
                 let mut record = self.record(LogKind::Request, std::slice::from_ref(&item));
-                record.request_body = Some(self.body(std::slice::from_ref(&item)).1);
+                record.request_body = Some(body_text(&self.body(std::slice::from_ref(&item))));
                 record.message = Some("dry_run: not sent".into());
                 self.logger.emit(&record, item.debug);
                 outcomes[item.index] = Some(
@@ -139,15 +142,21 @@ impl Shared {
         record
     }
 
-    /// The request body for `items`, as bytes and text.
-    fn body(&self, items: &[Item]) -> (Bytes, String) {
-        let events: Vec<&Value> = items.iter().map(|i| &i.payload).collect();
-        let text = json!({"conversion_events": {
-            "capi_connection_id": self.config.connection_id,
-            "events": events,
-        }})
-        .to_string();
-        (Bytes::from(text.clone()), text)
+    /// The request body for `items`: their JSON, serialised once each, in the envelope.
+    fn body(&self, items: &[Item]) -> Bytes {
+        let size: usize = items.iter().map(|i| i.json.len() + 1).sum();
+        let mut body = String::with_capacity(size + 64 + self.config.connection_id.len());
+        body.push_str("{\"conversion_events\":{\"capi_connection_id\":");
+        body.push_str(&Value::from(self.config.connection_id.as_str()).to_string());
+        body.push_str(",\"events\":[");
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                body.push(',');
+            }
+            body.push_str(&item.json);
+        }
+        body.push_str("]}}");
+        Bytes::from(body)
     }
 
     /// Splits `items` into requests no bigger than `batch.max_bytes`.
@@ -157,7 +166,7 @@ impl Shared {
         let mut current: Vec<Item> = Vec::new();
         let mut size = envelope;
         for item in items {
-            let item_size = item.payload.to_string().len() + 1;
+            let item_size = item.json.len() + 1;
             if !current.is_empty() && size + item_size > self.config.max_request_bytes() {
                 chunks.push(std::mem::take(&mut current));
                 size = envelope;
@@ -222,13 +231,16 @@ impl Shared {
 
     /// One request, retried on 429, 5xx, timeouts and connection errors until `max_elapsed`.
     async fn attempt(&self, chunk: &[Item]) -> Attempt {
-        let (body, text) = self.body(chunk);
+        let body = self.body(chunk);
         let debug = chunk.iter().any(|i| i.debug);
         let mut backoff = self.config.retry.start();
         loop {
-            let mut request_record = self.record(LogKind::Request, chunk);
-            request_record.request_body = Some(text.clone());
-            self.logger.emit(&request_record, debug);
+            // Records (and their copy of the body) only when someone reads them.
+            if self.logger.wants(debug) {
+                let mut request_record = self.record(LogKind::Request, chunk);
+                request_record.request_body = Some(body_text(&body));
+                self.logger.emit(&request_record, debug);
+            }
             let result = self
                 .client
                 .post(&self.config.endpoint)
@@ -244,11 +256,13 @@ impl Shared {
                     let retry_after = parse_retry_after(response.headers());
                     let headers = headers_json(response.headers());
                     let response_body = read_text(response).await;
-                    let mut record = self.record(LogKind::Response, chunk);
-                    record.response_status_code = Some(status);
-                    record.response_headers = Some(headers);
-                    record.response_body = Some(response_body.clone());
-                    self.logger.emit(&record, debug);
+                    if self.logger.wants(debug) {
+                        let mut record = self.record(LogKind::Response, chunk);
+                        record.response_status_code = Some(status);
+                        record.response_headers = Some(headers);
+                        record.response_body = Some(response_body.clone());
+                        self.logger.emit(&record, debug);
+                    }
                     match status {
                         200..=299 => return Attempt::Delivered,
                         413 => return Attempt::TooLarge,
@@ -330,6 +344,11 @@ fn headers_json(headers: &reqwest::header::HeaderMap) -> String {
         })
         .collect();
     Value::Object(map).to_string()
+}
+
+/// A request body as text, for a log record (bodies are always JSON, so UTF-8).
+fn body_text(body: &Bytes) -> String {
+    String::from_utf8_lossy(body).into_owned()
 }
 
 /// The response body as text, at most 64 KiB.
