@@ -444,10 +444,10 @@ fn every_row_survives_an_emulator_crash_mid_stream() {
 
 #[test]
 fn the_health_check_reads_the_table_before_start_up() {
-    let _slot = emulator_slot();
     use tagpipe_core::SinkConfig;
     use tagpipe_sink_bigquery::BigQuerySinkConfig;
 
+    let _slot = emulator_slot();
     let emulator = Emulator::start();
     let config = |rest: &str, create_table: bool| -> BigQuerySinkConfig {
         serde_json::from_value(json!({
