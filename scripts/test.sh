@@ -5,7 +5,8 @@
 # Installs (once, cached under ~/.cache): the `bqemulator` BigQuery emulator from PyPI into a
 # virtual environment, with DuckDB's spatial extension from its PyPI wheel (the emulator would
 # otherwise try to download it at start-up). The BigQuery tests start and stop their own
-# emulator processes on free loopback ports.
+# emulator processes on free loopback ports. Also installs `nats-server` from the distribution's
+# packages when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,14 @@ ext_dir="$emu_home/.duckdb/extensions/v1.5.5/linux_amd64"
 mkdir -p "$ext_dir"
 ln -sf "$(ls "$venv"/lib/python3*/site-packages/duckdb_extension_spatial/extensions/v1.5.5/spatial.duckdb_extension)" "$ext_dir/"
 export TAGPIPE_BQ_EMULATOR="$venv/bin/bqemulator"
+
+# nats-server (the NATS tests start and stop their own servers on loopback ports).
+if ! command -v nats-server >/dev/null; then
+  echo "installing nats-server (once)…"
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get install -y -qq nats-server >/dev/null \
+    || { $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq nats-server >/dev/null; }
+fi
 export TAGPIPE_BQ_HOME="$emu_home"
 
 cargo test --workspace "$@"

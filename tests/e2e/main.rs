@@ -5,6 +5,7 @@ mod cli;
 mod http;
 mod http_client;
 mod metrics;
+mod nats;
 mod processors;
 mod reference;
 mod reload;

@@ -113,6 +113,46 @@ impl Tagpipe {
 
     /// As [`Tagpipe::start`], with extra environment variables and `run` flags.
     pub fn start_with(name: &str, yaml: &str, env: &[(&str, &str)], flags: &[&str]) -> Self {
+        let mut tagpipe = Self::spawn(name, yaml, env, flags);
+        let start = Instant::now();
+        loop {
+            tagpipe.assert_running();
+            if let Ok(mut s) = std::net::TcpStream::connect(tagpipe.addr) {
+                use std::io::Write as _;
+                let _ =
+                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let reply = crate::http_client::read_reply(&mut s);
+                if reply.status == 200 {
+                    return tagpipe;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "not ready: {}",
+                tagpipe.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts tagpipe (a process without an HTTP source, say) and waits until its log says
+    /// `ready_when`.
+    pub fn start_until_logged(name: &str, yaml: &str, ready_when: &str) -> Self {
+        let mut tagpipe = Self::spawn(name, yaml, &[], &[]);
+        let start = Instant::now();
+        while !tagpipe.logs().contains(ready_when) {
+            tagpipe.assert_running();
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "never logged {ready_when:?}: {}",
+                tagpipe.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tagpipe
+    }
+
+    fn spawn(name: &str, yaml: &str, env: &[(&str, &str)], flags: &[&str]) -> Self {
         let dir = scratch(name);
         let port = free_port();
         let yaml = yaml
@@ -133,27 +173,12 @@ impl Tagpipe {
             .spawn()
             .expect("spawn tagpipe");
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut tagpipe = Self { child, addr, dir };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = tagpipe.child.try_wait().expect("try_wait") {
-                panic!("tagpipe exited early ({status}): {}", tagpipe.logs());
-            }
-            if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-                use std::io::Write as _;
-                let _ =
-                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                let reply = crate::http_client::read_reply(&mut s);
-                if reply.status == 200 {
-                    return tagpipe;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "not ready: {}",
-                tagpipe.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        Self { child, addr, dir }
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("tagpipe exited early ({status}): {}", self.logs());
         }
     }
 

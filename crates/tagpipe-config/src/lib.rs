@@ -171,6 +171,9 @@ impl Loader<'_> {
             let parse = registry.sources[c.id.kind()];
             if let Some(config) = self.component(doc, c, parse, &[]) {
                 self.validation(c, &config.validate());
+                if let Some(target) = config.dead_letter() {
+                    self.source_dead_letter(c, target, &sinks);
+                }
                 topology.sources.push((c.id.clone(), config));
             }
         }
@@ -247,6 +250,22 @@ impl Loader<'_> {
         }
         self.dead_letter_targets.push(found.id.to_string());
         Some(found.id.clone())
+    }
+
+    /// Checks a source's `dead_letter`: a sink defined under `sinks:`.
+    fn source_dead_letter(&mut self, c: &Checked<'_>, target: &str, sinks: &[Checked<'_>]) {
+        if sinks.iter().any(|s| s.id.as_str() == target) {
+            self.dead_letter_targets.push(target.to_owned());
+        } else {
+            let hint = suggest::hint(target, sinks.iter().map(|s| s.id.as_str()));
+            self.error(
+                locate(c.node, "dead_letter"),
+                format!(
+                    "{}: dead_letter `{target}` is not a sink defined under `sinks:`{hint}",
+                    c.id
+                ),
+            );
+        }
     }
 
     /// Parses IDs and checks their types are registered.

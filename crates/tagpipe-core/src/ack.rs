@@ -43,6 +43,10 @@ pub struct DestinationOutcome {
     /// What was sent to the destination for this event (secrets redacted), when something was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<Value>,
+    /// A failed event that its sink handed to its dead-letter sink (so it is kept: a source
+    /// that redelivers on failure need not).
+    #[serde(skip)]
+    pub dead_lettered: bool,
 }
 
 impl DestinationOutcome {
@@ -52,6 +56,7 @@ impl DestinationOutcome {
             outcome: Outcome::Sent,
             reason: None,
             request: None,
+            dead_lettered: false,
         }
     }
 
@@ -61,6 +66,7 @@ impl DestinationOutcome {
             outcome: Outcome::Skipped,
             reason: Some(reason.into()),
             request: None,
+            dead_lettered: false,
         }
     }
 
@@ -70,6 +76,7 @@ impl DestinationOutcome {
             outcome: Outcome::Failed,
             reason: Some(reason.into()),
             request: None,
+            dead_lettered: false,
         }
     }
 

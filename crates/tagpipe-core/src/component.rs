@@ -71,6 +71,9 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// The delivery-log stream (read by the `logs` source).
     pub logs: crate::logs::LogEmitter,
+    /// The sink named by the source's [`SourceConfig::dead_letter`], for what the source gives
+    /// up on (e.g. a message redelivered too often).
+    pub dead_letter: Option<Dispatcher>,
 }
 
 /// A source's configuration.
@@ -82,6 +85,12 @@ pub trait SourceConfig: Debug + Send + Sync + 'static {
 
     /// Builds the source (binding sockets, opening files); the returned future runs it.
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<RunningSource, BoxError>>;
+
+    /// The sink this source sends what it gives up on (see [`SourceContext::dead_letter`]).
+    /// The configuration loader checks it exists.
+    fn dead_letter(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Registers a source type: `registry.source::<MySourceConfig>()`.

@@ -393,6 +393,7 @@ async fn complete_batch(
             send_dead_letter(sink, target, event, &outcome).await;
             let reason = outcome.reason.take().unwrap_or_default();
             outcome.reason = Some(format!("{reason} (dead-lettered to {})", target.id));
+            outcome.dead_lettered = true;
         }
         count(stats, outcome.outcome, 1);
         if outcome.outcome == Outcome::Sent {

@@ -247,11 +247,18 @@ impl Topology {
                 p.sources.contains(id) || p.processors.contains(id) || p.sinks.contains(id)
             })
         };
-        // A dead-letter sink is used when a sink that is used names it.
+        // A dead-letter sink is used when a sink or source that is used names it.
         let dead_letter_targets: Vec<ComponentId> = sinks
             .iter()
             .filter(|s| in_pipeline(&s.id))
             .filter_map(|s| s.dead_letter.clone())
+            .chain(
+                sources
+                    .iter()
+                    .filter(|(id, _)| in_pipeline(id))
+                    .filter_map(|(_, c)| c.dead_letter())
+                    .filter_map(|d| ComponentId::parse(d).ok()),
+            )
             .collect();
         let used = |id: &ComponentId| in_pipeline(id) || dead_letter_targets.contains(id);
         // Sinks fed by a `logs` source publish no delivery logs themselves.
@@ -569,11 +576,24 @@ impl Topology {
         output: Dispatcher,
     ) -> Result<(), BoxError> {
         let stop = self.shutdown.child_token();
+        let dead_letter = config
+            .dead_letter()
+            .and_then(|d| ComponentId::parse(d).ok())
+            .and_then(|d| {
+                let input = self.sinks.get(&d)?.input.clone();
+                let service = BoxCloneSyncService::new(FanOut::new(vec![input]));
+                Some(Dispatcher::new(vec![Pipeline::new(
+                    "dead_letter",
+                    service,
+                    vec![d],
+                )]))
+            });
         let cx = SourceContext {
             id: id.clone(),
             output: output.clone(),
             shutdown: stop.clone(),
             logs: self.logs.clone(),
+            dead_letter,
         };
         let running = config.build(cx).await?;
         let mut slot = SourceSlot {

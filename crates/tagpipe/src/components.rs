@@ -11,6 +11,7 @@ pub(crate) fn registry() -> Registry {
         .source::<tagpipe_source_file::StdinSourceConfig>()
         .source::<tagpipe_source_http::HttpSourceConfig>()
         .source::<tagpipe_core::logs::LogsSourceConfig>()
+        .source::<tagpipe_nats::NatsSourceConfig>()
         .processor::<tagpipe_consent::ConsentConfig>()
         .processor::<tagpipe_mapping::MappingConfig>()
         .processor::<tagpipe_hashing::HashingConfig>()
@@ -18,6 +19,7 @@ pub(crate) fn registry() -> Registry {
         .sink::<tagpipe_sink_console::ConsoleSinkConfig>()
         .sink::<tagpipe_sink_file::FileSinkConfig>()
         .sink::<tagpipe_sink_spotify::SpotifySinkConfig>()
-        .sink::<tagpipe_sink_bigquery::BigQuerySinkConfig>();
+        .sink::<tagpipe_sink_bigquery::BigQuerySinkConfig>()
+        .sink::<tagpipe_nats::NatsSinkConfig>();
     registry
 }
