@@ -44,7 +44,7 @@ impl NatsServer {
     }
 
     /// Node `i` of a three-node cluster whose route ports are `routes`.
-    fn cluster_node(i: usize, ports: &[u16; 3], routes: &[u16; 3], dir: &std::path::Path) -> Self {
+    fn cluster_node(i: usize, ports: [u16; 3], routes: [u16; 3], dir: &std::path::Path) -> Self {
         let others: Vec<String> = (0..3)
             .filter(|&j| j != i)
             .map(|j| format!("nats://127.0.0.1:{}", routes[j]))
@@ -267,7 +267,7 @@ fn a_three_node_cluster_losing_a_node_under_load_loses_nothing() {
     let ports = [free_port(), free_port(), free_port()];
     let routes = [free_port(), free_port(), free_port()];
     let mut nodes: Vec<NatsServer> = (0..3)
-        .map(|i| NatsServer::cluster_node(i, &ports, &routes, &dir))
+        .map(|i| NatsServer::cluster_node(i, ports, routes, &dir))
         .collect();
     let urls: Vec<String> = nodes.iter().map(NatsServer::url).collect();
     // The stream is R3: JetStream needs the cluster formed (a meta leader) to create it.

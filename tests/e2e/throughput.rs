@@ -13,7 +13,7 @@ use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 use crate::support::{Tagpipe, eventually};
 
 /// User + system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -28,7 +28,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// Sends `requests` POSTs of `per_request` events on one keep-alive connection.
-fn load(addr: std::net::SocketAddr, requests: usize, per_request: usize, seed: usize) {
+pub(crate) fn load(addr: std::net::SocketAddr, requests: usize, per_request: usize, seed: usize) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_nodelay(true).unwrap();
     let mut buf = vec![0u8; 64 * 1024];
@@ -180,5 +180,135 @@ fn bigquery_throughput(write_api: &str) {
         "bigquery {write_api} into the emulator: {total} rows in {:.2} s = {:.0} rows/s (emulator-bound)",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// Events/s through HTTP → ingest (`nats` sink, answering after JetStream's ack) → NATS →
+/// `delivery_workers` delivery processes (`nats` source → Spotify sink) → the receiver.
+fn nats_throughput(delivery_workers: usize) {
+    use crate::nats::NatsServer;
+    let nats = NatsServer::start(&format!("throughput-{delivery_workers}"));
+    let mut config = ReceiverConfig::new("tok");
+    config.count_only = true;
+    let receiver = Receiver::spawn(config);
+    let workers: Vec<Tagpipe> = (0..delivery_workers)
+        .map(|i| {
+            let yaml = format!(
+                "sources:\n  nats:\n    connection: {{urls: [{}]}}\n    consumer: delivery\n    \
+                 max_in_flight: 5000\nsinks:\n  spotify:\n    auth_token: tok\n    connection_id: c\n    \
+                 endpoint: {}\n    log_type: no\n    concurrency: 8\n    batch: {{max_events: 500, timeout: 20ms}}\n\
+                 pipelines:\n  p: {{sources: [nats], sinks: [spotify]}}\n",
+                nats.url(),
+                receiver.url()
+            );
+            Tagpipe::start_until_logged(
+                &format!("throughput-nats-{delivery_workers}-{i}"),
+                &yaml,
+                "reading from JetStream",
+            )
+        })
+        .collect();
+    let ingest = Tagpipe::start(
+        &format!("throughput-nats-ingest-{delivery_workers}"),
+        &format!(
+            "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\n    max_events_per_request: 1000\n\
+             sinks:\n  nats:\n    connection: {{urls: [{}]}}\n    buffer: {{max_events: 100000}}\n\
+             pipelines:\n  p: {{sources: [http], sinks: [nats]}}\n",
+            nats.url()
+        ),
+    );
+    let (connections, requests, per_request) = (4, 250, 100);
+    let total = (connections * requests * per_request) as u64;
+    let start = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|c| {
+            let addr = ingest.addr;
+            std::thread::spawn(move || load(addr, requests, per_request, c))
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let ingested = start.elapsed();
+    eventually("all events delivered", Duration::from_secs(300), || {
+        receiver.counted_events() >= total
+    });
+    let elapsed = start.elapsed();
+    println!(
+        "nats, {delivery_workers} delivery worker(s): {total} events ingested in {:.2} s ({:.0} events/s, each answered after JetStream's ack), delivered in {:.2} s = {:.0} events/s end to end",
+        ingested.as_secs_f64(),
+        total as f64 / ingested.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+    );
+    assert_eq!(receiver.counted_events(), total, "every event once");
+    drop(workers);
+}
+
+#[test]
+#[ignore = "measures throughput; run explicitly (see the module docs)"]
+fn throughput_nats_one_delivery_worker() {
+    nats_throughput(1);
+}
+
+#[test]
+#[ignore = "measures throughput; run explicitly (see the module docs)"]
+fn throughput_nats_two_delivery_workers() {
+    nats_throughput(2);
+}
+
+/// Median time from sending one event to its line appearing in the destination file, for a
+/// direct pipeline and through NATS (both unbatched): the difference is what the hop adds.
+#[test]
+#[ignore = "measures latency; run explicitly (see the module docs)"]
+fn latency_of_the_nats_hop() {
+    use crate::nats::NatsServer;
+    let direct = Tagpipe::start(
+        "latency-direct",
+        "sources:\n  http:\n    listen: 127.0.0.1:{port}\nsinks:\n  file/out:\n    path: {dir}/out.ndjson\n    \
+         batch: {max_events: 1}\npipelines:\n  p: {sources: [http], sinks: [file/out]}\n",
+    );
+    let nats = NatsServer::start("latency");
+    let worker = Tagpipe::start_until_logged(
+        "latency-delivery",
+        &format!(
+            "sources:\n  nats:\n    connection: {{urls: [{}]}}\n    consumer: delivery\nsinks:\n  file/out:\n    \
+             path: {{dir}}/out.ndjson\n    batch: {{max_events: 1}}\npipelines:\n  p: {{sources: [nats], sinks: [file/out]}}\n",
+            nats.url()
+        ),
+        "reading from JetStream",
+    );
+    let ingest = Tagpipe::start(
+        "latency-ingest",
+        &format!(
+            "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\nsinks:\n  nats:\n    connection: {{urls: [{}]}}\n    \
+             batch: {{max_events: 1}}\npipelines:\n  p: {{sources: [http], sinks: [nats]}}\n",
+            nats.url()
+        ),
+    );
+    let measure = |entry: &Tagpipe, out: &std::path::Path| -> f64 {
+        let mut times = Vec::new();
+        for i in 0..200 {
+            let before = std::fs::read_to_string(out).map_or(0, |t| t.lines().count());
+            let started = Instant::now();
+            let reply = crate::http_client::post_json(
+                entry.addr,
+                "/v1/events",
+                format!("{{\"n\":{i}}}").as_bytes(),
+            );
+            assert_eq!(reply.status, 200);
+            while std::fs::read_to_string(out).map_or(0, |t| t.lines().count()) <= before {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let direct_ms = measure(&direct, &direct.dir.join("out.ndjson"));
+    let nats_ms = measure(&ingest, &worker.dir.join("out.ndjson"));
+    println!(
+        "median send → written: direct {direct_ms:.2} ms, through NATS {nats_ms:.2} ms: the hop adds {:.2} ms",
+        nats_ms - direct_ms
     );
 }
