@@ -52,6 +52,17 @@ pub struct FilterConfig {
     pub matches: BTreeMap<String, Vec<Value>>,
 }
 
+impl FilterConfig {
+    /// Whether it filters nothing (the default).
+    pub fn is_empty(&self) -> bool {
+        self.allow_events.is_empty()
+            && self.deny_events.is_empty()
+            && self.require_fields.is_empty()
+            && self.absent_fields.is_empty()
+            && self.matches.is_empty()
+    }
+}
+
 /// How the event name is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -66,6 +66,9 @@ impl Compiled {
     /// Why the event is dropped, if it is.
     fn filter(&self, event: &Event) -> Option<String> {
         let f = &self.config.filter;
+        if f.is_empty() {
+            return None;
+        }
         let name = event.event_name().unwrap_or("");
         if !f.allow_events.is_empty() && !f.allow_events.iter().any(|n| n == name) {
             return Some(format!("filter: event `{name}` is not in allow_events"));
@@ -143,7 +146,9 @@ fn apply_operation(event: &mut Event, op: &Operation) -> Result<(), String> {
             value: Some(value),
             ..
         } => {
-            if path::get(&event.data, to) != Some(value) {
+            // A shared event is copied only when the value changes.
+            let owned = Arc::get_mut(&mut event.data).is_some();
+            if owned || path::get(&event.data, to) != Some(value) {
                 path::set(event.data_mut(), to, value.clone())?;
             }
         }
@@ -159,11 +164,15 @@ fn apply_operation(event: &mut Event, op: &Operation) -> Result<(), String> {
         }
         Operation::Set { .. } => {}
         Operation::Rename { from, to } => {
-            if path::get(&event.data, from).is_some() {
-                let data = event.data_mut();
-                if let Some(value) = path::remove(data, from) {
-                    path::set(data, to, value)?;
-                }
+            // An event this pipeline owns alone is changed in place at once; a shared one is
+            // copied only when there is something to rename.
+            let owned = Arc::get_mut(&mut event.data).is_some();
+            if !owned && path::get(&event.data, from).is_none() {
+                return Ok(());
+            }
+            let data = event.data_mut();
+            if let Some(value) = path::remove(data, from) {
+                path::set(data, to, value)?;
             }
         }
         Operation::Delete(p) => {
