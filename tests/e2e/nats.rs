@@ -199,41 +199,78 @@ fn assert_all_delivered(nodes: &[&Tagpipe], n: usize) -> Vec<usize> {
 
 #[test]
 fn two_ingest_and_three_delivery_processes_deliver_every_event_once() {
+    use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
     let nats = NatsServer::start("fleet");
-    let urls = [nats.url()];
-    let d: Vec<Tagpipe> = (0..3)
+    let receiver = Receiver::spawn(ReceiverConfig::new("tok"));
+    // Three delivery workers → the Spotify sink → the CAPI stand-in; each worker sends with its
+    // own connection id, so the receiver tells who delivered what.
+    let workers: Vec<Tagpipe> = (0..3)
         .map(|i| {
-            delivery(
-                &format!("nats-delivery-{i}"),
-                &urls,
-                "reading from JetStream",
-            )
+            let yaml = format!(
+                "sources:\n  nats:\n    connection: {{urls: [{}]}}\n    stream: {{name: EVENTS}}\n    \
+                 consumer: delivery\n    max_in_flight: 50\nsinks:\n  spotify:\n    auth_token: tok\n    \
+                 connection_id: worker-{i}\n    endpoint: {}\n    log_type: no\n    \
+                 batch: {{max_events: 20, timeout: 50ms}}\npipelines:\n  p: {{sources: [nats], sinks: [spotify]}}\n",
+                nats.url(),
+                receiver.url()
+            );
+            Tagpipe::start_until_logged(&format!("nats-delivery-{i}"), &yaml, "reading from JetStream")
         })
         .collect();
+    let urls = [nats.url()];
     let a = ingest("nats-ingest-a", &urls, "");
     let b = ingest("nats-ingest-b", &urls, "");
     // Rounds with pauses, as traffic comes: idle workers pull the next messages.
     for round in 0..30 {
         let base = round * 20;
         let node = if round % 2 == 0 { &a } else { &b };
-        post_events(node, base..base + 20, 5);
+        let events: Vec<Value> = (base..base + 20)
+            .map(|n| json!({"event_name": "purchase", "n": n, "ip_override": "198.51.100.7"}))
+            .collect();
+        for chunk in events.chunks(5) {
+            let reply = post_json(
+                node.addr,
+                "/v1/events",
+                Value::Array(chunk.to_vec()).to_string().as_bytes(),
+            );
+            assert_eq!(reply.status, 200);
+        }
         std::thread::sleep(Duration::from_millis(30));
     }
-    let nodes: Vec<&Tagpipe> = d.iter().collect();
-    let per_node = assert_all_delivered(&nodes, 600);
-    assert_eq!(
-        per_node.iter().sum::<usize>(),
-        600,
-        "no duplicates without failures: {per_node:?}"
+    eventually(
+        "600 events at the receiver",
+        Duration::from_secs(90),
+        || receiver.accepted_events().len() >= 600,
     );
-    assert!(
-        per_node.iter().all(|&n| n > 0),
-        "every worker took a share: {per_node:?}"
+    std::thread::sleep(Duration::from_millis(500));
+    let mut per_worker: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for request in receiver.requests() {
+        assert!(request.violations.is_empty(), "{:?}", request.violations);
+        let batch = &request.body["conversion_events"];
+        let events = batch["events"].as_array().expect("events");
+        *per_worker
+            .entry(batch["capi_connection_id"].as_str().unwrap().to_owned())
+            .or_default() += events.len();
+        for event in events {
+            ids.insert(event["event_id"].as_str().expect("an event_id").to_owned());
+        }
+    }
+    assert_eq!(ids.len(), 600, "exactly 600 distinct event_ids");
+    assert_eq!(
+        per_worker.values().sum::<usize>(),
+        600,
+        "each once: {per_worker:?}"
+    );
+    assert_eq!(
+        per_worker.len(),
+        3,
+        "every worker took a share: {per_worker:?}"
     );
     for t in [a, b] {
         assert!(t.stop().success());
     }
-    for t in d {
+    for t in workers {
         assert!(t.stop().success());
     }
 }
