@@ -43,6 +43,27 @@ impl NatsServer {
         Self::launch(port, args)
     }
 
+    /// A single server speaking TLS only, with `cert`/`key`, on a free port.
+    pub fn start_tls(name: &str, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let port = free_port();
+        let dir = scratch(&format!("nats-{name}"));
+        let args = vec![
+            "-js".into(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-sd".into(),
+            dir.display().to_string(),
+            "--tls".into(),
+            "--tlscert".into(),
+            cert.display().to_string(),
+            "--tlskey".into(),
+            key.display().to_string(),
+        ];
+        Self::launch(port, args)
+    }
+
     /// Node `i` of a three-node cluster whose route ports are `routes`.
     fn cluster_node(i: usize, ports: [u16; 3], routes: [u16; 3], dir: &std::path::Path) -> Self {
         let others: Vec<String> = (0..3)
@@ -422,4 +443,113 @@ fn a_source_dead_letter_must_name_a_sink() {
     let out = crate::support::run(crate::support::bin().arg("validate").arg(&file));
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("no pipeline uses"));
+}
+
+/// A throw-away CA and a server certificate for 127.0.0.1 (openssl): `(ca.pem, cert, key)`.
+fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tagpipe test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn both_tiers_speak_tls_to_nats() {
+    let dir = scratch("nats-tls-certs");
+    let (ca, cert, key) = test_certificates(&dir);
+    let nats = NatsServer::start_tls("tls", &cert, &key);
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let tls = format!("      tls: {{required: true, ca_file: {}}}\n", ca.display());
+    let worker = Tagpipe::start_until_logged(
+        "nats-tls-delivery",
+        &format!(
+            "sources:\n  nats:\n    connection:\n      urls: [{url}]\n{tls}    consumer: delivery\n\
+             sinks:\n  file/out:\n    path: {{dir}}/out.ndjson\npipelines:\n  p: {{sources: [nats], sinks: [file/out]}}\n"
+        ),
+        "reading from JetStream",
+    );
+    let ingest = Tagpipe::start(
+        "nats-tls-ingest",
+        &format!(
+            "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\nsinks:\n  nats:\n    connection:\n      \
+             urls: [{url}]\n{tls}pipelines:\n  p: {{sources: [http], sinks: [nats]}}\n"
+        ),
+    );
+    post_events(&ingest, 0..20, 5);
+    assert_all_delivered(&[&worker], 20);
+    // Without the CA the server's certificate is refused: nothing connects.
+    let refused = Tagpipe::start_until_logged(
+        "nats-tls-untrusted",
+        &format!(
+            "sources:\n  nats:\n    connection: {{urls: [{url}]}}\n    consumer: other\nsinks:\n  console:\n\
+             pipelines:\n  p: {{sources: [nats], sinks: [console]}}\n"
+        ),
+        "JetStream stream not available yet",
+    );
+    assert!(
+        !refused.logs().contains("connected to NATS"),
+        "{}",
+        refused.logs()
+    );
+    assert!(ingest.stop().success());
+    assert!(worker.stop().success());
+    assert!(refused.stop().success());
 }

@@ -12,6 +12,9 @@ impl ConnectionConfig {
     /// connects as soon as it can, and publishes and fetches fail (and are retried) until then.
     pub(crate) async fn connect(&self, id: &ComponentId) -> Result<Client, BoxError> {
         let servers = self.servers()?;
+        // TLS uses the process's rustls provider: ring, as everywhere in tagpipe (a no-op when
+        // another component installed it first).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let component = id.to_string();
         let mut options = ConnectOptions::new()
             .name(format!("tagpipe {id}"))
