@@ -28,8 +28,26 @@ impl NatsServer {
 
     /// A single server on `port` (storage in a scratch directory named after `name`).
     pub fn start_on(port: u16, name: &str) -> Self {
+        Self::launch(port, Self::single(port, name))
+    }
+
+    /// A single server speaking TLS only, with `cert`/`key`, on a free port.
+    pub fn start_tls(name: &str, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let port = free_port();
+        let mut args = Self::single(port, name);
+        args.extend([
+            "--tls".into(),
+            "--tlscert".into(),
+            cert.display().to_string(),
+        ]);
+        args.extend(["--tlskey".into(), key.display().to_string()]);
+        Self::launch(port, args)
+    }
+
+    /// The arguments of a single JetStream server on loopback.
+    fn single(port: u16, name: &str) -> Vec<String> {
         let dir = scratch(&format!("nats-{name}"));
-        let args = vec![
+        vec![
             "-js".into(),
             "-a".into(),
             "127.0.0.1".into(),
@@ -39,29 +57,7 @@ impl NatsServer {
             dir.display().to_string(),
             "--server_name".into(),
             name.into(),
-        ];
-        Self::launch(port, args)
-    }
-
-    /// A single server speaking TLS only, with `cert`/`key`, on a free port.
-    pub fn start_tls(name: &str, cert: &std::path::Path, key: &std::path::Path) -> Self {
-        let port = free_port();
-        let dir = scratch(&format!("nats-{name}"));
-        let args = vec![
-            "-js".into(),
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-sd".into(),
-            dir.display().to_string(),
-            "--tls".into(),
-            "--tlscert".into(),
-            cert.display().to_string(),
-            "--tlskey".into(),
-            key.display().to_string(),
-        ];
-        Self::launch(port, args)
+        ]
     }
 
     /// Node `i` of a three-node cluster whose route ports are `routes`.

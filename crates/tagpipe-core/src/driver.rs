@@ -445,6 +445,21 @@ async fn send_dead_letter(
     }
 }
 
+/// The service of a sink whose state is shared by every call: each batch goes to
+/// `deliver(state, batch)`, which answers one outcome per event (the service is always ready).
+/// Most sinks are this: `service_with(Arc::new(client), |c, batch| async move { c.send(batch).await })`.
+pub fn service_with<T, F, Fut>(state: Arc<T>, deliver: F) -> SinkService
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, Vec<Event>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<DestinationOutcome>> + Send + 'static,
+{
+    service_fn(move |events| {
+        let outcomes = deliver(state.clone(), events);
+        async move { Ok(outcomes.await) }
+    })
+}
+
 /// A sink service from a closure over batches — handy for simple sinks and tests.
 pub fn service_fn<F, Fut>(f: F) -> SinkService
 where

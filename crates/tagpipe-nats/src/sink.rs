@@ -7,18 +7,17 @@
 //! event once even when an ack was lost rather than the message.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use tagpipe_core::batch::BatchSettings;
-use tagpipe_core::component::{SinkParts, SinkService};
+use tagpipe_core::component::SinkParts;
+use tagpipe_core::driver::service_with;
 use tagpipe_core::{
     BoxError, BoxFuture, ComponentId, DestinationOutcome, Event, SinkComponent, SinkConfig,
     SinkContext, ValidationError,
 };
 use tokio::sync::OnceCell;
-use tower::Service;
 
 use crate::config::NatsSinkConfig;
 use crate::message::encode;
@@ -45,7 +44,9 @@ impl SinkConfig for NatsSinkConfig {
                 stream_ready: OnceCell::new(),
             });
             Ok(SinkParts {
-                service: SinkService::new(NatsService { shared }),
+                service: service_with(shared, |publisher, events| async move {
+                    publisher.publish_all(events).await
+                }),
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 concurrency: self.concurrency.max(1),
                 wait_for_delivery: !self.optimistic,
@@ -87,26 +88,6 @@ struct Publisher {
     js: jetstream::Context,
     /// Set once the stream is known to exist.
     stream_ready: OnceCell<()>,
-}
-
-#[derive(Clone)]
-struct NatsService {
-    shared: Arc<Publisher>,
-}
-
-impl Service<Vec<Event>> for NatsService {
-    type Response = Vec<DestinationOutcome>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Vec<DestinationOutcome>, BoxError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, events: Vec<Event>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.publish_all(events).await) })
-    }
 }
 
 /// One event ready to publish.

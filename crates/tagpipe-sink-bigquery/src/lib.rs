@@ -49,7 +49,7 @@ use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use tagpipe_core::batch::BatchSettings;
-use tagpipe_core::component::{SinkParts, SinkService};
+use tagpipe_core::component::SinkParts;
 use tagpipe_core::{BoxError, BoxFuture, SinkComponent, SinkConfig, SinkContext, ValidationError};
 
 pub use config::{AuthConfig, AuthKind, BigQuerySinkConfig, EndpointConfig, SchemaKind, WriteApi};
@@ -117,9 +117,10 @@ impl SinkConfig for BigQuerySinkConfig {
             let mut batch = self.batch.resolve(DEFAULT_BATCH);
             batch.max_events = batch.max_events.min(500);
             Ok(SinkParts {
-                service: SinkService::new(service::BigQueryService {
-                    shared: Arc::new(shared),
-                }),
+                service: tagpipe_core::driver::service_with(
+                    Arc::new(shared),
+                    |shared, events| async move { shared.write(&events).await },
+                ),
                 batch,
                 concurrency: self.concurrency,
                 wait_for_delivery: false,

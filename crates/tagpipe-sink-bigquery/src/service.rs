@@ -1,11 +1,9 @@
-//! The sink's tower service: a batch of events → `insertAll` requests (split by rows and bytes)
+//! The sink's service (a `tower::Service` through `service_with`): a batch of events → `insertAll` requests (split by rows and bytes)
 //! → one outcome per event. Whole requests are retried on 429, 5xx and transport errors; after a
 //! partial failure only the retryable rows are sent again, the others are rejected with their
 //! reason.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::error::BQError;
@@ -13,8 +11,7 @@ use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAl
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tagpipe_core::logs::{DeliveryLog, LogEmitter, LogKind};
-use tagpipe_core::{BoxError, BoxFuture, DestinationOutcome, Event};
-use tower::Service;
+use tagpipe_core::{DestinationOutcome, Event};
 
 use crate::config::BigQuerySinkConfig;
 use crate::schema::{self, Column};
@@ -43,27 +40,6 @@ enum Written {
     Rejected(String),
 }
 
-/// The `bigquery` sink service.
-#[derive(Clone)]
-pub(crate) struct BigQueryService {
-    pub shared: Arc<Shared>,
-}
-
-impl Service<Vec<Event>> for BigQueryService {
-    type Response = Vec<DestinationOutcome>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Vec<DestinationOutcome>, BoxError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, events: Vec<Event>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.write(&events).await) })
-    }
-}
-
 /// A row ready to insert.
 struct Row {
     index: usize,
@@ -82,7 +58,7 @@ const RETRYABLE_ROW_REASONS: &[&str] = &[
 ];
 
 impl Shared {
-    async fn write(&self, events: &[Event]) -> Vec<DestinationOutcome> {
+    pub(crate) async fn write(&self, events: &[Event]) -> Vec<DestinationOutcome> {
         let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
         let mut rows = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {

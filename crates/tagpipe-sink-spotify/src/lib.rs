@@ -33,7 +33,7 @@ pub mod time;
 use std::sync::Arc;
 
 use tagpipe_core::batch::BatchSettings;
-use tagpipe_core::component::{SinkParts, SinkService};
+use tagpipe_core::component::SinkParts;
 use tagpipe_core::{BoxError, BoxFuture, SinkComponent, SinkConfig, SinkContext, ValidationError};
 
 pub use config::{ActionSource, DEFAULT_ENDPOINT, LogType, ServerEventData, SpotifySinkConfig};
@@ -101,9 +101,10 @@ impl SinkConfig for SpotifySinkConfig {
                 clock_ms,
             };
             Ok(SinkParts {
-                service: SinkService::new(service::SpotifyService {
-                    shared: Arc::new(shared),
-                }),
+                service: tagpipe_core::driver::service_with(
+                    Arc::new(shared),
+                    |shared, events| async move { shared.deliver(events).await },
+                ),
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 concurrency: self.concurrency,
                 wait_for_delivery: !self.optimistic,

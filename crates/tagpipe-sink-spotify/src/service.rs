@@ -1,16 +1,13 @@
-//! The sink's tower service: a batch of events → CAPI requests (split by size, retried with
+//! The sink's service (a `tower::Service` through `service_with`): a batch of events → CAPI requests (split by size, retried with
 //! backoff, halved on 413, one by one after an unexplained 400) → one outcome per event.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 use tagpipe_core::logs::{DeliveryLog, LogKind};
-use tagpipe_core::{BoxError, BoxFuture, DestinationOutcome, Event};
-use tower::Service;
+use tagpipe_core::{DestinationOutcome, Event};
 
 use crate::config::SpotifySinkConfig;
 use crate::logs::DeliveryLogger;
@@ -23,12 +20,6 @@ pub(crate) struct Shared {
     pub logger: DeliveryLogger,
     /// Fixed "now" for events without a time (tests); `None`: the real clock.
     pub clock_ms: Option<i64>,
-}
-
-/// The `spotify` sink service.
-#[derive(Clone)]
-pub(crate) struct SpotifyService {
-    pub shared: Arc<Shared>,
 }
 
 /// One event ready to send, with where its outcome goes.
@@ -52,28 +43,13 @@ enum Attempt {
     GaveUp(String),
 }
 
-impl Service<Vec<Event>> for SpotifyService {
-    type Response = Vec<DestinationOutcome>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Vec<DestinationOutcome>, BoxError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, events: Vec<Event>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.deliver(events).await) })
-    }
-}
-
 impl Shared {
     fn now_ms(&self) -> i64 {
         self.clock_ms
             .unwrap_or_else(|| i64::try_from(tagpipe_core::logs::now_ms()).unwrap_or(i64::MAX))
     }
 
-    async fn deliver(&self, events: Vec<Event>) -> Vec<DestinationOutcome> {
+    pub(crate) async fn deliver(&self, events: Vec<Event>) -> Vec<DestinationOutcome> {
         let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
         let mut items = Vec::with_capacity(events.len());
         let now = self.now_ms();
