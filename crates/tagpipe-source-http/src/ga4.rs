@@ -71,7 +71,9 @@ pub fn parse_hits(
 struct HitBuilder {
     top: Vec<(String, Value)>,
     user_properties: Map<String, Value>,
-    client_hints: Map<String, Value>,
+    /// In parameter order, which gtag sends alphabetically by hint name: the map is built at the
+    /// end from an (almost always) sorted batch.
+    client_hints: Vec<(String, Value)>,
     system_properties: Map<String, Value>,
     user_data: Map<String, Value>,
     address: Map<String, Value>,
@@ -106,6 +108,7 @@ fn hit(
         address,
         mut items,
     } = b;
+    let client_hints: Map<String, Value> = client_hints.into_iter().collect();
     for (key, map) in [
         ("x-ga-mp2-user_properties", user_properties),
         ("client_hints", client_hints),
@@ -140,7 +143,7 @@ fn hit(
         return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
     }
     if !data.contains_key("ip_override") {
-        data.insert("ip_override".into(), Value::String(client_addr.to_string()));
+        data.insert("ip_override".into(), Value::String(address_text(client_addr)));
     }
     if let Some(ua) = user_agent {
         data.insert("user_agent".into(), Value::String(ua.to_owned()));
@@ -205,7 +208,7 @@ impl HitBuilder {
                     _ => text(),
                 };
                 let hint = client_hint(name).unwrap_or_default();
-                self.client_hints.insert(hint.to_owned(), v);
+                self.client_hints.push((hint.to_owned(), v));
             }
             [b'p', b'r', digits @ ..]
                 if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) =>
@@ -246,6 +249,27 @@ impl HitBuilder {
             map.insert(key.to_owned(), v);
         }
     }
+}
+
+/// An address as text; IPv4 (nearly every hit) without the formatting machinery.
+fn address_text(addr: IpAddr) -> String {
+    let IpAddr::V4(v4) = addr else {
+        return addr.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 fn client_hint(name: &str) -> Option<&'static str> {

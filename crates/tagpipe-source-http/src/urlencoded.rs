@@ -85,12 +85,11 @@ fn decode_escaped(input: &[u8]) -> Result<String, String> {
         match input[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = input
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent-encoding at byte {i}"))?;
-                out.push(hex);
+                let byte = match input.get(i + 1..i + 3) {
+                    Some(&[high, low]) => hex(high).zip(hex(low)).map(|(h, l)| h << 4 | l),
+                    _ => None,
+                };
+                out.push(byte.ok_or_else(|| format!("bad percent-encoding at byte {i}"))?);
                 i += 2;
             }
             b => out.push(b),
@@ -103,6 +102,16 @@ fn decode_escaped(input: &[u8]) -> Result<String, String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// The value of one hexadecimal digit.
+fn hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
