@@ -143,7 +143,10 @@ fn hit(
         return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
     }
     if !data.contains_key("ip_override") {
-        data.insert("ip_override".into(), Value::String(address_text(client_addr)));
+        data.insert(
+            "ip_override".into(),
+            Value::String(address_text(client_addr)),
+        );
     }
     if let Some(ua) = user_agent {
         data.insert("user_agent".into(), Value::String(ua.to_owned()));

@@ -19,17 +19,17 @@ pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
         let mut end = start;
         let mut eq = None;
         let (mut name_escaped, mut value_escaped) = (false, false);
-        while end < bytes.len() && bytes[end] != b'&' {
-            match bytes[end] {
-                b'=' if eq.is_none() => eq = Some(end),
-                b'%' | b'+' => {
-                    if eq.is_none() {
-                        name_escaped = true;
-                    } else {
-                        value_escaped = true;
-                    }
+        while end < bytes.len() {
+            let b = bytes[end];
+            // One table look-up per byte; only the four special bytes take a branch.
+            if SPECIAL[usize::from(b)] {
+                match b {
+                    b'&' => break,
+                    b'=' if eq.is_none() => eq = Some(end),
+                    b'=' => {}
+                    _ if eq.is_none() => name_escaped = true,
+                    _ => value_escaped = true,
                 }
-                _ => {}
             }
             end += 1;
         }
@@ -48,6 +48,16 @@ pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
     }
     Ok(pairs)
 }
+
+/// The bytes the splitter cares about: `&`, `=`, `%`, `+`.
+static SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'&' as usize] = true;
+    table[b'=' as usize] = true;
+    table[b'%' as usize] = true;
+    table[b'+' as usize] = true;
+    table
+};
 
 fn component(text: &str, escaped: bool) -> Result<Cow<'_, str>, String> {
     if escaped {

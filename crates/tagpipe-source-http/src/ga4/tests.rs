@@ -184,7 +184,15 @@ fn bad_hits_are_refused_with_where() {
 
 #[test]
 fn client_addresses_are_written_as_usual() {
-    for addr in ["0.0.0.0", "1.2.3.4", "10.20.30.40", "203.0.113.255", "100.9.99.109", "::1", "2001:db8::7"] {
+    for addr in [
+        "0.0.0.0",
+        "1.2.3.4",
+        "10.20.30.40",
+        "203.0.113.255",
+        "100.9.99.109",
+        "::1",
+        "2001:db8::7",
+    ] {
         let ip: std::net::IpAddr = addr.parse().unwrap();
         assert_eq!(super::address_text(ip), ip.to_string());
     }
