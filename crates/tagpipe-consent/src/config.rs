@@ -12,6 +12,7 @@ use tagpipe_core::{
 use tower::util::BoxCloneSyncServiceLayer;
 
 use crate::layer::ConsentLayer;
+use crate::service::Consent;
 
 /// `consent` processor settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -100,7 +101,11 @@ impl ProcessorConfig for ConsentConfig {
     }
 
     fn build(&self, cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
-        let layer = ConsentLayer::new(self.clone(), cx.id, Arc::new(AtomicU64::new(0)));
+        let layer = ConsentLayer::new(Consent::new(
+            self.clone(),
+            cx.id,
+            Arc::new(AtomicU64::new(0)),
+        ));
         Ok(BoxCloneSyncServiceLayer::new(layer))
     }
 }

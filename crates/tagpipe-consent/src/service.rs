@@ -1,25 +1,32 @@
-//! [`Consent`]: the service that passes on or skips each event.
+//! [`Consent`]: passes on or skips each event (an [`EventProcessor`], layered with
+//! [`ConsentLayer`](crate::ConsentLayer)).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
-use tagpipe_core::{BoxError, ComponentId, Disposition, Event, ProcessorFuture};
-use tower::Service;
+use tagpipe_core::{ComponentId, Event, EventProcessor};
 
 use crate::config::{ConsentConfig, WhenMissing};
 use crate::signals::{Decision, decide};
 
 /// Skips events whose required consent purposes are not granted.
-#[derive(Debug, Clone)]
-pub struct Consent<S> {
-    pub(crate) inner: S,
-    pub(crate) config: Arc<ConsentConfig>,
-    pub(crate) id: ComponentId,
-    pub(crate) refused: Arc<AtomicU64>,
+#[derive(Debug)]
+pub struct Consent {
+    config: ConsentConfig,
+    id: ComponentId,
+    refused: Arc<AtomicU64>,
 }
 
-impl<S> Consent<S> {
+impl Consent {
+    /// The check for `config`, counting refusals in `refused`.
+    pub fn new(config: ConsentConfig, id: ComponentId, refused: Arc<AtomicU64>) -> Self {
+        Self {
+            config,
+            id,
+            refused,
+        }
+    }
+
     /// The reason to skip `event`, if any.
     pub fn refusal(&self, event: &Event) -> Option<String> {
         for &purpose in &self.config.require {
@@ -41,26 +48,16 @@ impl<S> Consent<S> {
     }
 }
 
-impl<S> Service<Event> for Consent<S>
-where
-    S: Service<Event, Response = Disposition, Error = BoxError>,
-    S::Future: Unpin,
-{
-    type Response = Disposition;
-    type Error = BoxError;
-    type Future = ProcessorFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, event: Event) -> Self::Future {
-        if let Some(reason) = self.refusal(&event) {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(processor = %self.id, %reason, "event skipped");
-            return ProcessorFuture::ready(Disposition::Skipped(reason));
+impl EventProcessor for Consent {
+    fn process(&self, event: &mut Event) -> Result<(), String> {
+        match self.refusal(event) {
+            None => Ok(()),
+            Some(reason) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(processor = %self.id, %reason, "event skipped");
+                Err(reason)
+            }
         }
-        ProcessorFuture::Inner(self.inner.call(event))
     }
 }
 
@@ -69,8 +66,8 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use tagpipe_core::{ProcessorConfig, RequestContext};
-    use tower::{Layer, ServiceExt};
+    use tagpipe_core::{BoxError, Disposition, ProcessorConfig, RequestContext};
+    use tower::{Layer, Service, ServiceExt};
 
     use super::*;
     use crate::ConsentLayer;
@@ -79,11 +76,11 @@ mod tests {
         let config: ConsentConfig = serde_json::from_value(config).unwrap();
         assert!(config.validate().is_empty());
         let refused = Arc::new(AtomicU64::new(0));
-        let layer = ConsentLayer::new(
+        let layer = ConsentLayer::new(Consent::new(
             config,
             ComponentId::parse("consent").unwrap(),
             refused.clone(),
-        );
+        ));
         let inner = tower::service_fn(|_e: Event| {
             std::future::ready(Ok::<_, BoxError>(Disposition::Forwarded))
         });

@@ -45,5 +45,8 @@ pub use component::{
 pub use event::{Event, EventData, RequestContext, ResponseActions, SetCookie};
 pub use id::ComponentId;
 pub use pipeline::{Dispatcher, Pipelines};
-pub use processor::{Disposition, PipelineService, ProcessorFuture, ProcessorLayer};
+pub use processor::{
+    Disposition, EventLayer, EventProcessor, EventService, PipelineService, ProcessorFuture,
+    ProcessorLayer,
+};
 pub use secret::Secret;

@@ -6,7 +6,10 @@
 //! or [`Disposition::Failed`]. The pipeline then records that outcome for every sink of the
 //! pipeline, so a source waiting for acknowledgements learns why.
 
+use std::sync::Arc;
+
 use tower::util::{BoxCloneSyncService, BoxCloneSyncServiceLayer};
+use tower::{Layer, Service};
 
 use crate::component::BoxError;
 use crate::event::Event;
@@ -62,6 +65,95 @@ where
                     .unwrap_or_else(|| Err("processor future polled after completion".into())),
             ),
             Self::Inner(future) => std::pin::Pin::new(future).poll(cx),
+        }
+    }
+}
+
+/// What most processors are: work on one event at a time — change it in place, or answer why it
+/// is skipped. [`EventLayer`] turns one into the `tower::Layer` a pipeline stacks, so a
+/// processor crate writes only this.
+pub trait EventProcessor: Send + Sync + 'static {
+    /// Changes `event` in place (copy on write through [`Event::data_mut`]), or answers why it
+    /// is skipped (the outcome at every sink of the pipeline).
+    fn process(&self, event: &mut Event) -> Result<(), String>;
+}
+
+/// A `tower::Layer` that runs an [`EventProcessor`] in front of the rest of the pipeline.
+#[derive(Debug)]
+pub struct EventLayer<P> {
+    processor: Arc<P>,
+}
+
+impl<P> EventLayer<P> {
+    /// The layer of `processor`.
+    pub fn new(processor: P) -> Self {
+        Self {
+            processor: Arc::new(processor),
+        }
+    }
+
+    /// The processor (shared by every service the layer makes).
+    pub fn processor(&self) -> &P {
+        &self.processor
+    }
+}
+
+impl<P> Clone for EventLayer<P> {
+    fn clone(&self) -> Self {
+        Self {
+            processor: self.processor.clone(),
+        }
+    }
+}
+
+impl<S, P> Layer<S> for EventLayer<P> {
+    type Service = EventService<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EventService {
+            inner,
+            processor: self.processor.clone(),
+        }
+    }
+}
+
+/// The service of an [`EventLayer`]: the processor, then the inner service (unless skipped).
+#[derive(Debug)]
+pub struct EventService<S, P> {
+    inner: S,
+    processor: Arc<P>,
+}
+
+impl<S: Clone, P> Clone for EventService<S, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            processor: self.processor.clone(),
+        }
+    }
+}
+
+impl<S, P> Service<Event> for EventService<S, P>
+where
+    S: Service<Event, Response = Disposition, Error = BoxError>,
+    S::Future: Unpin,
+    P: EventProcessor,
+{
+    type Response = Disposition;
+    type Error = BoxError;
+    type Future = ProcessorFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut event: Event) -> Self::Future {
+        match self.processor.process(&mut event) {
+            Ok(()) => ProcessorFuture::Inner(self.inner.call(event)),
+            Err(reason) => ProcessorFuture::ready(Disposition::Skipped(reason)),
         }
     }
 }

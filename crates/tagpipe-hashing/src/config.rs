@@ -1,7 +1,5 @@
 //! The `hashing` processor configuration.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use tagpipe_core::{
     BoxError, ProcessorComponent, ProcessorConfig, ProcessorContext, ProcessorLayer,
@@ -10,6 +8,7 @@ use tagpipe_core::{
 use tower::util::BoxCloneSyncServiceLayer;
 
 use crate::layer::HashingLayer;
+use crate::service::Hashing;
 
 /// `hashing` processor settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,9 +69,9 @@ impl ProcessorConfig for HashingConfig {
     }
 
     fn build(&self, _cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
-        Ok(BoxCloneSyncServiceLayer::new(HashingLayer::new(Arc::new(
-            self.clone(),
-        ))))
+        Ok(BoxCloneSyncServiceLayer::new(HashingLayer::new(
+            Hashing::new(self.clone()),
+        )))
     }
 }
 

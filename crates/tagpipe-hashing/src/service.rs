@@ -1,22 +1,23 @@
-//! [`Hashing`]: hashes the configured fields of each event.
+//! [`Hashing`]: hashes the configured fields of each event (an [`EventProcessor`], layered with
+//! [`HashingLayer`](crate::HashingLayer)).
 
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use tagpipe_core::{BoxError, Disposition, Event, path};
-use tower::Service;
+use tagpipe_core::{Event, EventProcessor, path};
 
 use crate::config::HashingConfig;
 use crate::hash::hash_value;
 
 /// Hashes fields, then passes the event on. Never skips.
-#[derive(Debug, Clone)]
-pub struct Hashing<S> {
-    pub(crate) inner: S,
-    pub(crate) config: Arc<HashingConfig>,
+#[derive(Debug)]
+pub struct Hashing {
+    config: HashingConfig,
 }
 
-impl<S> Hashing<S> {
+impl Hashing {
+    /// The hashing of `config`.
+    pub fn new(config: HashingConfig) -> Self {
+        Self { config }
+    }
+
     /// Hashes every configured field present in `event` (copying the event data only if it
     /// has such a field and is shared).
     pub fn apply(&self, event: &mut Event) {
@@ -33,20 +34,9 @@ impl<S> Hashing<S> {
     }
 }
 
-impl<S> Service<Event> for Hashing<S>
-where
-    S: Service<Event, Response = Disposition, Error = BoxError>,
-{
-    type Response = Disposition;
-    type Error = BoxError;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut event: Event) -> Self::Future {
-        self.apply(&mut event);
-        self.inner.call(event)
+impl EventProcessor for Hashing {
+    fn process(&self, event: &mut Event) -> Result<(), String> {
+        self.apply(event);
+        Ok(())
     }
 }

@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use tagpipe_consent::{ConsentConfig, ConsentLayer};
+use tagpipe_consent::{Consent, ConsentConfig, ConsentLayer};
 use tagpipe_core::{BoxError, ComponentId, Disposition, Event, RequestContext};
-use tagpipe_mapping::{MappingConfig, MappingLayer};
+use tagpipe_mapping::{Mapping, MappingConfig, MappingLayer};
 use tower::{Layer, Service};
 
 /// As in the `tagpipe` binary.
@@ -42,12 +42,18 @@ fn bench(c: &mut Criterion) {
         })
     };
     let mut end_alone = end.clone();
-    let stack = ConsentLayer::new(
+    let stack = ConsentLayer::new(Consent::new(
         consent,
         ComponentId::parse("consent").unwrap(),
         Arc::new(AtomicU64::new(0)),
-    )
-    .layer(MappingLayer::new(Arc::new(mapping), ComponentId::parse("mapping").unwrap()).layer(end));
+    ))
+    .layer(
+        MappingLayer::new(Mapping::new(
+            Arc::new(mapping),
+            ComponentId::parse("mapping").unwrap(),
+        ))
+        .layer(end),
+    );
     let data = json!({
         "event_name": "purchase", "x-ga-gcd": "13r3r3r3r5", "x-ga-gcs": "G111", "client_id": "1.2",
         "transaction_id": "T-1", "value": 59.9, "currency": "EUR",

@@ -12,6 +12,7 @@ use tagpipe_core::{
 use tower::util::BoxCloneSyncServiceLayer;
 
 use crate::layer::MappingLayer;
+use crate::service::Mapping;
 use crate::tables::{SPOTIFY_API, SPOTIFY_TAG};
 
 /// `mapping` processor settings. Every part is optional.
@@ -248,8 +249,7 @@ impl ProcessorConfig for MappingConfig {
 
     fn build(&self, cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
         Ok(BoxCloneSyncServiceLayer::new(MappingLayer::new(
-            Arc::new(self.clone()),
-            cx.id,
+            Mapping::new(Arc::new(self.clone()), cx.id),
         )))
     }
 }

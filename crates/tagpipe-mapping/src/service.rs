@@ -1,33 +1,33 @@
-//! [`Mapping`]: filters, names and reshapes each event.
+//! [`Mapping`]: filters, names and reshapes each event (an [`EventProcessor`], layered with
+//! [`MappingLayer`](crate::MappingLayer)).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use serde_json::Value;
-use tagpipe_core::{BoxError, ComponentId, Disposition, Event, ProcessorFuture, path};
-use tower::Service;
+use tagpipe_core::{ComponentId, Event, EventProcessor, path};
 
 use crate::config::{MappingConfig, NameMethod, Operation, Unmapped};
 
-/// The configuration with its lookup table built once.
+/// Filters, renames and reshapes events before the rest of the pipeline: the configuration
+/// with its name table built once.
 #[derive(Debug)]
-pub(crate) struct Compiled {
-    pub config: Arc<MappingConfig>,
-    pub names: NameLookup,
-    pub id: ComponentId,
+pub struct Mapping {
+    config: Arc<MappingConfig>,
+    names: NameLookup,
+    id: ComponentId,
 }
 
 /// An event-name table: a short list is scanned (faster than hashing a handful of names),
 /// a long one hashed.
 #[derive(Debug)]
-pub(crate) enum NameLookup {
+enum NameLookup {
     Short(Vec<(String, String)>),
     Long(HashMap<String, String>),
 }
 
 impl NameLookup {
-    pub(crate) fn new(table: HashMap<String, String>) -> Self {
+    fn new(table: HashMap<String, String>) -> Self {
         if table.len() <= 24 {
             Self::Short(table.into_iter().collect())
         } else {
@@ -43,13 +43,6 @@ impl NameLookup {
     }
 }
 
-/// Filters, renames and reshapes events before the rest of the pipeline.
-#[derive(Debug, Clone)]
-pub struct Mapping<S> {
-    pub(crate) inner: S,
-    pub(crate) compiled: Arc<Compiled>,
-}
-
 /// A scalar as text, for value filters (`200` and `"200"` compare equal).
 fn as_text(v: &Value) -> String {
     match v {
@@ -62,7 +55,20 @@ fn present(v: Option<&Value>) -> bool {
     v.is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
 }
 
-impl Compiled {
+impl Mapping {
+    /// The mapping of `config`.
+    pub fn new(config: Arc<MappingConfig>, id: ComponentId) -> Self {
+        let names = match &config.event_name {
+            Some(n) if n.method == NameMethod::Inherit => n.lookup(),
+            _ => HashMap::new(),
+        };
+        Self {
+            config,
+            names: NameLookup::new(names),
+            id,
+        }
+    }
+
     /// Why the event is dropped, if it is.
     fn filter(&self, event: &Event) -> Option<String> {
         let f = &self.config.filter;
@@ -100,7 +106,7 @@ impl Compiled {
     }
 
     /// Applies the name and the operations. `Err` is a reason to skip.
-    pub(crate) fn apply(&self, event: &mut Event) -> Result<(), String> {
+    pub fn apply(&self, event: &mut Event) -> Result<(), String> {
         if let Some(reason) = self.filter(event) {
             return Err(reason);
         }
@@ -184,27 +190,11 @@ fn apply_operation(event: &mut Event, op: &Operation) -> Result<(), String> {
     Ok(())
 }
 
-impl<S> Service<Event> for Mapping<S>
-where
-    S: Service<Event, Response = Disposition, Error = BoxError>,
-    S::Future: Unpin,
-{
-    type Response = Disposition;
-    type Error = BoxError;
-    type Future = ProcessorFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut event: Event) -> Self::Future {
-        match self.compiled.apply(&mut event) {
-            Ok(()) => ProcessorFuture::Inner(self.inner.call(event)),
-            Err(reason) => {
-                tracing::debug!(processor = %self.compiled.id, %reason, "event skipped");
-                ProcessorFuture::ready(Disposition::Skipped(reason))
-            }
-        }
+impl EventProcessor for Mapping {
+    fn process(&self, event: &mut Event) -> Result<(), String> {
+        self.apply(event).inspect_err(|reason| {
+            tracing::debug!(processor = %self.id, %reason, "event skipped");
+        })
     }
 }
 

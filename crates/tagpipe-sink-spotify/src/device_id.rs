@@ -8,18 +8,14 @@
 //! reads it. It runs in the pipeline (not in the sink) so the cookie is on the answer even when
 //! the sink is optimistic.
 
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
 use serde::Deserialize;
 use serde_json::Value;
 use tagpipe_core::event::SameSite;
 use tagpipe_core::{
-    BoxError, Disposition, Event, ProcessorComponent, ProcessorConfig, ProcessorContext,
-    ProcessorLayer, RequestContext, SetCookie, ValidationError, random,
+    BoxError, Event, EventLayer, EventProcessor, ProcessorComponent, ProcessorConfig,
+    ProcessorContext, ProcessorLayer, RequestContext, SetCookie, ValidationError, random,
 };
 use tower::util::BoxCloneSyncServiceLayer;
-use tower::{Layer, Service};
 
 /// `spotify_device_id` processor settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,9 +62,11 @@ impl ProcessorConfig for SpotifyDeviceIdConfig {
     }
 
     fn build(&self, _cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
-        Ok(BoxCloneSyncServiceLayer::new(DeviceIdLayer {
-            config: Arc::new(self.clone()),
-        }))
+        Ok(BoxCloneSyncServiceLayer::new(DeviceIdLayer::new(
+            DeviceId {
+                config: self.clone(),
+            },
+        )))
     }
 }
 
@@ -77,42 +75,16 @@ impl ProcessorComponent for SpotifyDeviceIdConfig {
 }
 
 /// Applies [`DeviceId`] in front of the inner service.
-#[derive(Debug, Clone)]
-pub struct DeviceIdLayer {
-    config: Arc<SpotifyDeviceIdConfig>,
-}
-
-impl<S> Layer<S> for DeviceIdLayer {
-    type Service = DeviceId<S>;
-
-    fn layer(&self, inner: S) -> DeviceId<S> {
-        DeviceId {
-            inner,
-            config: self.config.clone(),
-        }
-    }
-}
+pub type DeviceIdLayer = EventLayer<DeviceId>;
 
 /// Gives each event a device id and its cookie.
-#[derive(Debug, Clone)]
-pub struct DeviceId<S> {
-    inner: S,
-    config: Arc<SpotifyDeviceIdConfig>,
+#[derive(Debug)]
+pub struct DeviceId {
+    config: SpotifyDeviceIdConfig,
 }
 
-impl<S> Service<Event> for DeviceId<S>
-where
-    S: Service<Event, Response = Disposition, Error = BoxError>,
-{
-    type Response = Disposition;
-    type Error = BoxError;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut event: Event) -> Self::Future {
+impl EventProcessor for DeviceId {
+    fn process(&self, event: &mut Event) -> Result<(), String> {
         let context = event.context.clone();
         let (name, id) = ["__spdt", "__pdst"]
             .iter()
@@ -135,7 +107,7 @@ where
         event
             .data_mut()
             .insert(self.config.field.clone(), Value::String(id));
-        self.inner.call(event)
+        Ok(())
     }
 }
 

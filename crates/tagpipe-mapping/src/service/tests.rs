@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tagpipe_core::{ComponentId, Disposition, Event, ProcessorConfig, RequestContext};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::{MappingConfig, MappingLayer};
+use crate::{Mapping, MappingConfig, MappingLayer};
 
 fn config(yaml_like: Value) -> MappingConfig {
     serde_json::from_value(yaml_like).expect("valid config")
@@ -25,7 +25,10 @@ async fn run(cfg: Value, event: Value) -> (Disposition, Option<Value>) {
             std::future::ready(Ok::<_, tagpipe_core::BoxError>(Disposition::Forwarded))
         })
     };
-    let layer = MappingLayer::new(Arc::new(cfg), ComponentId::parse("mapping").unwrap());
+    let layer = MappingLayer::new(Mapping::new(
+        Arc::new(cfg),
+        ComponentId::parse("mapping").unwrap(),
+    ));
     let mut svc = layer.layer(inner);
     let data = event.as_object().unwrap().clone();
     let event = Event::new(data, Arc::new(RequestContext::detached()));
@@ -152,7 +155,10 @@ async fn an_unchanged_event_is_not_copied() {
     let cfg = config(
         json!({"event_name": {"method": "inherit"}, "operations": [{"set": {"path": "a", "value": 1}}]}),
     );
-    let layer = MappingLayer::new(Arc::new(cfg), ComponentId::parse("mapping").unwrap());
+    let layer = MappingLayer::new(Mapping::new(
+        Arc::new(cfg),
+        ComponentId::parse("mapping").unwrap(),
+    ));
     let original = Arc::new(
         json!({"event_name": "Page_View", "a": 1})
             .as_object()
