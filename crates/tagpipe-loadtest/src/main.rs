@@ -159,8 +159,9 @@ fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
         results.push((scenario, runs));
     }
     let header = format!(
-        "Load: wrk, 1 thread, {} connections, {} s per run at full speed and {} s at half that rate, \
-         {} run(s) per scenario (medians); load generator, server and receiver share this machine's {} cores.",
+        "Load: wrk, 1 thread, {} connections, {} s per run at full speed and {} s at half that rate \
+         (more connections, each waiting ~5 ms between requests), {} run(s) per scenario (medians); \
+         load generator, server and receiver share this machine's {} cores.",
         options.connections,
         options.duration.as_secs(),
         options.duration.as_secs(),

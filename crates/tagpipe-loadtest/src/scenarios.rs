@@ -176,6 +176,9 @@ fn batch_body(n: usize) -> String {
     format!("[{}]", events.join(","))
 }
 
+/// How long each connection waits between requests in the half-rate run.
+const HALF_RATE_WAIT_S: f64 = 0.005;
+
 /// One run's figures.
 #[derive(Debug, Clone, Default)]
 pub struct RunFigures {
@@ -281,8 +284,12 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     };
     let peak_rss = memory_mib(pid, "VmHWM");
 
-    load.rate = Some(full.requests_per_second / 2.0);
+    // Half the rate reached, spread over enough connections that each waits ~5 ms between
+    // requests: wrk's `delay()` counts whole milliseconds, so shorter waits miss the rate.
+    let rate = full.requests_per_second / 2.0;
+    load.rate = Some(rate);
     load.latency_ms = full.p50_ms;
+    load.connections = load.connections.max((rate * HALF_RATE_WAIT_S).ceil() as usize);
     load.duration = options.duration;
     let half = load.run(
         addr,
