@@ -289,7 +289,9 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     let rate = full.requests_per_second / 2.0;
     load.rate = Some(rate);
     load.latency_ms = full.p50_ms;
-    load.connections = load.connections.max((rate * HALF_RATE_WAIT_S).ceil() as usize);
+    load.connections = load
+        .connections
+        .max((rate * HALF_RATE_WAIT_S).ceil() as usize);
     load.duration = options.duration;
     let half = load.run(
         addr,
