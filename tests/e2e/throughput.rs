@@ -62,6 +62,22 @@ pub(crate) fn load(addr: std::net::SocketAddr, requests: usize, per_request: usi
     }
 }
 
+/// [`load`] on `connections` connections at once, each from its own thread; returns when all
+/// requests are answered.
+fn load_concurrently(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    requests: usize,
+    per_request: usize,
+) {
+    let threads: Vec<_> = (0..connections)
+        .map(|c| std::thread::spawn(move || load(addr, requests, per_request, c)))
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+}
+
 fn run(name: &str, batch: &str, connections: usize, requests: usize, per_request: usize) {
     let mut config = ReceiverConfig::new("tok");
     config.count_only = true;
@@ -79,15 +95,7 @@ fn run(name: &str, batch: &str, connections: usize, requests: usize, per_request
     let total = (connections * requests * per_request) as u64;
     let cpu_before = cpu_seconds(t.child.id());
     let start = Instant::now();
-    let threads: Vec<_> = (0..connections)
-        .map(|c| {
-            let addr = t.addr;
-            std::thread::spawn(move || load(addr, requests, per_request, c))
-        })
-        .collect();
-    for th in threads {
-        th.join().unwrap();
-    }
+    load_concurrently(t.addr, connections, requests, per_request);
     eventually("all events delivered", Duration::from_secs(300), || {
         receiver.counted_events() >= total
     });
@@ -155,15 +163,7 @@ fn bigquery_throughput(write_api: &str) {
     let (connections, requests, per_request) = (2, 50, 100);
     let total = connections * requests * per_request;
     let start = Instant::now();
-    let threads: Vec<_> = (0..connections)
-        .map(|c| {
-            let addr = t.addr;
-            std::thread::spawn(move || load(addr, requests, per_request, c))
-        })
-        .collect();
-    for th in threads {
-        th.join().unwrap();
-    }
+    load_concurrently(t.addr, connections, requests, per_request);
     eventually(
         "every row in the emulator",
         Duration::from_secs(600),
@@ -220,15 +220,7 @@ fn nats_throughput(delivery_workers: usize) {
     let (connections, requests, per_request) = (4, 250, 100);
     let total = (connections * requests * per_request) as u64;
     let start = Instant::now();
-    let threads: Vec<_> = (0..connections)
-        .map(|c| {
-            let addr = ingest.addr;
-            std::thread::spawn(move || load(addr, requests, per_request, c))
-        })
-        .collect();
-    for th in threads {
-        th.join().unwrap();
-    }
+    load_concurrently(ingest.addr, connections, requests, per_request);
     let ingested = start.elapsed();
     eventually("all events delivered", Duration::from_secs(300), || {
         receiver.counted_events() >= total
