@@ -9,23 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
+use tagpipe_loadtest::process::cpu_seconds;
 
 use crate::support::{Tagpipe, eventually};
-
-/// User + system CPU seconds of a process so far.
-pub(crate) fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of /proc/pid/stat (index 11 and 12 after the name).
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 /// Sends `requests` POSTs of `per_request` events on one keep-alive connection.
 pub(crate) fn load(addr: std::net::SocketAddr, requests: usize, per_request: usize, seed: usize) {

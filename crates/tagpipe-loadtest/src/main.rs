@@ -1,7 +1,5 @@
-//! # tagpipe-loadtest
-//!
-//! The side-by-side load-test harness of BENCHMARKS.md: in one run, with the same load generator
-//! (`wrk`), connection count and duration, it measures a minimal hyper server answering 204 —
+//! `tagpipe-loadtest`: the side-by-side load-test harness of BENCHMARKS.md. In one run, with
+//! the same load generator (`wrk`), connection count and duration, it measures a minimal hyper server answering 204 —
 //! the HTTP ceiling of the machine — and tagpipe on three workloads (GA4 single hits, `/v1/events`
 //! batches of 100, and the same batches fanned out to three sinks), each through consent →
 //! mapping → hashing → Spotify sink → a local receiver. It reports requests/s, events/s, p50/p99
@@ -12,7 +10,6 @@
 //! smoke test CI runs (short, one run, no figures judged).
 
 mod ceiling;
-mod process;
 mod report;
 mod scenarios;
 mod wrk;

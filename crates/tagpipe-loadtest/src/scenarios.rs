@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 
-use crate::process::{cpu_seconds, free_port, memory_mib, wait_ready};
 use crate::wrk::Load;
+use tagpipe_loadtest::process::{cpu_seconds, free_port, memory_mib, wait_ready};
 
 /// What a harness run does.
 #[derive(Debug, Clone)]
