@@ -68,7 +68,7 @@ fn metrics_count_every_event_and_add_up() {
         received,
         sent + skipped + failed + sample(&text, "tagpipe_queue_depth", &[sink])
     );
-    assert_eq!(sample(&text, "tagpipe_queue_capacity", &[sink]), 10_000);
+    assert_eq!(sample(&text, "tagpipe_queue_capacity", &[sink]), 1_000);
     assert_eq!(
         sample(
             &text,

@@ -156,7 +156,7 @@ fn a_valid_file_loads_with_envelopes_env_and_runtime_settings() {
     assert_eq!(t.sinks.len(), 2);
     assert_eq!(t.sinks[1].buffer.max_events, 5);
     assert_eq!(t.sinks[1].buffer.when_full, WhenFull::DropNewest);
-    assert_eq!(t.sinks[0].buffer.max_events, 10_000);
+    assert_eq!(t.sinks[0].buffer.max_events, 1_000);
     assert_eq!(t.shutdown_timeout, Duration::from_secs(5));
     assert_eq!(
         loaded.runtime.metrics_address,

@@ -20,7 +20,10 @@ pub struct BufferConfig {
     /// and restarts; needs `path`).
     #[serde(rename = "type", default)]
     pub kind: BufferKind,
-    /// How many events the queue holds before `when_full` applies. Default: 10000.
+    /// How many events the queue holds before `when_full` applies. Default: 1000 (about 1–2 MB
+    /// of typical web events, a few seconds of a busy site): memory stays bounded when a
+    /// destination is slower than the traffic. Raise it, or use `disk`, to ride out longer
+    /// outages in `block` mode without back-pressure reaching the source.
     #[serde(default = "default_max_events")]
     pub max_events: usize,
     /// What a full queue does with a new event. Default: `block`.
@@ -54,7 +57,7 @@ impl Default for BufferConfig {
 }
 
 fn default_max_events() -> usize {
-    10_000
+    1_000
 }
 
 /// Where a sink's queue keeps its events.

@@ -1,7 +1,11 @@
 //! One CAPI event from one tagpipe event, field by field as Stape's Spotify tag builds it — with
 //! its defects fixed: email-only events are sent, times are correct RFC 3339, a numeric `amount`
 //! is a number, and an `event_id` is derived when the event has none.
+//!
+//! The event is a typed [`CapiEvent`] serialised straight to the request's JSON: no intermediate
+//! JSON tree per event (a tree is made only for debug answers and dead letters).
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tagpipe_core::{EventData, RequestContext};
@@ -17,11 +21,44 @@ const DEBUG_RENDERER: &str = "https://gtm-msr.appspot.com/";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Built {
     /// Send this CAPI event.
-    Send(Value),
+    Send(CapiEvent),
     /// Not sent on purpose.
     Skip(String),
     /// Cannot be sent: required data missing.
     Fail(String),
+}
+
+/// One event of a CAPI request's `conversion_events.events`. Fields serialise in alphabetical
+/// order (the order the tag's JSON objects have), absent ones are left out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapiEvent {
+    /// `WEB`, `APP` or `OFFLINE`, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_source: Option<&'static str>,
+    /// `amount`, `currency` and the configured extra details.
+    pub event_details: Map<String, Value>,
+    /// The deduplication id: configured, from the event, or derived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The event's name.
+    pub event_name: String,
+    /// The page the event happened on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_source_url: Option<String>,
+    /// RFC 3339 time.
+    pub event_time: String,
+    /// Present (and `true`) only when targeting is opted out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub opt_out_targeting: bool,
+    /// Hashed emails and phone, IP address, device id and the configured extras.
+    pub user_data: Map<String, Value>,
+}
+
+impl CapiEvent {
+    /// The event as a JSON tree (debug answers, dead letters, tests).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// Builds the CAPI event for `data`, with `now_ms` as the time of events that carry none.
@@ -40,10 +77,7 @@ pub fn build(
             "Measurement Protocol debug hit (gtm-msr.appspot.com): not sent".into(),
         );
     }
-    let mut event = Map::new();
-
     let event_name = data.get("event_name").map(text).unwrap_or_default();
-    event.insert("event_name".into(), Value::String(event_name.clone()));
 
     let event_time = config
         .server_event_data
@@ -69,20 +103,7 @@ pub fn build(
         None if config.derive_event_id => Some(derived_event_id(data, &event_name, &event_time)),
         None => None,
     };
-    if let Some(id) = event_id {
-        event.insert("event_id".into(), Value::String(id));
-    }
-    event.insert("event_time".into(), Value::String(event_time.clone()));
-    if let Some(source) = config.action_source {
-        event.insert(
-            "action_source".into(),
-            Value::String(source.as_str().into()),
-        );
-    }
-    if config.opt_out_targeting {
-        event.insert("opt_out_targeting".into(), Value::Bool(true));
-    }
-    let source_url = config
+    let event_source_url = config
         .server_event_data
         .event_source_url
         .clone()
@@ -92,13 +113,6 @@ pub fn build(
                 .map(str::to_owned)
         })
         .filter(|s| !s.is_empty());
-    if let Some(url) = source_url {
-        event.insert("event_source_url".into(), Value::String(url));
-    }
-    event.insert(
-        "event_details".into(),
-        Value::Object(event_details(data, config)),
-    );
     let user_data = user_data(data, config);
     let identified = [
         "ip_address",
@@ -108,7 +122,6 @@ pub fn build(
     ]
     .iter()
     .any(|k| user_data.contains_key(*k));
-    event.insert("user_data".into(), Value::Object(user_data));
 
     if event_name.is_empty() {
         return Built::Fail("event_name is empty".into());
@@ -122,7 +135,16 @@ pub fn build(
                 .into(),
         );
     }
-    Built::Send(Value::Object(event))
+    Built::Send(CapiEvent {
+        action_source: config.action_source.map(crate::config::ActionSource::as_str),
+        event_details: event_details(data, config),
+        event_id,
+        event_name,
+        event_source_url,
+        event_time,
+        opt_out_targeting: config.opt_out_targeting,
+        user_data,
+    })
 }
 
 /// A value as text (numbers and booleans as JSON text).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 use tagpipe_core::logs::{DeliveryLog, LogKind};
-use tagpipe_core::{DestinationOutcome, Event};
+use tagpipe_core::{DestinationOutcome, Event, Outcome};
 
 use crate::config::SpotifySinkConfig;
 use crate::logs::DeliveryLogger;
@@ -26,12 +26,18 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 struct Item {
     index: usize,
-    payload: Value,
-    /// The payload as JSON, serialised once: it sizes the requests and goes into their bodies.
+    /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their bodies.
     json: String,
     name: String,
     trace_id: Option<String>,
     debug: bool,
+}
+
+impl Item {
+    /// The CAPI event as a JSON tree, for debug answers and dead letters.
+    fn request(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
 }
 
 /// How one request ended.
@@ -59,12 +65,8 @@ impl Shared {
             match build(&event.data, &event.context, &self.config, now) {
                 Built::Send(payload) => items.push(Item {
                     index,
-                    name: payload["event_name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    json: payload.to_string(),
-                    payload,
+                    json: serde_json::to_string(&payload).unwrap_or_default(),
+                    name: payload.event_name,
                     trace_id,
                     debug,
                 }),
@@ -85,12 +87,18 @@ impl Shared {
                 record.message = Some("dry_run: not sent".into());
                 self.logger.emit(&record, item.debug);
                 outcomes[item.index] = Some(
-                    DestinationOutcome::skipped("dry_run: not sent").with_request(item.payload),
+                    DestinationOutcome::skipped("dry_run: not sent").with_request(item.request()),
                 );
             }
         } else {
             for (item, outcome) in self.send(items).await {
-                outcomes[item.index] = Some(outcome.with_request(item.payload));
+                // What was sent goes into debug answers and dead letters only.
+                let outcome = if item.debug || outcome.outcome == Outcome::Failed {
+                    outcome.with_request(item.request())
+                } else {
+                    outcome
+                };
+                outcomes[item.index] = Some(outcome);
             }
         }
         outcomes

@@ -26,7 +26,7 @@ fn sent(event: Value, cfg: &SpotifySinkConfig) -> Value {
         cfg,
         1_747_945_830_456,
     ) {
-        Built::Send(v) => v,
+        Built::Send(v) => v.to_value(),
         other => panic!("not sent: {other:?}"),
     }
 }
@@ -117,4 +117,29 @@ fn device_ids_come_from_settings_before_the_processor_field() {
         &cfg,
     );
     assert_eq!(v["user_data"]["device_id"], "from-settings");
+}
+
+#[test]
+fn the_typed_event_serialises_as_the_tags_json_object() {
+    // Every optional field present, then none: the bytes equal those of the same event as a
+    // JSON object (keys in alphabetical order, absent fields left out, `opt_out_targeting`
+    // only when true).
+    let full = config(json!({"action_source": "WEB", "opt_out_targeting": true}));
+    let bare = config(json!({"derive_event_id": false}));
+    for cfg in [&full, &bare] {
+        let event = data(json!({"event_name": "purchase", "ip_override": "1.1.1.1",
+            "page_location": "https://shop.example/", "value": 5, "currency": "EUR"}));
+        let Built::Send(capi) = build(&event, &RequestContext::detached(), cfg, 0) else {
+            panic!("not sent");
+        };
+        let direct = serde_json::to_string(&capi).unwrap();
+        assert_eq!(direct, capi.to_value().to_string());
+        let v = capi.to_value();
+        assert_eq!(v.get("opt_out_targeting").is_some(), cfg.opt_out_targeting);
+        assert_eq!(
+            v.get("action_source").is_some(),
+            cfg.action_source.is_some()
+        );
+        assert_eq!(v.get("event_id").is_some(), cfg.derive_event_id);
+    }
 }
