@@ -10,6 +10,10 @@ use crate::event::EventData;
 
 /// The value at `path`, if any.
 pub fn get<'a>(data: &'a EventData, path: &str) -> Option<&'a Value> {
+    if !path.as_bytes().contains(&b'.') {
+        // The common case, a top-level field: no splitting.
+        return data.get(path);
+    }
     let mut segments = path.split('.');
     let mut current = data.get(segments.next()?)?;
     for segment in segments {

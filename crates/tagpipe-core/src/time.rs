@@ -34,13 +34,43 @@ pub fn rfc3339(unix_micros: i64, fraction_digits: u32) -> String {
     let rem = secs.rem_euclid(86_400);
     let digits = fraction_digits.min(6);
     let fraction = micros / 10_i64.pow(6 - digits);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{fraction:0width$}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        width = digits as usize
-    )
+    if !(0..=9999).contains(&y) {
+        // Outside four-digit years (never a real event's time): the general formatter.
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{fraction:0width$}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            width = digits as usize
+        );
+    }
+    // Written digit by digit: this runs once per delivered event.
+    let mut out = String::with_capacity(27);
+    push_digits(&mut out, y, 4);
+    out.push('-');
+    push_digits(&mut out, i64::from(m), 2);
+    out.push('-');
+    push_digits(&mut out, i64::from(d), 2);
+    out.push('T');
+    push_digits(&mut out, rem / 3600, 2);
+    out.push(':');
+    push_digits(&mut out, rem % 3600 / 60, 2);
+    out.push(':');
+    push_digits(&mut out, rem % 60, 2);
+    if digits > 0 {
+        out.push('.');
+        push_digits(&mut out, fraction, digits);
+    }
+    out.push('Z');
+    out
+}
+
+/// Appends the `width` lowest decimal digits of a non-negative `n`, zero-padded.
+fn push_digits(out: &mut String, n: i64, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (n / 10_i64.pow(place)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 #[cfg(test)]
@@ -59,6 +89,12 @@ mod tests {
         );
         assert_eq!(rfc3339(951_782_400_000_000, 3), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(-1, 6), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339(1_748_377_016_123_456, 0), "2025-05-27T20:16:56Z");
+        assert_eq!(
+            rfc3339(253_402_300_800_000_000, 3),
+            "10000-01-01T00:00:00.000Z",
+            "years past 9999 keep all their digits"
+        );
         for days in [-800_000, -1, 0, 1, 11_016, 20_235, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);

@@ -40,14 +40,17 @@ pub fn normalise(input: &str, preset: Preset, drop_plus: bool, out: &mut String)
 /// SHA-256 of `input`, written as lowercase hex into `out` (cleared first).
 pub fn sha256_hex(input: &[u8], out: &mut String) {
     let digest = Sha256::digest(input);
-    let mut hex = [0u8; 64];
-    for (i, byte) in digest.iter().enumerate() {
-        hex[i * 2] = HEX[usize::from(byte >> 4)];
-        hex[i * 2 + 1] = HEX[usize::from(byte & 0x0f)];
-    }
     out.clear();
-    // The table holds ASCII only.
-    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    push_lower_hex(&digest, out);
+}
+
+/// Appends `bytes` as lowercase hex to `out`.
+pub fn push_lower_hex(bytes: &[u8], out: &mut String) {
+    out.reserve(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// A value to remove rather than hash.

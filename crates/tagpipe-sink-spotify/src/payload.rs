@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tagpipe_core::{EventData, RequestContext};
-use tagpipe_hashing::{Preset, is_sha256_hex, normalise, sha256_hex};
+use tagpipe_hashing::{Preset, is_sha256_hex, normalise, push_lower_hex, sha256_hex};
 
 use crate::config::SpotifySinkConfig;
 use crate::time::{self, EventTime};
@@ -136,7 +136,9 @@ pub fn build(
         );
     }
     Built::Send(CapiEvent {
-        action_source: config.action_source.map(crate::config::ActionSource::as_str),
+        action_source: config
+            .action_source
+            .map(crate::config::ActionSource::as_str),
         event_details: event_details(data, config),
         event_id,
         event_name,
@@ -335,26 +337,30 @@ fn hash_user_data(user: &mut Map<String, Value>) {
 /// gets the same id, so a retried or replayed event deduplicates at Spotify.
 fn derived_event_id(data: &EventData, event_name: &str, event_time: &str) -> String {
     let mut hasher = Sha256::new();
-    for part in [
-        data.get("client_id").map(text).unwrap_or_default(),
-        event_name.to_owned(),
-        event_time.to_owned(),
-        data.get("page_location").map(text).unwrap_or_default(),
-        data.get("unique_event_id").map(text).unwrap_or_default(),
-        data.get("transaction_id").map(text).unwrap_or_default(),
-        data.get("x-ga-page_id").map(text).unwrap_or_default(),
-    ] {
-        hasher.update(part.as_bytes());
+    let mut part = |bytes: &[u8]| {
+        hasher.update(bytes);
         hasher.update([0x1f]);
+    };
+    let field = |name: &str| match data.get(name) {
+        Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_bytes()),
+        Some(Value::Null) | None => std::borrow::Cow::Borrowed(&b""[..]),
+        Some(other) => std::borrow::Cow::Owned(other.to_string().into_bytes()),
+    };
+    part(&field("client_id"));
+    part(event_name.as_bytes());
+    part(event_time.as_bytes());
+    for name in [
+        "page_location",
+        "unique_event_id",
+        "transaction_id",
+        "x-ga-page_id",
+    ] {
+        part(&field(name));
     }
     let digest = hasher.finalize();
-    digest[..16]
-        .iter()
-        .fold(String::with_capacity(32), |mut out, b| {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    let mut id = String::with_capacity(32);
+    push_lower_hex(&digest[..16], &mut id);
+    id
 }
 
 #[cfg(test)]

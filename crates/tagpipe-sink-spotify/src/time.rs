@@ -32,8 +32,9 @@ pub fn read(value: &Value) -> Option<EventTime> {
 }
 
 fn from_number(n: f64) -> EventTime {
-    let integer_digits = format!("{:.0}", n.abs().trunc()).len();
-    let ms = if integer_digits == 10 { n * 1000.0 } else { n };
+    // Ten integer digits: seconds (the tag counts the digits of the number's integer part).
+    let seconds = (1e9..1e10).contains(&n.abs().trunc());
+    let ms = if seconds { n * 1000.0 } else { n };
     EventTime::Millis(ms.round() as i64)
 }
 

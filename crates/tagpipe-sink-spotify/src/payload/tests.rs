@@ -143,3 +143,23 @@ fn the_typed_event_serialises_as_the_tags_json_object() {
         assert_eq!(v.get("event_id").is_some(), cfg.derive_event_id);
     }
 }
+
+#[test]
+fn derived_event_ids_hash_the_documented_fields() {
+    use sha2::{Digest, Sha256};
+    let cfg = config(json!({}));
+    let v = sent(
+        json!({"event_name": "purchase", "client_id": "1.2", "timestamp": 1_748_377_016,
+               "ip_override": "1.1.1.1", "transaction_id": 42, "page_location": null}),
+        &cfg,
+    );
+    // client_id, name, time, page_location, unique_event_id, transaction_id, x-ga-page_id,
+    // each followed by 0x1f; numbers as JSON text, null and missing as nothing.
+    let digest = Sha256::digest(
+        "1.2\u{1f}purchase\u{1f}2025-05-27T20:16:56.000Z\u{1f}\u{1f}\u{1f}42\u{1f}\u{1f}",
+    );
+    let expected: String = digest[..16]
+        .iter()
+        .fold(String::new(), |s, b| s + &format!("{b:02x}"));
+    assert_eq!(v["event_id"], expected.as_str());
+}
