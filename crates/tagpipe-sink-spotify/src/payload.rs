@@ -170,11 +170,11 @@ fn given(v: &Value) -> bool {
     }
 }
 
-/// The first given value among dotted `paths`.
-fn first<'a>(data: &'a EventData, paths: &[&str]) -> Option<&'a Value> {
-    paths
+/// The first given value among the fields `names`.
+fn first<'a>(data: &'a EventData, names: &[&str]) -> Option<&'a Value> {
+    names
         .iter()
-        .filter_map(|p| tagpipe_core::path::get(data, p))
+        .filter_map(|name| data.get(*name))
         .find(|v| given(v))
 }
 
@@ -220,29 +220,21 @@ fn event_details(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Va
 
 fn user_data(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value> {
     let mut user = Map::new();
-    let emails = first(
-        data,
-        &[
-            "email",
-            "email_address",
-            "user_data.email",
-            "user_data.email_address",
-            "user_data.sha256_email_address",
-        ],
-    );
+    // `email`, `email_address`, then `user_data.email`, `user_data.email_address`,
+    // `user_data.sha256_email_address` (`user_data` looked up once).
+    let nested = match data.get("user_data") {
+        Some(Value::Object(nested)) => Some(nested),
+        _ => None,
+    };
+    let emails = first(data, &["email", "email_address"]).or_else(|| {
+        nested.and_then(|n| first(n, &["email", "email_address", "sha256_email_address"]))
+    });
     if let Some(emails) = emails {
         user.insert("hashed_emails".into(), email_list(emails));
     }
-    let phone = first(
-        data,
-        &[
-            "phone",
-            "phone_number",
-            "user_data.phone",
-            "user_data.phone_number",
-            "user_data.sha256_phone_number",
-        ],
-    );
+    let phone = first(data, &["phone", "phone_number"]).or_else(|| {
+        nested.and_then(|n| first(n, &["phone", "phone_number", "sha256_phone_number"]))
+    });
     if let Some(phone) = phone.and_then(first_value) {
         user.insert("hashed_phone_number".into(), phone);
     }
