@@ -145,9 +145,7 @@ async fn ingest(
         normalise_ip_override(event);
     }
     let count = data.len();
-    metrics::counter!("tagpipe_events_received_total", "source" => server.id.to_string(),
-        "endpoint" => endpoint.label())
-    .increment(count as u64);
+    server.metrics.received(endpoint.label(), count as u64);
     let debug = deliver(server, data, &context).await;
     let mut reply = match (debug, answer) {
         (Some(debug), _) => json(StatusCode::OK, &debug),

@@ -35,6 +35,7 @@ pub mod ga4;
 mod ingest;
 mod metrics_listener;
 mod rate_limit;
+mod request_metrics;
 mod response;
 mod server;
 mod urlencoded;
@@ -69,6 +70,7 @@ impl SourceConfig for HttpSourceConfig {
                 output: cx.output,
                 ready: AtomicBool::new(false),
                 limiter: self.rate_limit.and_then(rate_limit::Limiter::new),
+                metrics: request_metrics::RequestMetrics::new(&cx.id),
             });
             let running: RunningSource = Box::pin(server::serve(listener, server, cx.shutdown));
             Ok(running)

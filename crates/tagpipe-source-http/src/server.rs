@@ -25,6 +25,7 @@ pub(crate) struct Server {
     pub output: Dispatcher,
     pub ready: AtomicBool,
     pub limiter: Option<crate::rate_limit::Limiter>,
+    pub metrics: crate::request_metrics::RequestMetrics,
 }
 
 /// Which endpoint a path is.
@@ -175,12 +176,9 @@ pub(crate) async fn serve(
                 let started = std::time::Instant::now();
                 let endpoint = server.endpoint_label(request.uri().path());
                 let reply = server.handle(request, peer.ip()).await;
-                let source = server.id.to_string();
-                metrics::histogram!("tagpipe_http_request_duration_seconds", "source" => source.clone(), "endpoint" => endpoint)
-                    .record(started.elapsed().as_secs_f64());
-                metrics::counter!("tagpipe_http_requests_total", "source" => source, "endpoint" => endpoint,
-                    "status" => reply.status().as_str().to_owned())
-                .increment(1);
+                server
+                    .metrics
+                    .request(endpoint, reply.status(), started.elapsed());
                 Ok::<_, Infallible>(reply)
             }
         });
