@@ -4,6 +4,9 @@
 #
 #   ./scripts/loadtest.sh            # release build, 3 runs × 10 s per scenario (~5 minutes)
 #   ./scripts/loadtest.sh --quick    # smoke test (CI): debug build, 1 run × 1 s per scenario
+#   ./scripts/loadtest.sh instructions [--scenario ga4 …] [--tagpipe BIN]
+#                                    # instructions per request under callgrind (deterministic;
+#                                    # for comparing builds), idle vs loaded run (~1 minute)
 #
 # Other arguments go to `tagpipe-loadtest run` (--runs, --duration, --connections).
 # Installs wrk from the distribution's packages when it is missing.
@@ -23,6 +26,17 @@ if [ "$profile" = release ]; then
   cargo build --quiet --release -p tagpipe -p tagpipe-loadtest
 else
   cargo build --quiet -p tagpipe -p tagpipe-loadtest
+fi
+if [ "${1:-}" = instructions ]; then
+  shift
+  command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
+  tagpipe="$CARGO_TARGET_DIR/release/tagpipe"
+  args=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = --tagpipe ]; then tagpipe="$2"; shift 2; else args+=("$1"); shift; fi
+  done
+  exec "$CARGO_TARGET_DIR/release/tagpipe-loadtest" instructions --tagpipe "$tagpipe" \
+    --work-dir "$CARGO_TARGET_DIR/loadtest" "${args[@]}"
 fi
 exec "$CARGO_TARGET_DIR/$profile/tagpipe-loadtest" run --tagpipe "$CARGO_TARGET_DIR/$profile/tagpipe" \
   --work-dir "$CARGO_TARGET_DIR/loadtest" "$@"

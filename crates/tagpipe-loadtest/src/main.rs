@@ -10,6 +10,7 @@
 //! smoke test CI runs (short, one run, no figures judged).
 
 mod ceiling;
+mod instructions;
 mod report;
 mod scenarios;
 mod wrk;
@@ -57,6 +58,22 @@ enum Command {
         #[arg(long, default_value = "target/loadtest")]
         work_dir: PathBuf,
     },
+    /// Count tagpipe's instructions per request with callgrind (deterministic, for comparing
+    /// builds): an idle run and a loaded run of each scenario under valgrind.
+    Instructions {
+        /// The tagpipe binary to measure.
+        #[arg(long)]
+        tagpipe: PathBuf,
+        /// Seconds of load (and of idling in the idle run).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Only these scenarios (`ga4`, `batches`, `fanout`); default: `ga4` and `batches`.
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// Where generated pipeline files, callgrind outputs and logs go.
+        #[arg(long, default_value = "target/loadtest")]
+        work_dir: PathBuf,
+    },
     /// Serve the HTTP ceiling: 204 to every request (started by `run`).
     Ceiling {
         /// Listen address.
@@ -78,6 +95,59 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Instructions {
+            tagpipe,
+            duration,
+            scenarios,
+            work_dir,
+        } => {
+            let wanted = if scenarios.is_empty() {
+                vec!["ga4".to_owned(), "batches".to_owned()]
+            } else {
+                scenarios
+            };
+            let selected: Vec<Scenario> = Scenario::ALL
+                .into_iter()
+                .filter(|s| *s != Scenario::Ceiling && wanted.iter().any(|n| n == s.slug()))
+                .collect();
+            if selected.len() != wanted.len() {
+                eprintln!("error: scenarios are ga4, batches and fanout; got {wanted:?}");
+                return ExitCode::FAILURE;
+            }
+            let work_dir = match scenarios::work_dir(&work_dir) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("| scenario | requests | instructions per request | per event |");
+            println!("|---|---|---|---|");
+            for scenario in selected {
+                match instructions::count(
+                    scenario,
+                    &tagpipe,
+                    &work_dir,
+                    Duration::from_secs(duration.max(1)),
+                ) {
+                    Ok(figures) => {
+                        let per_request = figures.per_request();
+                        println!(
+                            "| {} | {} | {:.0} | {:.0} |",
+                            scenario.name(),
+                            figures.requests,
+                            per_request,
+                            per_request / scenario.events_per_request() as f64
+                        );
+                    }
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", scenario.slug());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
         }
         Command::Run {
             tagpipe,

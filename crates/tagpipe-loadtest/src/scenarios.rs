@@ -73,7 +73,7 @@ impl Scenario {
         }
     }
 
-    fn events_per_request(self) -> u64 {
+    pub(crate) fn events_per_request(self) -> u64 {
         match self {
             Self::Ceiling | Self::Ga4 => 1,
             Self::Batches | Self::Fanout => 100,
@@ -90,14 +90,14 @@ impl Scenario {
     }
 
     /// The request target as the report shows it.
-    fn shown_target(self) -> &'static str {
+    pub(crate) fn shown_target(self) -> &'static str {
         match self {
             Self::Ceiling | Self::Ga4 => "/g/collect?<tests/fixtures/ga4-purchase-hit.query>",
             Self::Batches | Self::Fanout => "/v1/events",
         }
     }
 
-    fn load(self, connections: usize, duration: Duration) -> Load {
+    pub(crate) fn load(self, connections: usize, duration: Duration) -> Load {
         let (method, target, headers, body) = match self {
             Self::Ceiling | Self::Ga4 => (
                 "GET",
@@ -127,7 +127,7 @@ impl Scenario {
     }
 
     /// The pipeline file tagpipe runs (`None` for the ceiling).
-    fn pipeline(self, port: u16, receiver: &str) -> Option<String> {
+    pub(crate) fn pipeline(self, port: u16, receiver: &str) -> Option<String> {
         let sinks = match self {
             Self::Ceiling => return None,
             Self::Ga4 | Self::Batches => vec!["spotify"],
@@ -321,7 +321,7 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
 }
 
 /// Kills the server when a run ends, however it ends.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

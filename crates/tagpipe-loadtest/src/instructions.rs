@@ -1,0 +1,146 @@
+//! Instructions per request, counted by callgrind: a deterministic figure for comparing two
+//! builds on a machine whose wall-clock results drift by ±15 % from one minute to the next.
+//!
+//! tagpipe runs a scenario's pipeline under `valgrind --tool=callgrind` twice: once idle and
+//! once under a few seconds of wrk load (4 connections). The difference of the two totals,
+//! divided by the requests wrk completed, is what one request costs — start-up, idle timers and
+//! shutdown cancel out. Repeated runs of one binary agree within a fraction of a percent.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
+
+use crate::scenarios::{KillOnDrop, Scenario};
+use tagpipe_loadtest::process::{free_port, wait_ready};
+
+/// What one count found.
+#[derive(Debug, Clone)]
+pub struct Instructions {
+    /// Requests wrk completed in the loaded run.
+    pub requests: u64,
+    /// Instructions of the idle run (start, idle, shutdown).
+    pub idle_total: u64,
+    /// Instructions of the loaded run.
+    pub loaded_total: u64,
+}
+
+impl Instructions {
+    /// Instructions one request costs.
+    pub fn per_request(&self) -> f64 {
+        self.loaded_total.saturating_sub(self.idle_total) as f64 / self.requests.max(1) as f64
+    }
+}
+
+/// Counts `scenario` (not the ceiling) with `tagpipe`, `load` seconds of load.
+pub fn count(
+    scenario: Scenario,
+    tagpipe: &Path,
+    work_dir: &Path,
+    load: Duration,
+) -> Result<Instructions, String> {
+    let receiver = {
+        let mut config = ReceiverConfig::new("loadtest");
+        config.count_only = true;
+        Receiver::spawn(config)
+    };
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let yaml = scenario
+        .pipeline(port, &receiver.url())
+        .ok_or("the ceiling is not tagpipe: nothing to count")?;
+    let file = work_dir.join(format!("{}-callgrind.yaml", scenario.slug()));
+    std::fs::write(&file, yaml).map_err(|e| format!("write {}: {e}", file.display()))?;
+    let idle_total = callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, false)?.0;
+    let (loaded_total, requests) =
+        callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, true)?;
+    Ok(Instructions {
+        requests,
+        idle_total,
+        loaded_total,
+    })
+}
+
+/// One run under callgrind: (instructions, requests completed).
+fn callgrind_run(
+    scenario: Scenario,
+    tagpipe: &Path,
+    pipeline: &Path,
+    addr: SocketAddr,
+    work_dir: &Path,
+    duration: Duration,
+    loaded: bool,
+) -> Result<(u64, u64), String> {
+    let name = format!(
+        "{}-callgrind-{}",
+        scenario.slug(),
+        if loaded { "loaded" } else { "idle" }
+    );
+    let log = work_dir.join(format!("{name}.log"));
+    let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    let child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!(
+            "--callgrind-out-file={}",
+            work_dir.join(format!("{name}.out")).display()
+        ))
+        .arg(tagpipe)
+        .args(["--log-level", "warn", "run", "-c"])
+        .arg(pipeline)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot start valgrind (install it): {e}"))?;
+    let mut child = KillOnDrop(child);
+    wait_ready(addr, Instant::now(), Duration::from_secs(120))
+        .map_err(|e| format!("{e}; see {}", log.display()))?;
+    let requests = if loaded {
+        let load = scenario.load(4, duration);
+        let measured = load.run(addr, work_dir, &name, scenario.shown_target())?;
+        measured.requests
+    } else {
+        std::thread::sleep(duration);
+        0
+    };
+    // A graceful stop, so callgrind writes its totals.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .map_err(|e| format!("cannot run kill: {e}"))?;
+    if !stopped.success() {
+        return Err("kill -TERM failed".into());
+    }
+    child.0.wait().map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+    let total =
+        collected(&text).ok_or_else(|| format!("no callgrind total in {}", log.display()))?;
+    Ok((total, requests))
+}
+
+/// The `Collected : N` total callgrind prints at exit.
+fn collected(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|line| line.split_once("Collected :"))
+        .find_map(|(_, n)| n.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_callgrind_total_and_divides_by_requests() {
+        let log = "==12414== Events    : Ir\n==12414== Collected : 1337163660\n==12414==\n";
+        assert_eq!(collected(log), Some(1_337_163_660));
+        assert_eq!(collected("nothing here"), None);
+        let figures = Instructions {
+            requests: 1000,
+            idle_total: 30_000_000,
+            loaded_total: 123_000_000,
+        };
+        assert!((figures.per_request() - 93_000.0).abs() < f64::EPSILON);
+    }
+}
