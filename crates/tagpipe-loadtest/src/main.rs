@@ -83,18 +83,26 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    match dispatch(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode, String> {
+    match command {
         Command::Ceiling { listen } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .build();
-            match runtime.map(|rt| rt.block_on(ceiling::serve(listen))) {
-                Ok(Ok(())) => ExitCode::SUCCESS,
-                Ok(Err(e)) | Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(ceiling::serve(listen))
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Instructions {
             tagpipe,
@@ -102,52 +110,35 @@ fn main() -> ExitCode {
             scenarios,
             work_dir,
         } => {
-            let wanted = if scenarios.is_empty() {
+            let names = if scenarios.is_empty() {
                 vec!["ga4".to_owned(), "batches".to_owned()]
             } else {
                 scenarios
             };
-            let selected: Vec<Scenario> = Scenario::ALL
-                .into_iter()
-                .filter(|s| *s != Scenario::Ceiling && wanted.iter().any(|n| n == s.slug()))
-                .collect();
-            if selected.len() != wanted.len() {
-                eprintln!("error: scenarios are ga4, batches and fanout; got {wanted:?}");
-                return ExitCode::FAILURE;
+            let selected = select(&names)?;
+            if selected.contains(&Scenario::Ceiling) {
+                return Err("the ceiling is not tagpipe: nothing to count".into());
             }
-            let work_dir = match scenarios::work_dir(&work_dir) {
-                Ok(dir) => dir,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let work_dir = scenarios::work_dir(&work_dir)?;
             println!("| scenario | requests | instructions per request | per event |");
             println!("|---|---|---|---|");
             for scenario in selected {
-                match instructions::count(
+                let figures = instructions::count(
                     scenario,
                     &tagpipe,
                     &work_dir,
                     Duration::from_secs(duration.max(1)),
-                ) {
-                    Ok(figures) => {
-                        let per_request = figures.per_request();
-                        println!(
-                            "| {} | {} | {:.0} | {:.0} |",
-                            scenario.name(),
-                            figures.requests,
-                            per_request,
-                            per_request / scenario.events_per_request() as f64
-                        );
-                    }
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", scenario.slug());
-                        return ExitCode::FAILURE;
-                    }
-                }
+                )
+                .map_err(|e| format!("{}: {e}", scenario.slug()))?;
+                let per_request = figures.per_request();
+                println!(
+                    "| {} | {} | {per_request:.0} | {:.0} |",
+                    scenario.name(),
+                    figures.requests,
+                    per_request / scenario.events_per_request() as f64
+                );
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             tagpipe,
@@ -158,21 +149,12 @@ fn main() -> ExitCode {
             scenarios,
             work_dir,
         } => {
-            let selected: Vec<Scenario> = Scenario::ALL
-                .into_iter()
-                .filter(|s| scenarios.is_empty() || scenarios.iter().any(|n| n == s.slug()))
-                .collect();
-            if selected.is_empty() {
-                eprintln!("error: no such scenario: {scenarios:?} (ceiling, ga4, batches, fanout)");
-                return ExitCode::FAILURE;
-            }
-            let work_dir = match scenarios::work_dir(&work_dir) {
-                Ok(dir) => dir,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let selected = if scenarios.is_empty() {
+                Scenario::ALL.to_vec()
+            } else {
+                select(&scenarios)?
             };
+            let work_dir = scenarios::work_dir(&work_dir)?;
             let options = if quick {
                 Options {
                     tagpipe,
@@ -190,9 +172,25 @@ fn main() -> ExitCode {
                     work_dir,
                 }
             };
-            run(&options, &selected)
+            Ok(run(&options, &selected))
         }
     }
+}
+
+/// The scenarios named (by slug), in the report's order; an unknown name is an error.
+fn select(names: &[String]) -> Result<Vec<Scenario>, String> {
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !Scenario::ALL.iter().any(|s| s.slug() == n.as_str()))
+    {
+        return Err(format!(
+            "no such scenario: `{unknown}` (ceiling, ga4, batches, fanout)"
+        ));
+    }
+    Ok(Scenario::ALL
+        .into_iter()
+        .filter(|s| names.iter().any(|n| n == s.slug()))
+        .collect())
 }
 
 fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
