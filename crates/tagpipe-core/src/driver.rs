@@ -387,6 +387,9 @@ async fn complete_batch(
         }
     };
     for ((token, event), mut outcome) in tokens.into_iter().zip(outcomes) {
+        // Completing (and freeing) hundreds of events delays the requests waiting on this
+        // worker thread: yield whenever tokio's cooperative budget is spent.
+        tokio::task::coop::consume_budget().await;
         if outcome.outcome == Outcome::Failed
             && let Some(target) = dead_letter
         {

@@ -60,6 +60,9 @@ impl Shared {
         let mut items = Vec::with_capacity(events.len());
         let now = self.now_ms();
         for (index, event) in events.iter().enumerate() {
+            // A batch of hundreds of events takes a millisecond or more to build: let the
+            // requests waiting on this worker thread run in between (tokio's cooperative budget).
+            tokio::task::coop::consume_budget().await;
             let debug = event.context.debug;
             let trace_id = event.context.trace_id.clone();
             match build(&event.data, &event.context, &self.config, now) {
