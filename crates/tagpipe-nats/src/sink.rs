@@ -100,18 +100,17 @@ struct Message {
 impl Publisher {
     async fn publish_all(&self, events: Vec<Event>) -> Vec<DestinationOutcome> {
         let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
-        let mut pending: Vec<Message> = events
-            .into_iter()
-            .enumerate()
-            .map(|(index, mut event)| {
-                let id = event_id(&mut event);
-                Message {
-                    index,
-                    id,
-                    body: encode(&event),
-                }
-            })
-            .collect();
+        let mut pending: Vec<Message> = Vec::with_capacity(events.len());
+        for (index, mut event) in events.into_iter().enumerate() {
+            // Let requests waiting on this worker thread run between events of a large batch.
+            tokio::task::coop::consume_budget().await;
+            let id = event_id(&mut event);
+            pending.push(Message {
+                index,
+                id,
+                body: encode(&event),
+            });
+        }
         let mut backoff = self.config.retry.start();
         loop {
             let error = match self.ready_stream().await {

@@ -62,10 +62,13 @@ impl Shared {
         let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
         let mut rows = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
+            // Let requests waiting on this worker thread run between rows of a large batch.
+            tokio::task::coop::consume_budget().await;
             match schema::row(&self.columns, event) {
                 Ok(json) => {
                     let insert_id = insert_id(&event.data, &json);
-                    let size = Value::Object(json.clone()).to_string().len() + insert_id.len() + 32;
+                    let encoded = serde_json::to_string(&json).map_or(0, |s| s.len());
+                    let size = encoded + insert_id.len() + 32;
                     rows.push(Row {
                         index,
                         insert_id,
