@@ -34,19 +34,14 @@ pub fn rfc3339(unix_micros: i64, fraction_digits: u32) -> String {
     let rem = secs.rem_euclid(86_400);
     let digits = fraction_digits.min(6);
     let fraction = micros / 10_i64.pow(6 - digits);
-    if !(0..=9999).contains(&y) {
-        // Outside four-digit years (never a real event's time): the general formatter.
-        return format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{fraction:0width$}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            width = digits as usize
-        );
-    }
     // Written digit by digit: this runs once per delivered event.
     let mut out = String::with_capacity(27);
-    push_digits(&mut out, y, 4);
+    if (0..=9999).contains(&y) {
+        push_digits(&mut out, y, 4);
+    } else {
+        // Never a real event's time: the general formatter keeps every digit and the sign.
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{y:04}"));
+    }
     out.push('-');
     push_digits(&mut out, i64::from(m), 2);
     out.push('-');
