@@ -181,9 +181,7 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = tagpipe_loadtest::process::terminate(child.id());
             let mut child = child;
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(10) {

@@ -43,11 +43,7 @@ pub fn run_pipeline(name: &str, yaml: &str, flags: &[&str]) -> (Option<i32>, Str
 
 /// Sends SIGTERM to a child.
 pub fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    tagpipe_loadtest::process::terminate(child.id()).expect("SIGTERM sent");
 }
 
 /// Waits for a child to exit (hang guard, not a timing assertion).

@@ -518,10 +518,8 @@ fn encode(event: &Event) -> Vec<u8> {
         client_addr: cx.client_addr,
         trace_id: cx.trace_id.clone(),
         headers: cx
-            .headers
-            .iter()
-            .filter(|(k, _)| *k != http::header::AUTHORIZATION)
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .persisted_headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         cookies: cx.cookies.clone(),
     };

@@ -137,7 +137,24 @@ impl RequestContext {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The headers that may be stored or forwarded with an event (disk buffers, NATS), as text:
+    /// all but [`NOT_PERSISTED_HEADERS`] and values that are not text.
+    pub fn persisted_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| !NOT_PERSISTED_HEADERS.contains(name))
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+    }
 }
+
+/// Request headers that never leave the process with an event: credentials, and `Cookie` (the
+/// parsed `cookies` travel on their own).
+pub const NOT_PERSISTED_HEADERS: [HeaderName; 3] = [
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::COOKIE,
+];
 
 impl Default for RequestContext {
     fn default() -> Self {
@@ -319,6 +336,12 @@ mod tests {
         let debug = format!("{cx:?}");
         assert!(!debug.contains("sekrit"), "{debug}");
         assert!(debug.contains("authorization"));
+        let persisted: Vec<&str> = cx.persisted_headers().map(|(name, _)| name).collect();
+        assert_eq!(
+            persisted,
+            ["trace-id"],
+            "no credentials or cookie header leave the process"
+        );
     }
 
     #[test]

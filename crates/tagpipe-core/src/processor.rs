@@ -91,11 +91,6 @@ impl<P> EventLayer<P> {
             processor: Arc::new(processor),
         }
     }
-
-    /// The processor (shared by every service the layer makes).
-    pub fn processor(&self) -> &P {
-        &self.processor
-    }
 }
 
 impl<P> Clone for EventLayer<P> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 
 use crate::scenarios::{KillOnDrop, Scenario};
-use tagpipe_loadtest::process::{free_port, wait_ready};
+use tagpipe_loadtest::process::{free_port, terminate, wait_ready};
 
 /// What one count found.
 #[derive(Debug, Clone)]
@@ -106,13 +106,7 @@ fn callgrind_run(
         0
     };
     // A graceful stop, so callgrind writes its totals.
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .map_err(|e| format!("cannot run kill: {e}"))?;
-    if !stopped.success() {
-        return Err("kill -TERM failed".into());
-    }
+    terminate(child.0.id())?;
     child.0.wait().map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
     let total =

@@ -1,9 +1,22 @@
 //! What a child process costs, read from `/proc`: CPU seconds, resident and peak memory — and
-//! how long it takes to answer `/readyz`.
+//! how long it takes to answer `/readyz`; and stopping it gracefully.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+/// Sends SIGTERM (a graceful stop) to the process.
+pub fn terminate(pid: u32) -> Result<(), String> {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map_err(|e| format!("cannot run kill: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -TERM {pid} failed"))
+    }
+}
 
 /// User + system CPU seconds the process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {

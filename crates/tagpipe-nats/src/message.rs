@@ -12,9 +12,6 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tagpipe_core::{Event, EventData, RequestContext};
 
-/// Headers never carried to the delivery tier.
-const NOT_CARRIED: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
-
 #[derive(Serialize)]
 struct Outgoing<'a> {
     data: &'a EventData,
@@ -58,12 +55,7 @@ struct ContextIn {
 /// The message body for an event.
 pub fn encode(event: &Event) -> Bytes {
     let context = &event.context;
-    let headers = context
-        .headers
-        .iter()
-        .filter(|(name, _)| !NOT_CARRIED.contains(&name.as_str()))
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-        .collect();
+    let headers = context.persisted_headers().collect();
     let outgoing = Outgoing {
         data: &event.data,
         context: ContextOut {

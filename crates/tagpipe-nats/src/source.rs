@@ -30,12 +30,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::NatsSourceConfig;
 use crate::message::decode;
 
-/// What a message's event is made of, kept for the dead-letter sink.
-type Kept = (
-    Arc<tagpipe_core::EventData>,
-    Arc<tagpipe_core::RequestContext>,
-);
-
 /// Messages taken from the consumer in one go (more only when already there).
 const GATHER: usize = 256;
 
@@ -83,8 +77,9 @@ impl Reader {
         let this = Arc::new(self);
         let in_flight = Arc::new(Semaphore::new(this.config.max_in_flight));
         let mut deliveries = JoinSet::new();
+        // Grows while reading keeps failing; back to the start once a batch arrives.
+        let mut pause = Duration::from_millis(250);
         'connect: while let Some(consumer) = this.consumer().await {
-            let mut pause = Duration::from_millis(250);
             // Pull no more than this process may have in flight, so that idle processes sharing
             // the consumer get the rest.
             let pull = this.config.max_in_flight.min(GATHER);
@@ -98,6 +93,7 @@ impl Reader {
                 Err(error) => {
                     tracing::warn!(source = %this.id, %error, "cannot read the consumer; retrying");
                     this.pause(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
                     continue;
                 }
             };
@@ -199,7 +195,7 @@ impl Reader {
     async fn dispatch(
         self: &Arc<Self>,
         batch: Vec<jetstream::Message>,
-        permits: tokio::sync::OwnedSemaphorePermit,
+        mut permits: tokio::sync::OwnedSemaphorePermit,
         deliveries: &mut JoinSet<()>,
     ) {
         let mut events = Vec::with_capacity(batch.len());
@@ -207,11 +203,11 @@ impl Reader {
         for message in batch {
             match decode(&message.payload) {
                 Ok((data, context)) => {
+                    // Nothing of the event is kept here: its outcome is complete only once every
+                    // copy is gone, and a kept copy of its data would make every processor that
+                    // changes it copy the whole map. The rare dead letter decodes it again.
                     let (event, ack) = Event::new(data, context).with_acknowledgement();
-                    // Not the event itself: its outcome is complete only once every copy of
-                    // it is gone.
-                    let kept = (event.data.clone(), event.context.clone());
-                    waiting.push((message, kept, ack));
+                    waiting.push((message, ack));
                     events.push(event);
                 }
                 Err(error) => {
@@ -225,25 +221,20 @@ impl Reader {
         metrics::counter!("tagpipe_events_received_total", "source" => self.id.to_string(), "endpoint" => "nats")
             .increment(events.len() as u64);
         self.output.send_all(events).await;
-        let permits = Arc::new(permits);
-        for (message, kept, ack) in waiting {
+        for (message, ack) in waiting {
             let this = self.clone();
-            let permits = permits.clone();
+            // Each message frees its own place once settled (rejected ones freed theirs here).
+            let permit = permits.split(1);
             deliveries.spawn(async move {
-                this.settle(message, kept, ack).await;
-                drop(permits);
+                this.settle(message, ack).await;
+                drop(permit);
             });
         }
     }
 
     /// Waits for an event's outcomes (telling JetStream it is in progress meanwhile), then acks,
     /// naks or dead-letters its message.
-    async fn settle(
-        &self,
-        message: jetstream::Message,
-        kept: Kept,
-        ack: tagpipe_core::AckReceiver,
-    ) {
+    async fn settle(&self, message: jetstream::Message, ack: tagpipe_core::AckReceiver) {
         tokio::pin!(ack);
         let heartbeat = self.config.ack_wait / 2;
         let outcomes: EventOutcomes = loop {
@@ -270,7 +261,8 @@ impl Reader {
                 .ack_with(AckKind::Nak(Some(self.config.nak_delay)))
                 .await
         } else {
-            self.give_up(kept, &failures.join("; "), deliveries).await;
+            self.give_up(&message, &failures.join("; "), deliveries)
+                .await;
             message.ack_with(AckKind::Term).await
         };
         if let Err(error) = result {
@@ -280,19 +272,23 @@ impl Reader {
     }
 
     /// The last delivery failed: the event goes to the dead-letter sink, if there is one.
-    async fn give_up(&self, (data, context): Kept, reason: &str, deliveries: i64) {
-        metrics::counter!("tagpipe_events_dead_lettered_total", "source" => self.id.to_string())
-            .increment(1);
+    async fn give_up(&self, message: &jetstream::Message, reason: &str, deliveries: i64) {
         let Some(dead_letter) = &self.dead_letter else {
             tracing::error!(source = %self.id, deliveries, reason, "message given up after its last delivery (no dead_letter sink set)");
             return;
         };
+        // The event as it arrived (it decoded when it was dispatched).
+        let Ok((mut data, context)) = decode(&message.payload) else {
+            tracing::error!(source = %self.id, deliveries, reason, "message given up; it no longer decodes for the dead-letter sink");
+            return;
+        };
+        metrics::counter!("tagpipe_events_dead_lettered_total", "source" => self.id.to_string())
+            .increment(1);
         let mut note = serde_json::Map::new();
         note.insert("source".into(), self.id.as_str().into());
         note.insert("reason".into(), reason.into());
         note.insert("deliveries".into(), deliveries.into());
         note.insert("at".into(), tagpipe_core::logs::now_ms().into());
-        let mut data = Arc::unwrap_or_clone(data);
         data.insert("dead_letter".into(), serde_json::Value::Object(note));
         let (event, ack) = Event::new(data, context).with_acknowledgement();
         dead_letter.send(event).await;

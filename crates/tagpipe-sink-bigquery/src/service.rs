@@ -67,8 +67,7 @@ impl Shared {
             match schema::row(&self.columns, event) {
                 Ok(json) => {
                     let insert_id = insert_id(&event.data, &json);
-                    let encoded = serde_json::to_string(&json).map_or(0, |s| s.len());
-                    let size = encoded + insert_id.len() + 32;
+                    let size = encoded_len(&json) + insert_id.len() + 32;
                     rows.push(Row {
                         index,
                         insert_id,
@@ -313,7 +312,7 @@ pub fn insert_id(data: &tagpipe_core::EventData, row: &Map<String, Value>) -> St
             return id.clone();
         }
     }
-    let digest = Sha256::digest(Value::Object(row.clone()).to_string().as_bytes());
+    let digest = Sha256::digest(serde_json::to_vec(row).unwrap_or_default());
     digest[..16]
         .iter()
         .fold(String::with_capacity(32), |mut s, b| {
@@ -321,4 +320,21 @@ pub fn insert_id(data: &tagpipe_core::EventData, row: &Map<String, Value>) -> St
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+/// The length of a row's JSON, counted while serialising (no string is built).
+fn encoded_len(row: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, row);
+    count.0
 }

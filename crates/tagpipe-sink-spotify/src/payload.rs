@@ -5,6 +5,8 @@
 //! The event is a typed [`CapiEvent`] serialised straight to the request's JSON: no intermediate
 //! JSON tree per event (a tree is made only for debug answers and dead letters).
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -77,7 +79,9 @@ pub fn build(
             "Measurement Protocol debug hit (gtm-msr.appspot.com): not sent".into(),
         );
     }
-    let event_name = data.get("event_name").map(text).unwrap_or_default();
+    let event_name = data
+        .get("event_name")
+        .map_or_else(String::new, |v| text(v).into_owned());
 
     let event_time = config
         .server_event_data
@@ -95,7 +99,7 @@ pub fn build(
         .filter(|s| !s.is_empty())
         .or_else(|| {
             first(data, &["event_id", "eventId"])
-                .map(text)
+                .map(|v| text(v).into_owned())
                 .filter(|s| !s.is_empty())
         });
     let event_id = match event_id {
@@ -150,11 +154,11 @@ pub fn build(
 }
 
 /// A value as text (numbers and booleans as JSON text).
-fn text(v: &Value) -> String {
+fn text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -202,7 +206,10 @@ fn event_details(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Va
         details.insert("amount".into(), amount);
     }
     if let Some(currency) = data.get("currency").filter(|v| given(v)) {
-        details.insert("currency".into(), Value::String(text(currency)));
+        details.insert(
+            "currency".into(),
+            Value::String(text(currency).into_owned()),
+        );
     }
     for (k, v) in &config.event_details {
         if !given(v) {
@@ -239,7 +246,7 @@ fn user_data(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value>
         user.insert("hashed_phone_number".into(), phone);
     }
     if let Some(ip) = data.get("ip_override").filter(|v| given(v)) {
-        user.insert("ip_address".into(), Value::String(text(ip)));
+        user.insert("ip_address".into(), Value::String(text(ip).into_owned()));
     }
     for (k, v) in &config.user_data {
         if !given(v) {
@@ -255,7 +262,7 @@ fn user_data(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value>
     if !user.contains_key("device_id")
         && let Some(id) = data.get(&config.device_id_field).filter(|v| given(v))
     {
-        user.insert("device_id".into(), Value::String(text(id)));
+        user.insert("device_id".into(), Value::String(text(id).into_owned()));
     }
     hash_user_data(&mut user);
     user
@@ -333,12 +340,8 @@ fn derived_event_id(data: &EventData, event_name: &str, event_time: &str) -> Str
         hasher.update(bytes);
         hasher.update([0x1f]);
     };
-    let field = |name: &str| match data.get(name) {
-        Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_bytes()),
-        Some(Value::Null) | None => std::borrow::Cow::Borrowed(&b""[..]),
-        Some(other) => std::borrow::Cow::Owned(other.to_string().into_bytes()),
-    };
-    part(&field("client_id"));
+    let field = |name: &str| data.get(name).map_or(Cow::Borrowed(""), text);
+    part(field("client_id").as_bytes());
     part(event_name.as_bytes());
     part(event_time.as_bytes());
     for name in [
@@ -347,7 +350,7 @@ fn derived_event_id(data: &EventData, event_name: &str, event_time: &str) -> Str
         "transaction_id",
         "x-ga-page_id",
     ] {
-        part(&field(name));
+        part(field(name).as_bytes());
     }
     let digest = hasher.finalize();
     let mut id = String::with_capacity(32);
