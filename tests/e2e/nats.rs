@@ -357,6 +357,13 @@ fn nats_down_at_start_is_waited_for_and_reported() {
     assert_all_delivered(&[&worker], 50);
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(ingest.logs().contains("retrying"), "{}", ingest.logs());
+    // The start-up health check connected once and let go: no client of its own kept
+    // reconnecting in the background.
+    assert!(
+        !ingest.logs().contains("nats/healthcheck"),
+        "{}",
+        ingest.logs()
+    );
     assert!(
         worker.logs().contains("connected to NATS"),
         "{}",
@@ -364,6 +371,25 @@ fn nats_down_at_start_is_waited_for_and_reported() {
     );
     assert!(ingest.stop().success());
     assert!(worker.stop().success());
+}
+
+#[test]
+fn a_required_health_check_with_nats_down_fails_at_once() {
+    // `--require-healthy` stops the start with the reason instead of waiting for NATS.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "sources:\n  http:\n    listen: 127.0.0.1:{}\nsinks:\n  nats:\n    connection: {{urls: [{url}], connect_timeout: 1s}}\n\
+         pipelines:\n  p: {{sources: [http], sinks: [nats]}}\n",
+        free_port()
+    );
+    let started = Instant::now();
+    let (code, stderr) =
+        crate::support::run_pipeline("nats-health-down", &yaml, &["--require-healthy"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("nats"), "{stderr}");
+    assert!(stderr.contains("health"), "{stderr}");
+    // Hang guard, not a timing assertion: a retrying client would never give up.
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
 }
 
 #[test]

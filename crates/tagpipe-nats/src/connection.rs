@@ -11,6 +11,16 @@ impl ConnectionConfig {
     /// A client for component `id`. Returns at once even when no server answers yet: the client
     /// connects as soon as it can, and publishes and fetches fail (and are retried) until then.
     pub(crate) async fn connect(&self, id: &ComponentId) -> Result<Client, BoxError> {
+        self.client(id, true).await
+    }
+
+    /// A client that tries once and fails when no server answers (health checks): nothing keeps
+    /// reconnecting in the background once the check has dropped it.
+    pub(crate) async fn connect_once(&self, id: &ComponentId) -> Result<Client, BoxError> {
+        self.client(id, false).await
+    }
+
+    async fn client(&self, id: &ComponentId, keep_trying: bool) -> Result<Client, BoxError> {
         let servers = self.servers()?;
         // TLS uses the process's rustls provider: ring, as everywhere in tagpipe (a no-op when
         // another component installed it first).
@@ -19,12 +29,13 @@ impl ConnectionConfig {
         let mut options = ConnectOptions::new()
             .name(format!("tagpipe {id}"))
             .connection_timeout(self.connect_timeout)
-            .retry_on_initial_connect()
-            .max_reconnects(None)
             .event_callback(move |event| {
                 let component = component.clone();
                 async move { log_event(&component, &event) }
             });
+        if keep_trying {
+            options = options.retry_on_initial_connect().max_reconnects(None);
+        }
         if let Some(file) = &self.credentials_file {
             options = options
                 .credentials_file(file)

@@ -57,7 +57,7 @@ impl SinkConfig for NatsSinkConfig {
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), BoxError>> {
         Box::pin(async move {
             let id = ComponentId::parse("nats/healthcheck").map_err(BoxError::from)?;
-            let client = self.connection.connect(&id).await?;
+            let client = self.connection.connect_once(&id).await?;
             let js = jetstream::new(client);
             let checked = tokio::time::timeout(
                 self.connection.connect_timeout,
