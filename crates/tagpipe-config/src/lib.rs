@@ -230,42 +230,43 @@ impl Loader<'_> {
         target: &Spanned<String>,
         sinks: &[Checked<'_>],
     ) -> Option<ComponentId> {
-        let Some(found) = sinks.iter().find(|s| s.id.as_str() == target.value) else {
-            let hint = suggest::hint(&target.value, sinks.iter().map(|s| s.id.as_str()));
-            self.error(
-                pos(target),
-                format!(
-                    "{}: dead_letter `{}` is not a sink defined under `sinks:`{hint}",
-                    c.id, target.value
-                ),
-            );
-            return None;
-        };
-        if found.id == c.id {
+        if target.value == c.id.as_str() {
             self.error(
                 pos(target),
                 format!("{}: a sink cannot be its own dead_letter", c.id),
             );
             return None;
         }
-        self.dead_letter_targets.push(found.id.to_string());
-        Some(found.id.clone())
+        self.dead_letter_target(c, &target.value, pos(target), sinks)
     }
 
     /// Checks a source's `dead_letter`: a sink defined under `sinks:`.
     fn source_dead_letter(&mut self, c: &Checked<'_>, target: &str, sinks: &[Checked<'_>]) {
-        if sinks.iter().any(|s| s.id.as_str() == target) {
-            self.dead_letter_targets.push(target.to_owned());
-        } else {
+        self.dead_letter_target(c, target, locate(c.node, "dead_letter"), sinks);
+    }
+
+    /// The sink `target` names (recorded as a dead-letter target), or an error at `at` with the
+    /// closest sink name as a hint.
+    fn dead_letter_target(
+        &mut self,
+        c: &Checked<'_>,
+        target: &str,
+        at: Pos,
+        sinks: &[Checked<'_>],
+    ) -> Option<ComponentId> {
+        let Some(found) = sinks.iter().find(|s| s.id.as_str() == target) else {
             let hint = suggest::hint(target, sinks.iter().map(|s| s.id.as_str()));
             self.error(
-                locate(c.node, "dead_letter"),
+                at,
                 format!(
                     "{}: dead_letter `{target}` is not a sink defined under `sinks:`{hint}",
                     c.id
                 ),
             );
-        }
+            return None;
+        };
+        self.dead_letter_targets.push(found.id.to_string());
+        Some(found.id.clone())
     }
 
     /// Parses IDs and checks their types are registered.

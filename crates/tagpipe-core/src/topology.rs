@@ -128,6 +128,9 @@ struct SourceSlot {
     fingerprint: Option<u64>,
     config: Box<dyn SourceConfig>,
     output: Dispatcher,
+    /// Where the source sends events it gives up on, when it names a dead-letter sink; rewired
+    /// like `output` when a reload gives that sink a new queue.
+    dead_letter: Option<Dispatcher>,
     stop: CancellationToken,
     /// Built, waiting for `run`.
     pending: Option<RunningSource>,
@@ -256,8 +259,7 @@ impl Topology {
                 sources
                     .iter()
                     .filter(|(id, _)| in_pipeline(id))
-                    .filter_map(|(_, c)| c.dead_letter())
-                    .filter_map(|d| ComponentId::parse(d).ok()),
+                    .filter_map(|(_, c)| dead_letter_id(c.as_ref())),
             )
             .collect();
         let used = |id: &ComponentId| in_pipeline(id) || dead_letter_targets.contains(id);
@@ -522,6 +524,12 @@ impl Topology {
                 && same(slot.fingerprint, &id)
             {
                 slot.output.replace(output);
+                if let Some(dispatcher) = &slot.dead_letter
+                    && let Some(route) = dead_letter_id(slot.config.as_ref())
+                        .and_then(|target| self.dead_letter_route(&target))
+                {
+                    dispatcher.replace(route);
+                }
                 report.unchanged.push(id.to_string());
                 continue;
             }
@@ -576,30 +584,22 @@ impl Topology {
         output: Dispatcher,
     ) -> Result<(), BoxError> {
         let stop = self.shutdown.child_token();
-        let dead_letter = config
-            .dead_letter()
-            .and_then(|d| ComponentId::parse(d).ok())
-            .and_then(|d| {
-                let input = self.sinks.get(&d)?.input.clone();
-                let service = BoxCloneSyncService::new(FanOut::new(vec![input]));
-                Some(Dispatcher::new(vec![Pipeline::new(
-                    "dead_letter",
-                    service,
-                    vec![d],
-                )]))
-            });
+        let dead_letter = dead_letter_id(config.as_ref())
+            .and_then(|target| self.dead_letter_route(&target))
+            .map(Dispatcher::new);
         let cx = SourceContext {
             id: id.clone(),
             output: output.clone(),
             shutdown: stop.clone(),
             logs: self.logs.clone(),
-            dead_letter,
+            dead_letter: dead_letter.clone(),
         };
         let running = config.build(cx).await?;
         let mut slot = SourceSlot {
             fingerprint,
             config,
             output,
+            dead_letter,
             stop,
             pending: Some(running),
             task: None,
@@ -609,6 +609,17 @@ impl Topology {
         }
         self.sources.insert(id.clone(), slot);
         Ok(())
+    }
+
+    /// A source's dead-letter route: one pipeline into sink `target`'s current queue.
+    fn dead_letter_route(&self, target: &ComponentId) -> Option<Vec<Pipeline>> {
+        let input = self.sinks.get(target)?.input.clone();
+        let service = BoxCloneSyncService::new(FanOut::new(vec![input]));
+        Some(vec![Pipeline::new(
+            "dead_letter",
+            service,
+            vec![target.clone()],
+        )])
     }
 
     fn spawn_source(&mut self, id: &ComponentId, slot: &mut SourceSlot) {
@@ -816,4 +827,11 @@ async fn take_queue(
 
 async fn join_all(tasks: &mut JoinSet<()>) {
     while tasks.join_next().await.is_some() {}
+}
+
+/// The sink a source names as its `dead_letter` (the loader has checked that it exists).
+fn dead_letter_id(config: &dyn SourceConfig) -> Option<ComponentId> {
+    config
+        .dead_letter()
+        .and_then(|target| ComponentId::parse(target).ok())
 }

@@ -764,3 +764,96 @@ async fn a_reload_refuses_to_change_an_open_disk_buffers_settings() {
     assert!(error.to_string().contains("restart"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A source that names `dlq` as its dead-letter sink and hands out both of its dispatchers.
+#[derive(Debug)]
+struct DeadLetterSource(Mutex<Option<oneshot::Sender<(Dispatcher, Option<Dispatcher>)>>>);
+
+impl SourceConfig for DeadLetterSource {
+    fn dead_letter(&self) -> Option<&str> {
+        Some("dlq")
+    }
+
+    fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<RunningSource, BoxError>> {
+        let tx = self.0.lock().unwrap().take();
+        Box::pin(async move {
+            let tx = tx.ok_or("built only once")?;
+            let _ = tx.send((cx.output.clone(), cx.dead_letter.clone()));
+            let running: RunningSource = Box::pin(async move {
+                cx.shutdown.cancelled().await;
+                Ok(())
+            });
+            Ok(running)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_reload_gives_an_unchanged_source_its_dead_letter_sinks_new_queue() {
+    let out = TestSink::new(Behaviour::Accept);
+    let old_dlq = TestSink::new(Behaviour::Accept);
+    let new_dlq = TestSink::new(Behaviour::Accept);
+    // The reload also adds a sink to the pipeline, which shows when it has been applied.
+    let config = |dlq: &TestSink, max_events: usize, outs: Vec<&'static str>, source| {
+        let mut sinks = vec![("dlq", dlq.clone(), buffer(max_events, WhenFull::Block))];
+        sinks.extend(
+            outs.iter()
+                .map(|o| (*o, out.clone(), BufferConfig::default())),
+        );
+        let mut config = topology_config(
+            same_source(),
+            sinks,
+            vec![("main", vec![], outs)],
+            Duration::from_secs(5),
+            &[],
+        );
+        let source: Box<dyn SourceConfig> = Box::new(source);
+        config.sources = vec![(id("test"), source)];
+        config
+    };
+    let (tx, rx) = oneshot::channel();
+    let topology = Topology::build(config(
+        &old_dlq,
+        100,
+        vec!["out"],
+        DeadLetterSource(Mutex::new(Some(tx))),
+    ))
+    .await
+    .expect("builds");
+    let shutdown = topology.shutdown_token();
+    let signal = shutdown.clone();
+    let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
+    let run =
+        tokio::spawn(topology.run_reloading(async move { signal.cancelled().await }, reload_rx));
+    let (output, dead_letter) = rx.await.expect("source built");
+    let dead_letter = dead_letter.expect("the source got its dead-letter route");
+    let (e, ack) = event("before").with_acknowledgement();
+    dead_letter.send(e).await;
+    within(ack).await;
+    assert_eq!(old_dlq.events(), 1);
+
+    // Only the dead-letter sink's buffer changes: the source itself stays as it is.
+    reloads
+        .send(config(
+            &new_dlq,
+            200,
+            vec!["out", "out2"],
+            DeadLetterSource(Mutex::new(None)),
+        ))
+        .await
+        .unwrap();
+    within(async {
+        while output.sinks().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let (e, ack) = event("after").with_acknowledgement();
+    dead_letter.send(e).await;
+    within(ack).await;
+    assert_eq!(new_dlq.events(), 1, "the dead letter went to the new queue");
+    assert_eq!(old_dlq.events(), 1, "nothing more reached the old one");
+    shutdown.cancel();
+    let report = within(run).await.expect("runs");
+    assert!(report.undelivered.is_empty(), "{report:?}");
+}
