@@ -767,7 +767,10 @@ async fn a_reload_refuses_to_change_an_open_disk_buffers_settings() {
 
 /// A source that names `dlq` as its dead-letter sink and hands out both of its dispatchers.
 #[derive(Debug)]
-struct DeadLetterSource(Mutex<Option<oneshot::Sender<(Dispatcher, Option<Dispatcher>)>>>);
+struct DeadLetterSource(Mutex<Option<oneshot::Sender<SourceRoutes>>>);
+
+/// A source's output and dead-letter dispatchers.
+type SourceRoutes = (Dispatcher, Option<Dispatcher>);
 
 impl SourceConfig for DeadLetterSource {
     fn dead_letter(&self) -> Option<&str> {
