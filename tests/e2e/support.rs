@@ -79,20 +79,27 @@ pub struct Tagpipe {
 
 /// A free loopback port, never handed out twice in this test run (tests run in parallel and a
 /// port is only bound later, by the tagpipe process).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up), which outgoing connections
+/// and `bind(0)` draw from: a port found free there could be taken as some test's client-side port
+/// before tagpipe binds it. [`Tagpipe`] also starts again on a new port if it still finds its port
+/// in use.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap();
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap();
+    let offset = next.get_or_insert_with(|| {
+        u16::try_from(std::process::id() % u32::from(COUNT)).expect("below COUNT")
+    });
+    for _ in 0..COUNT {
+        let port = FIRST + *offset;
+        *offset = (*offset + 1) % COUNT;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 impl Tagpipe {
@@ -112,6 +119,9 @@ impl Tagpipe {
         let mut tagpipe = Self::spawn(name, yaml, env, flags);
         let start = Instant::now();
         loop {
+            if tagpipe.lost_its_port() {
+                tagpipe = Self::spawn(name, yaml, env, flags);
+            }
             tagpipe.assert_running();
             if let Ok(mut s) = std::net::TcpStream::connect(tagpipe.addr) {
                 use std::io::Write as _;
@@ -137,6 +147,9 @@ impl Tagpipe {
         let mut tagpipe = Self::spawn(name, yaml, &[], &[]);
         let start = Instant::now();
         while !tagpipe.logs().contains(ready_when) {
+            if tagpipe.lost_its_port() {
+                tagpipe = Self::spawn(name, yaml, &[], &[]);
+            }
             tagpipe.assert_running();
             assert!(
                 start.elapsed() < Duration::from_secs(30),
@@ -170,6 +183,13 @@ impl Tagpipe {
             .expect("spawn tagpipe");
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         Self { child, addr, dir }
+    }
+
+    /// Whether the process stopped because its listen port was taken in the moment between
+    /// [`free_port`] and its bind (by another test's connection, say).
+    fn lost_its_port(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+            && self.logs().contains("Address already in use")
     }
 
     fn assert_running(&mut self) {
