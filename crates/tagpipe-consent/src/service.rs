@@ -86,7 +86,7 @@ mod tests {
         });
         let mut svc = layer.layer(inner);
         let event = Event::new(
-            event.as_object().unwrap().clone(),
+            event.try_into().unwrap(),
             Arc::new(RequestContext::detached()),
         );
         let d = svc.ready().await.unwrap().call(event).await.unwrap();

@@ -68,10 +68,7 @@ mod tests {
     use super::*;
 
     fn event(v: Value) -> EventData {
-        match v {
-            Value::Object(map) => map,
-            _ => unreachable!("test events are objects"),
-        }
+        EventData::try_from(v).expect("test events are objects")
     }
 
     #[test]

@@ -34,12 +34,11 @@ fn bench(c: &mut Criterion) {
         Duration::ZERO,
     )
     .unwrap();
-    let data = json!({"event_name": "purchase", "client_id": "123.456", "value": 59.9, "currency": "EUR",
+    let data: tagpipe_core::EventData = json!({"event_name": "purchase", "client_id": "123.456", "value": 59.9, "currency": "EUR",
                       "page_location": "https://shop.example.com/thanks", "ip_override": "203.0.113.7",
                       "user_data": {"email_address": "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"}})
-    .as_object()
-    .unwrap()
-    .clone();
+    .try_into()
+    .unwrap();
     let context = Arc::new(RequestContext::detached());
     let mut group = c.benchmark_group("disk_buffer");
     group.throughput(Throughput::Elements(EVENTS as u64));

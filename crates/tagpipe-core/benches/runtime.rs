@@ -65,9 +65,9 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut data = EventData::new();
-    data.insert("event_name".into(), json!("purchase"));
-    data.insert("client_id".into(), json!("123.456"));
-    data.insert("value".into(), json!(12.5));
+    data.insert("event_name", json!("purchase"));
+    data.insert("client_id", json!("123.456"));
+    data.insert("value", json!(12.5));
     let context = Arc::new(RequestContext::detached());
 
     let mut group = c.benchmark_group("runtime");

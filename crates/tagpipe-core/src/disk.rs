@@ -563,7 +563,7 @@ mod tests {
             .unwrap()
             .clone();
         QueuedEvent {
-            event: Event::new(data, Arc::new(RequestContext::detached())),
+            event: Event::new(data.into(), Arc::new(RequestContext::detached())),
             token: DeliveryToken::new(None, ComponentId::parse("s").unwrap()),
             seq: None,
         }

@@ -428,7 +428,7 @@ async fn send_dead_letter(
     note.insert("at".into(), crate::logs::now_ms().into());
     event
         .data_mut()
-        .insert("dead_letter".into(), serde_json::Value::Object(note));
+        .insert("dead_letter", serde_json::Value::Object(note));
     let item = QueuedEvent {
         event,
         token: DeliveryToken::new(None, target.id.clone()),

@@ -15,8 +15,7 @@ use serde_json::Value;
 
 use crate::ack::{AckReceiver, AckTracker};
 
-/// sGTM *event data*: a flat-ish JSON object (`event_name`, `client_id`, `user_data`, …).
-pub type EventData = serde_json::Map<String, Value>;
+pub use crate::event_data::EventData;
 
 /// One event on its way through a pipeline.
 #[derive(Clone)]
@@ -372,16 +371,16 @@ mod tests {
     #[test]
     fn data_mut_copies_only_when_shared() {
         let mut data = EventData::new();
-        data.insert("event_name".into(), Value::from("page_view"));
+        data.insert("event_name", Value::from("page_view"));
         let original = Event::new(data, Arc::new(RequestContext::detached()));
         let mut copy = original.clone();
-        copy.data_mut().insert("x".into(), Value::from(1));
+        copy.data_mut().insert("x", Value::from(1));
         assert!(original.data.get("x").is_none());
         assert_eq!(copy.data.get("x"), Some(&Value::from(1)));
         assert_eq!(original.event_name(), Some("page_view"));
         let mut alone = copy;
         let before = Arc::as_ptr(&alone.data);
-        alone.data_mut().insert("y".into(), Value::from(2));
+        alone.data_mut().insert("y", Value::from(2));
         assert_eq!(
             before,
             Arc::as_ptr(&alone.data),

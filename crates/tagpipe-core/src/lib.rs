@@ -4,6 +4,7 @@
 //!
 //! - [`event`]: sGTM-style *event data* (a JSON object) plus the [`RequestContext`] it arrived
 //!   with, shared between destinations through `Arc` and copied only when a pipeline changes it.
+//!   [`event_data`] is the sorted-vector object that holds an event's fields.
 //! - [`ack`]: per-event acknowledgements — the outcome (`sent`, `skipped`, `failed`) at every
 //!   destination, collected by a ref-counted tracker that reports when the last copy is done.
 //! - [`component`]: the traits a source, processor or sink crate implements (pure `validate`,
@@ -22,6 +23,7 @@ pub mod disk;
 pub mod driver;
 pub mod duration;
 pub mod event;
+pub mod event_data;
 pub mod fanout;
 pub mod id;
 pub mod logs;

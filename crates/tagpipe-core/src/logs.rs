@@ -172,7 +172,7 @@ impl crate::component::SourceConfig for LogsSourceConfig {
                         .iter()
                         .filter_map(|r| match serde_json::to_value(&**r) {
                             Ok(serde_json::Value::Object(data)) => {
-                                Some(crate::event::Event::new(data, context.clone()))
+                                Some(crate::event::Event::new(data.into(), context.clone()))
                             }
                             _ => None,
                         })

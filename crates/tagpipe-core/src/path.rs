@@ -83,9 +83,7 @@ pub fn set(data: &mut EventData, path: &str, value: Value) -> Result<(), String>
         data.insert((*first).to_owned(), value);
         return Ok(());
     }
-    let slot = data
-        .entry((*first).to_owned())
-        .or_insert_with(|| container_for(rest[0]));
+    let slot = data.get_or_insert_with((*first).to_owned(), || container_for(rest[0]));
     set_in(slot, rest, value, path)
 }
 
@@ -144,10 +142,7 @@ mod tests {
     use super::*;
 
     fn data(v: Value) -> EventData {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        }
+        EventData::try_from(v).expect("test data is an object")
     }
 
     #[test]

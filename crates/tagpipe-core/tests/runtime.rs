@@ -121,7 +121,7 @@ impl ProcessorConfig for SkipProcessor {
                         if event.event_name() == Some("skip_me") {
                             return Ok(Disposition::Skipped("filter: skip_me".into()));
                         }
-                        event.data_mut().insert("processed".into(), json!(true));
+                        event.data_mut().insert("processed", json!(true));
                         inner.ready().await?.call(event).await
                     }
                 }))
@@ -136,7 +136,7 @@ fn id(s: &str) -> ComponentId {
 
 fn event(name: &str) -> Event {
     let mut data = EventData::new();
-    data.insert("event_name".into(), json!(name));
+    data.insert("event_name", json!(name));
     Event::new(data, Arc::new(RequestContext::detached()))
 }
 
@@ -520,7 +520,7 @@ fn same_source() -> TestSource {
 
 fn numbered(n: usize) -> Event {
     let mut e = event("page_view");
-    e.data_mut().insert("n".into(), json!(n));
+    e.data_mut().insert("n", json!(n));
     e
 }
 

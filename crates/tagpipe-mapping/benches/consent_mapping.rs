@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tagpipe_consent::{Consent, ConsentConfig, ConsentLayer};
-use tagpipe_core::{BoxError, ComponentId, Disposition, Event, RequestContext};
+use tagpipe_core::{BoxError, ComponentId, Disposition, Event, EventData, RequestContext};
 use tagpipe_mapping::{Mapping, MappingConfig, MappingLayer};
 use tower::{Layer, Service};
 
@@ -54,15 +54,14 @@ fn bench(c: &mut Criterion) {
         ))
         .layer(end),
     );
-    let data = json!({
+    let data: EventData = json!({
         "event_name": "purchase", "x-ga-gcd": "13r3r3r3r5", "x-ga-gcs": "G111", "client_id": "1.2",
         "transaction_id": "T-1", "value": 59.9, "currency": "EUR",
         "page_location": "https://shop.example.com/thanks", "ip_override": "203.0.113.7",
         "user_agent": "Mozilla/5.0", "items": [{"item_id": "SKU1", "price": 59.9, "quantity": 1}]
     })
-    .as_object()
-    .unwrap()
-    .clone();
+    .try_into()
+    .unwrap();
     let context = Arc::new(RequestContext::detached());
     let waker = std::task::Waker::noop();
     c.bench_function("consent_and_mapping_per_event", |b| {

@@ -133,7 +133,7 @@ impl Mapping {
                     None => {
                         event
                             .data_mut()
-                            .insert("event_name".into(), Value::String(new_name.to_owned()));
+                            .insert("event_name", Value::String(new_name.to_owned()));
                     }
                 }
             }

@@ -208,6 +208,6 @@ fn event_id(event: &mut Event) -> String {
     let id = tagpipe_core::random::hex32();
     event
         .data_mut()
-        .insert("event_id".into(), serde_json::Value::String(id.clone()));
+        .insert("event_id", serde_json::Value::String(id.clone()));
     id
 }

@@ -289,7 +289,7 @@ impl Reader {
         note.insert("reason".into(), reason.into());
         note.insert("deliveries".into(), deliveries.into());
         note.insert("at".into(), tagpipe_core::logs::now_ms().into());
-        data.insert("dead_letter".into(), serde_json::Value::Object(note));
+        data.insert("dead_letter", serde_json::Value::Object(note));
         let (event, ack) = Event::new(data, context).with_acknowledgement();
         dead_letter.send(event).await;
         let kept = ack.await;

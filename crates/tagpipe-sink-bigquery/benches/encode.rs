@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
                 "ip_override": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
                 "value": 59.9, "currency": "EUR", "items": [{"item_id": "SKU1", "price": 59.9, "quantity": 1}]
             });
-            Event::new(data.as_object().unwrap().clone(), context.clone())
+            Event::new(data.try_into().unwrap(), context.clone())
         })
         .collect();
     let mut group = c.benchmark_group("bigquery");

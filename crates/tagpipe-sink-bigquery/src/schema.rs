@@ -112,7 +112,7 @@ pub fn row(columns: &[Column], event: &Event) -> Result<Map<String, Value>, Stri
     let mut row = Map::new();
     for c in columns {
         let value = if c.path == "." {
-            Some(Value::Object((*event.data).clone()))
+            Some(event.data.to_value())
         } else {
             path::get(&event.data, &c.path).cloned()
         };
@@ -198,9 +198,7 @@ mod tests {
     use super::*;
 
     fn event(v: Value) -> Event {
-        let Value::Object(data) = v else {
-            unreachable!("test events are objects")
-        };
+        let data = v.try_into().expect("test events are objects");
         Event::new(data, Arc::new(RequestContext::detached()))
     }
 

@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn one_json_line_per_event() {
         let mut data = EventData::new();
-        data.insert("event_name".into(), "page_view".into());
+        data.insert("event_name", "page_view".into());
         let cx = Arc::new(RequestContext::detached());
         let events = vec![Event::new(data.clone(), cx.clone()), Event::new(data, cx)];
         let out = String::from_utf8(encode_lines(&events).unwrap()).unwrap();

@@ -174,11 +174,19 @@ fn given(v: &Value) -> bool {
     }
 }
 
-/// The first given value among the fields `names`.
+/// The first given value among the fields `names` of the event data.
 fn first<'a>(data: &'a EventData, names: &[&str]) -> Option<&'a Value> {
     names
         .iter()
-        .filter_map(|name| data.get(*name))
+        .filter_map(|name| data.get(name))
+        .find(|v| given(v))
+}
+
+/// The first given value among the fields `names` of a nested object.
+fn first_nested<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    names
+        .iter()
+        .filter_map(|name| object.get(*name))
         .find(|v| given(v))
 }
 
@@ -234,13 +242,13 @@ fn user_data(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value>
         _ => None,
     };
     let emails = first(data, &["email", "email_address"]).or_else(|| {
-        nested.and_then(|n| first(n, &["email", "email_address", "sha256_email_address"]))
+        nested.and_then(|n| first_nested(n, &["email", "email_address", "sha256_email_address"]))
     });
     if let Some(emails) = emails {
         user.insert("hashed_emails".into(), email_list(emails));
     }
     let phone = first(data, &["phone", "phone_number"]).or_else(|| {
-        nested.and_then(|n| first(n, &["phone", "phone_number", "sha256_phone_number"]))
+        nested.and_then(|n| first_nested(n, &["phone", "phone_number", "sha256_phone_number"]))
     });
     if let Some(phone) = phone.and_then(first_value) {
         user.insert("hashed_phone_number".into(), phone);

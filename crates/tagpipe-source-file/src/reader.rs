@@ -51,7 +51,7 @@ pub(crate) async fn read_ndjson<R: AsyncRead + Unpin>(
             Ok(Value::Object(data)) => {
                 accepted += 1;
                 received.increment(1);
-                chunk.push(Event::new(data, context.clone()));
+                chunk.push(Event::new(data.into(), context.clone()));
             }
             Ok(other) => {
                 rejected += 1;

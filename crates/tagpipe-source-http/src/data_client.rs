@@ -54,12 +54,12 @@ pub(crate) fn parse(
         }
     }
     let payload = if is_get {
-        whole.unwrap_or(Value::Object(EventData::new()))
+        whole.unwrap_or(Value::Object(Map::new()))
     } else {
         parse_body(body, media)?
     };
     let (items, was_array) = match payload {
-        Value::Object(o) => (vec![o], false),
+        Value::Object(o) => (vec![EventData::from(o)], false),
         Value::Array(a) if !accept_arrays => {
             let _ = a;
             return Err(HttpError::bad_request(
@@ -93,7 +93,7 @@ fn parse_body(body: &[u8], media: Option<&str>) -> Result<Value, HttpError> {
             for (name, value) in &pairs {
                 set_dotted(&mut event, name, value)?;
             }
-            Ok(Value::Object(event))
+            Ok(event.into_value())
         }
         None | Some("application/json" | "text/plain") => {
             let text = std::str::from_utf8(body).map_err(|e| {
@@ -103,7 +103,7 @@ fn parse_body(body: &[u8], media: Option<&str>) -> Result<Value, HttpError> {
                 ))
             })?;
             if text.trim().is_empty() {
-                return Ok(Value::Object(EventData::new()));
+                return Ok(Value::Object(Map::new()));
             }
             serde_json::from_str(text).map_err(|e| {
                 HttpError::bad_request(format!(
@@ -181,19 +181,19 @@ pub(crate) fn enrich(
             .iter()
             .find_map(|k| {
                 event
-                    .get(*k)
+                    .get(k)
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
             })
             .unwrap_or("Data")
             .to_owned();
-        event.insert("event_name".into(), Value::String(name));
+        event.insert("event_name", Value::String(name));
     }
     let ip = ["ip_override", "ip", "ipOverride"]
         .iter()
         .find_map(|k| {
             event
-                .get(*k)
+                .get(k)
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
         })
@@ -201,11 +201,11 @@ pub(crate) fn enrich(
             || client_addr.to_string(),
             |s| normalise_ip(s).map_or_else(|| s.to_owned(), |ip| ip.to_string()),
         );
-    event.insert("ip_override".into(), Value::String(ip));
+    event.insert("ip_override", Value::String(ip));
     if !has_text(event, "user_agent")
         && let Some(ua) = context.header("user-agent")
     {
-        event.insert("user_agent".into(), Value::String(ua.to_owned()));
+        event.insert("user_agent", Value::String(ua.to_owned()));
     }
     if !has_text(event, "language")
         && let Some(lang) = context
@@ -214,27 +214,23 @@ pub(crate) fn enrich(
             .map(str::trim)
             .filter(|s| !s.is_empty() && *s != "*")
     {
-        event.insert("language".into(), Value::String(lang.to_ascii_lowercase()));
+        event.insert("language", Value::String(lang.to_ascii_lowercase()));
     }
     for (flat, nested) in [("email", "email_address"), ("phone", "phone_number")] {
         if let Some(v) = event.get(flat).cloned()
             && path::get(event, &format!("user_data.{nested}")).is_none()
         {
-            let user_data = event
-                .entry("user_data")
-                .or_insert_with(|| Value::Object(Map::new()));
+            let user_data = event.get_or_insert_with("user_data", || Value::Object(Map::new()));
             if let Value::Object(user_data) = user_data {
                 user_data.insert(nested.to_owned(), v);
             }
         }
     }
     let ms = stamp.millis();
-    event
-        .entry("timestamp")
-        .or_insert_with(|| Value::from((ms / 1000) as u64));
-    event
-        .entry("unique_event_id")
-        .or_insert_with(|| Value::String(format!("{ms}_{}", nine_digits())));
+    event.get_or_insert_with("timestamp", || Value::from((ms / 1000) as u64));
+    event.get_or_insert_with("unique_event_id", || {
+        Value::String(format!("{ms}_{}", nine_digits()))
+    });
     if !has_text(event, "client_id") {
         let id = context
             .cookie("_dcid")
@@ -247,7 +243,7 @@ pub(crate) fn enrich(
             secure: true,
             ..SetCookie::new("_dcid", id.clone())
         });
-        event.insert("client_id".into(), Value::String(id));
+        event.insert("client_id", Value::String(id));
     }
 }
 

@@ -2,9 +2,13 @@
 //! of objects, or NDJSON. A batch with an invalid event is refused whole, naming the first bad
 //! one: nothing is half-accepted.
 
+use std::fmt;
+
 use http::StatusCode;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tagpipe_core::EventData;
+use tagpipe_core::event_data::EventDataVisitor;
 
 use crate::error::HttpError;
 
@@ -54,7 +58,7 @@ pub(crate) fn parse(
         ));
     }
     let events = match framing {
-        Framing::Json => match serde_json::from_str::<Value>(text) {
+        Framing::Json => match serde_json::from_str::<Document>(text) {
             Err(e) => {
                 return Err(HttpError::bad_request(format!(
                     "malformed JSON at line {} column {}: {e}",
@@ -62,12 +66,23 @@ pub(crate) fn parse(
                     e.column()
                 )));
             }
-            Ok(Value::Object(event)) => vec![event],
-            Ok(Value::Array(items)) => objects(items, max_events)?,
-            Ok(other) => {
+            Ok(Document::Event(event)) => vec![event],
+            Ok(Document::Array(items)) => {
+                too_many(items.len(), max_events)?;
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| match item {
+                        Item::Event(event) => Ok(event),
+                        Item::Other(found) => Err(HttpError::bad_request(format!(
+                            "event {i} is not a JSON object (found {found})"
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            Ok(Document::Other(found)) => {
                 return Err(HttpError::bad_request(format!(
-                    "expected a JSON object or an array of objects, found {}",
-                    kind(&other)
+                    "expected a JSON object or an array of objects, found {found}"
                 )));
             }
         },
@@ -79,13 +94,12 @@ pub(crate) fn parse(
                 }
                 let index = events.len();
                 too_many(index + 1, max_events)?;
-                match serde_json::from_str::<Value>(line) {
-                    Ok(Value::Object(event)) => events.push(event),
-                    Ok(other) => {
+                match serde_json::from_str::<Item>(line) {
+                    Ok(Item::Event(event)) => events.push(event),
+                    Ok(Item::Other(found)) => {
                         return Err(HttpError::bad_request(format!(
-                            "event {index} (line {}) is not a JSON object (found {})",
+                            "event {index} (line {}) is not a JSON object (found {found})",
                             line_no + 1,
-                            kind(&other)
                         )));
                     }
                     Err(e) => {
@@ -111,13 +125,96 @@ pub(crate) fn objects(items: Vec<Value>, max: usize) -> Result<Vec<EventData>, H
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Value::Object(event) => Ok(event),
+            Value::Object(event) => Ok(EventData::from(event)),
             other => Err(HttpError::bad_request(format!(
                 "event {i} is not a JSON object (found {})",
                 kind(&other)
             ))),
         })
         .collect()
+}
+
+/// The visits of JSON scalars, each naming what was found (`Other`).
+macro_rules! scalar_visits {
+    ($what:ident) => {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<$what, E> {
+            Ok($what::Other("null"))
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$what, E> {
+            Ok($what::Other("a boolean"))
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$what, E> {
+            Ok($what::Other("a number"))
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$what, E> {
+            Ok($what::Other("a number"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$what, E> {
+            Ok($what::Other("a number"))
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<$what, E> {
+            Ok($what::Other("a string"))
+        }
+    };
+}
+
+/// A JSON body read straight into event data (no intermediate `Value` tree for the events'
+/// top level): one object, an array, or something else (named for the error).
+enum Document {
+    Event(EventData),
+    Array(Vec<Item>),
+    Other(&'static str),
+}
+
+/// One element of an array body or one NDJSON line: an event, or what was found instead.
+enum Item {
+    Event(EventData),
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DocumentVisitor;
+        impl<'de> Visitor<'de> for DocumentVisitor {
+            type Value = Document;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object or an array of objects")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Document, A::Error> {
+                EventDataVisitor.visit_map(map).map(Document::Event)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Document, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(item) = seq.next_element::<Item>()? {
+                    items.push(item);
+                }
+                Ok(Document::Array(items))
+            }
+            scalar_visits!(Document);
+        }
+        deserializer.deserialize_any(DocumentVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item, A::Error> {
+                EventDataVisitor.visit_map(map).map(Item::Event)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Item::Other("an array"))
+            }
+            scalar_visits!(Item);
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
 }
 
 fn too_many(n: usize, max: usize) -> Result<(), HttpError> {

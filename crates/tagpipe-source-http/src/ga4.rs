@@ -28,6 +28,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
+use tagpipe_core::event_data::Key;
 
 use crate::urlencoded;
 
@@ -65,11 +66,11 @@ pub fn parse_hits(
     Ok(events)
 }
 
-/// The event data of one hit, collected flat and turned into a map at the end: building a
-/// `BTreeMap` from a sorted batch is much cheaper than thirty single inserts.
+/// The event data of one hit, collected flat and sorted once at the end. Names from the
+/// parameter table are `'static` and cost no allocation.
 #[derive(Default)]
 struct HitBuilder {
-    top: Vec<(String, Value)>,
+    top: Vec<(Key, Value)>,
     user_properties: Map<String, Value>,
     /// In parameter order, which gtag sends alphabetically by hint name: the map is built at the
     /// end from an (almost always) sorted batch.
@@ -115,24 +116,24 @@ fn hit(
         ("x-ga-system_properties", system_properties),
     ] {
         if !map.is_empty() {
-            top.push((key.to_owned(), Value::Object(map)));
+            top.push((Key::Borrowed(key), Value::Object(map)));
         }
     }
     if !address.is_empty() {
         user_data.insert("address".into(), Value::Object(address));
     }
     if !user_data.is_empty() {
-        top.push(("user_data".into(), Value::Object(user_data)));
+        top.push((Key::Borrowed("user_data"), Value::Object(user_data)));
     }
     if !items.is_empty() {
         items.sort_by_key(|(i, _)| *i);
         top.push((
-            "items".into(),
+            Key::Borrowed("items"),
             Value::Array(items.into_iter().map(|(_, v)| v).collect()),
         ));
     }
     // Later values win for repeated parameters, as with single inserts.
-    let mut data: EventData = top.into_iter().collect();
+    let mut data = EventData::from_fields(top);
     match data.get("event_name") {
         Some(Value::String(s)) if !s.is_empty() => {}
         _ => return Err("missing the event name (`en`)".into()),
@@ -143,20 +144,17 @@ fn hit(
         return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
     }
     if !data.contains_key("ip_override") {
-        data.insert(
-            "ip_override".into(),
-            Value::String(address_text(client_addr)),
-        );
+        data.insert("ip_override", Value::String(address_text(client_addr)));
     }
     if let Some(ua) = user_agent {
-        data.insert("user_agent".into(), Value::String(ua.to_owned()));
+        data.insert("user_agent", Value::String(ua.to_owned()));
     }
     Ok(data)
 }
 
 impl HitBuilder {
-    fn set(&mut self, key: &str, value: Value) {
-        self.top.push((key.to_owned(), value));
+    fn set(&mut self, key: impl Into<Key>, value: Value) {
+        self.top.push((key.into(), value));
     }
 
     fn apply(&mut self, name: &str, value: &str) {
@@ -195,8 +193,8 @@ impl HitBuilder {
     fn other(&mut self, name: &str, value: &str) {
         let text = || Value::String(value.to_owned());
         match name.as_bytes() {
-            [b'e', b'p', b'.', ..] => self.set(&name[3..], text()),
-            [b'e', b'p', b'n', b'.', ..] => self.set(&name[4..], number(value)),
+            [b'e', b'p', b'.', ..] => self.set(name[3..].to_owned(), text()),
+            [b'e', b'p', b'n', b'.', ..] => self.set(name[4..].to_owned(), number(value)),
             [b'u', b'p', b'.', ..] => {
                 self.user_properties.insert(name[3..].to_owned(), text());
             }
@@ -220,13 +218,13 @@ impl HitBuilder {
                     self.items.retain(|(i, _)| *i != index);
                     self.items.push((index, item(value)));
                 } else {
-                    self.top.push((format!("x-ga-{name}"), text()));
+                    self.set(format!("x-ga-{name}"), text());
                 }
             }
             [b'_', ..] => {
                 self.system_properties.insert(name[1..].to_owned(), text());
             }
-            _ => self.top.push((format!("x-ga-{name}"), text())),
+            _ => self.set(format!("x-ga-{name}"), text()),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use tagpipe_core::{ComponentId, Disposition, Event, ProcessorConfig, RequestContext};
+use tagpipe_core::{ComponentId, Disposition, Event, EventData, ProcessorConfig, RequestContext};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::{Mapping, MappingConfig, MappingLayer};
@@ -21,7 +21,7 @@ async fn run(cfg: Value, event: Value) -> (Disposition, Option<Value>) {
     let inner = {
         let seen = seen.clone();
         tower::service_fn(move |e: Event| {
-            *seen.lock().unwrap() = Some(Value::Object((*e.data).clone()));
+            *seen.lock().unwrap() = Some(e.data.to_value());
             std::future::ready(Ok::<_, tagpipe_core::BoxError>(Disposition::Forwarded))
         })
     };
@@ -30,7 +30,7 @@ async fn run(cfg: Value, event: Value) -> (Disposition, Option<Value>) {
         ComponentId::parse("mapping").unwrap(),
     ));
     let mut svc = layer.layer(inner);
-    let data = event.as_object().unwrap().clone();
+    let data = EventData::try_from(event).unwrap();
     let event = Event::new(data, Arc::new(RequestContext::detached()));
     let d = svc.ready().await.unwrap().call(event).await.unwrap();
     let seen = seen.lock().unwrap().take();
@@ -159,12 +159,8 @@ async fn an_unchanged_event_is_not_copied() {
         Arc::new(cfg),
         ComponentId::parse("mapping").unwrap(),
     ));
-    let original = Arc::new(
-        json!({"event_name": "Page_View", "a": 1})
-            .as_object()
-            .unwrap()
-            .clone(),
-    );
+    let original =
+        Arc::new(EventData::try_from(json!({"event_name": "Page_View", "a": 1})).unwrap());
     let seen = Arc::new(Mutex::new(None));
     let inner = {
         let seen = seen.clone();
@@ -174,7 +170,7 @@ async fn an_unchanged_event_is_not_copied() {
         })
     };
     let mut svc = layer.layer(inner);
-    let mut event = Event::new(serde_json::Map::new(), Arc::new(RequestContext::detached()));
+    let mut event = Event::new(EventData::new(), Arc::new(RequestContext::detached()));
     event.data = original.clone();
     svc.ready().await.unwrap().call(event).await.unwrap();
     let reached = seen.lock().unwrap().take().unwrap();

@@ -8,15 +8,12 @@ use crate::config::SpotifySinkConfig;
 
 fn config(extra: Value) -> SpotifySinkConfig {
     let mut base = json!({"auth_token": "t", "connection_id": "c"});
-    base.as_object_mut().unwrap().extend(data(extra));
+    base.as_object_mut().unwrap().extend(data(extra).into_map());
     serde_json::from_value(base).unwrap()
 }
 
 fn data(v: Value) -> EventData {
-    match v {
-        Value::Object(m) => m,
-        _ => unreachable!(),
-    }
+    EventData::try_from(v).expect("test data is an object")
 }
 
 fn sent(event: Value, cfg: &SpotifySinkConfig) -> Value {

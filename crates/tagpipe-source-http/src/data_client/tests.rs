@@ -50,8 +50,8 @@ fn run(
                 digits.len() == 9 && digits.bytes().all(|b| b.is_ascii_digit()),
                 "{id}"
             );
-            e.insert("unique_event_id".into(), json!("<id>"));
-            Value::Object(e)
+            e.insert("unique_event_id", json!("<id>"));
+            e.into_value()
         })
         .collect();
     (events, cx)

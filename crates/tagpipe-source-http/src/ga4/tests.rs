@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::parse_hits;
+use tagpipe_core::EventData;
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/128.0 Safari/537.36";
 
@@ -16,7 +17,7 @@ fn parse(query: &str, body: &str) -> Vec<Value> {
     )
     .expect("valid hit")
     .into_iter()
-    .map(Value::Object)
+    .map(EventData::into_value)
     .collect()
 }
 

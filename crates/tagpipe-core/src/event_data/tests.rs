@@ -1,0 +1,181 @@
+use serde_json::{Map, Value, json};
+
+use super::{EventData, Key};
+
+fn map_of(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => panic!("an object"),
+    }
+}
+
+#[test]
+fn fields_from_any_order_are_sorted_and_the_last_repeat_wins() {
+    let data = EventData::from_fields(vec![
+        (Key::Borrowed("page_location"), json!("a")),
+        (Key::Owned("client_id".into()), json!("c")),
+        (Key::Borrowed("event_name"), json!("first")),
+        (Key::Borrowed("x-ga-gcs"), json!("G111")),
+        (Key::Borrowed("event_name"), json!("second")),
+        (Key::Borrowed("a"), json!(1)),
+    ]);
+    let keys: Vec<&str> = data.keys().collect();
+    assert_eq!(
+        keys,
+        ["a", "client_id", "event_name", "page_location", "x-ga-gcs"]
+    );
+    assert_eq!(data["event_name"], json!("second"));
+    assert_eq!(data.len(), 5);
+}
+
+#[test]
+fn behaves_like_a_json_map_for_every_operation() {
+    // The same operations on serde_json's map and on EventData give the same object.
+    let mut map = Map::new();
+    let mut data = EventData::new();
+    let ops: Vec<(&str, Option<Value>)> = vec![
+        ("m", Some(json!(1))),
+        ("b", Some(json!("x"))),
+        ("z", Some(json!([1, 2]))),
+        ("b", Some(json!("y"))),
+        ("m", None),
+        ("q", None),
+        ("a", Some(json!({"k": true}))),
+        ("é", Some(json!(null))),
+        ("B", Some(json!(2))),
+    ];
+    for (key, op) in ops {
+        match op {
+            Some(v) => assert_eq!(map.insert(key.into(), v.clone()), data.insert(key, v)),
+            None => assert_eq!(map.remove(key), data.remove(key)),
+        }
+        assert_eq!(
+            serde_json::to_string(&map).unwrap(),
+            serde_json::to_string(&data).unwrap()
+        );
+        assert_eq!(map.len(), data.len());
+    }
+    for key in ["a", "b", "B", "m", "q", "z", "é", ""] {
+        assert_eq!(map.get(key), data.get(key), "{key}");
+        assert_eq!(map.contains_key(key), data.contains_key(key), "{key}");
+    }
+    assert_eq!(Value::Object(map.clone()), data.to_value());
+    assert_eq!(EventData::from(map), data);
+}
+
+#[test]
+fn json_round_trip_keeps_key_order_and_last_duplicate() {
+    let text = r#"{"z":1,"event_name":"purchase","user_data":{"b":1,"a":2},"a":[1],"z":2}"#;
+    let data: EventData = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        serde_json::to_string(&data).unwrap(),
+        r#"{"a":[1],"event_name":"purchase","user_data":{"a":2,"b":1},"z":2}"#
+    );
+    let as_map: Map<String, Value> = serde_json::from_str(text).unwrap();
+    assert_eq!(data.clone().into_map(), as_map);
+    let err = serde_json::from_str::<EventData>("[1]").unwrap_err();
+    assert!(err.to_string().contains("a JSON object"), "{err}");
+}
+
+#[test]
+fn get_mut_get_or_insert_and_retain_change_in_place() {
+    let mut data: EventData = map_of(json!({"a": 1, "b": 2, "c": 3})).into();
+    *data.get_mut("b").unwrap() = json!(20);
+    data.get_or_insert_with("d", || json!([]))
+        .as_array_mut()
+        .unwrap()
+        .push(json!(4));
+    data.get_or_insert_with("d", || json!("never"))
+        .as_array_mut()
+        .unwrap()
+        .push(json!(5));
+    data.retain(|k, _| k != "a");
+    for v in data.values_mut() {
+        if let Some(n) = v.as_i64() {
+            *v = json!(n + 1);
+        }
+    }
+    assert_eq!(data.to_value(), json!({"b": 21, "c": 4, "d": [4, 5]}));
+    assert_eq!(data["missing"], Value::Null);
+    let pairs: Vec<(&str, &Value)> = data.iter().collect();
+    assert_eq!(pairs[0], ("b", &json!(21)));
+}
+
+#[test]
+fn debug_lists_fields_like_a_map() {
+    let data: EventData = [("b", json!(1)), ("a", json!("x"))].into_iter().collect();
+    assert_eq!(format!("{data:?}"), r#"{"a": String("x"), "b": Number(1)}"#);
+}
+
+#[test]
+fn sorting_agrees_with_string_order_for_shared_prefixes_and_repeats() {
+    // Names sharing their first eight bytes (and shorter than eight), repeated in a scrambled
+    // order: the result must be what sorting by the full names and keeping the last gives.
+    let names = [
+        "x-ga-gcs",
+        "x-ga-gcd",
+        "ga_session_number",
+        "ga_session_id",
+        "ga_sessi",
+        "ga_sess",
+        "",
+        "a",
+        "ab",
+        "ab\u{0}",
+        "page_location",
+        "page_title",
+        "x-ga-gcs",
+        "ga_session_id",
+        "é",
+        "Z",
+        "client_id",
+        "client_hints",
+        "a",
+        "page_location",
+    ];
+    let fields: Vec<(Key, Value)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (Key::Borrowed(*n), json!(i)))
+        .collect();
+    let mut expected = std::collections::BTreeMap::new();
+    for (i, n) in names.iter().enumerate() {
+        expected.insert((*n).to_owned(), json!(i));
+    }
+    let data = EventData::from_fields(fields);
+    let got: Vec<(String, Value)> = data
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect();
+    let want: Vec<(String, Value)> = expected.into_iter().collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn sorting_agrees_with_a_btree_map_on_many_generated_name_sets() {
+    // A small alphabet and lengths around eight bytes: many shared prefixes and repeats.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    for _ in 0..500 {
+        let count = next(40);
+        let mut fields = Vec::new();
+        let mut expected = std::collections::BTreeMap::new();
+        for i in 0..count {
+            let len = 6 + next(5);
+            let name: String = (0..len)
+                .map(|_| char::from(b"ab_-"[usize::try_from(next(4)).unwrap()]))
+                .collect();
+            expected.insert(name.clone(), json!(i));
+            fields.push((Key::Owned(name), json!(i)));
+        }
+        let data = EventData::from_fields(fields);
+        let got: Vec<(&str, &Value)> = data.iter().collect();
+        let want: Vec<(&str, &Value)> = expected.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        assert_eq!(got, want);
+    }
+}
