@@ -30,7 +30,7 @@ use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
 use tagpipe_core::event_data::Key;
 
-use crate::urlencoded;
+use crate::urlencoded::{self, Pairs};
 
 /// Parses a `/g/collect` request (query string, body) into one event per hit.
 pub fn parse_hits(
@@ -52,16 +52,23 @@ pub fn parse_hits(
             lines.len()
         ));
     }
-    let mut events = Vec::with_capacity(lines.len().max(1));
     if lines.is_empty() {
-        events.push(hit(&shared, &[], client_addr, user_agent).map_err(|e| format!("hit 0: {e}"))?);
+        // A single hit (a GET, nearly always): its decoded values move into the event data.
+        let event = hit(shared, client_addr, user_agent).map_err(|e| format!("hit 0: {e}"))?;
+        return Ok(vec![event]);
     }
+    let mut events = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let own =
             urlencoded::parse(line).map_err(|e| format!("hit {i} (body line {}): {e}", i + 1))?;
-        events.push(
-            hit(&shared, &own, client_addr, user_agent).map_err(|e| format!("hit {i}: {e}"))?,
-        );
+        // The shared parameters, overridden by the hit's own.
+        let mut params: Pairs<'_> = shared
+            .iter()
+            .filter(|(name, _)| !own.iter().any(|(n, _)| n == name))
+            .cloned()
+            .collect();
+        params.extend(own);
+        events.push(hit(params, client_addr, user_agent).map_err(|e| format!("hit {i}: {e}"))?);
     }
     Ok(events)
 }
@@ -81,24 +88,21 @@ struct HitBuilder {
     items: Vec<(usize, Value)>,
 }
 
-/// One hit: the shared parameters, overridden by the hit's own.
+/// One hit from its parameters.
 fn hit(
-    shared: &[(Cow<'_, str>, Cow<'_, str>)],
-    own: &[(Cow<'_, str>, Cow<'_, str>)],
+    params: Pairs<'_>,
     client_addr: IpAddr,
     user_agent: Option<&str>,
 ) -> Result<EventData, String> {
     let mut b = HitBuilder {
-        top: Vec::with_capacity(shared.len() + own.len() + 4),
+        top: Vec::with_capacity(params.len() + 8),
         ..HitBuilder::default()
     };
-    let overridden = |name: &str| own.iter().any(|(n, _)| n == name);
-    let params = shared
-        .iter()
-        .filter(|(n, _)| !overridden(n))
-        .chain(own.iter());
+    // The client's address first: an `_uip` (or `ep.ip_override`) parameter comes later and
+    // wins.
+    b.set("ip_override", Value::String(address_text(client_addr)));
     for (name, value) in params {
-        b.apply(name, value);
+        b.apply(&name, value);
     }
     let HitBuilder {
         mut top,
@@ -132,8 +136,12 @@ fn hit(
             Value::Array(items.into_iter().map(|(_, v)| v).collect()),
         ));
     }
+    if let Some(ua) = user_agent {
+        // Last: the header wins over any parameter of that name.
+        top.push((Key::Borrowed("user_agent"), Value::String(ua.to_owned())));
+    }
     // Later values win for repeated parameters, as with single inserts.
-    let mut data = EventData::from_fields(top);
+    let data = EventData::from_fields(top);
     match data.get("event_name") {
         Some(Value::String(s)) if !s.is_empty() => {}
         _ => return Err("missing the event name (`en`)".into()),
@@ -143,12 +151,6 @@ fn hit(
     {
         return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
     }
-    if !data.contains_key("ip_override") {
-        data.insert("ip_override", Value::String(address_text(client_addr)));
-    }
-    if let Some(ua) = user_agent {
-        data.insert("user_agent", Value::String(ua.to_owned()));
-    }
     Ok(data)
 }
 
@@ -157,7 +159,7 @@ impl HitBuilder {
         self.top.push((key.into(), value));
     }
 
-    fn apply(&mut self, name: &str, value: &str) {
+    fn apply(&mut self, name: &str, value: Cow<'_, str>) {
         // Byte-array patterns compile to a length check and integer compares (no memcmp
         // calls): this table is the hot path of GA4 ingestion.
         let key = match name.as_bytes() {
@@ -182,33 +184,32 @@ impl HitBuilder {
             b"dma" => "x-ga-dma",
             b"tfd" => "x-ga-tfd",
             b"_uip" => "ip_override",
-            b"sct" => return self.set("ga_session_number", number(value)),
-            b"_et" => return self.set("engagement_time_msec", number(value)),
-            b"em" => return self.user_provided_data(value),
+            b"sct" => return self.set("ga_session_number", number(&value)),
+            b"_et" => return self.set("engagement_time_msec", number(&value)),
+            b"em" => return self.user_provided_data(&value),
             _ => return self.other(name, value),
         };
-        self.set(key, Value::String(value.to_owned()));
+        self.set(key, text(value));
     }
 
-    fn other(&mut self, name: &str, value: &str) {
-        let text = || Value::String(value.to_owned());
+    fn other(&mut self, name: &str, value: Cow<'_, str>) {
         match name.as_bytes() {
-            [b'e', b'p', b'.', ..] => self.set(name[3..].to_owned(), text()),
-            [b'e', b'p', b'n', b'.', ..] => self.set(name[4..].to_owned(), number(value)),
+            [b'e', b'p', b'.', ..] => self.set(name[3..].to_owned(), text(value)),
+            [b'e', b'p', b'n', b'.', ..] => self.set(name[4..].to_owned(), number(&value)),
             [b'u', b'p', b'.', ..] => {
-                self.user_properties.insert(name[3..].to_owned(), text());
+                self.user_properties
+                    .insert(name[3..].to_owned(), text(value));
             }
             [b'u', b'p', b'n', b'.', ..] => {
                 self.user_properties
-                    .insert(name[4..].to_owned(), number(value));
+                    .insert(name[4..].to_owned(), number(&value));
             }
-            [b'u', b'a', ..] if client_hint(name).is_some() => {
+            [b'u', b'a', ..] if let Some(hint) = client_hint(name) => {
                 let v = match name {
                     "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
-                    "uafvl" => full_version_list(value),
-                    _ => text(),
+                    "uafvl" => full_version_list(&value),
+                    _ => text(value),
                 };
-                let hint = client_hint(name).unwrap_or_default();
                 self.client_hints.push((hint.to_owned(), v));
             }
             [b'p', b'r', digits @ ..]
@@ -216,15 +217,16 @@ impl HitBuilder {
             {
                 if let Some(index) = name[2..].parse::<usize>().ok().filter(|&n| n >= 1) {
                     self.items.retain(|(i, _)| *i != index);
-                    self.items.push((index, item(value)));
+                    self.items.push((index, item(&value)));
                 } else {
-                    self.set(format!("x-ga-{name}"), text());
+                    self.set(format!("x-ga-{name}"), text(value));
                 }
             }
             [b'_', ..] => {
-                self.system_properties.insert(name[1..].to_owned(), text());
+                self.system_properties
+                    .insert(name[1..].to_owned(), text(value));
             }
-            _ => self.set(format!("x-ga-{name}"), text()),
+            _ => self.set(format!("x-ga-{name}"), text(value)),
         }
     }
 
@@ -250,6 +252,11 @@ impl HitBuilder {
             map.insert(key.to_owned(), v);
         }
     }
+}
+
+/// A parameter's value as a JSON string, moved when it was decoded into its own buffer.
+fn text(value: Cow<'_, str>) -> Value {
+    Value::String(value.into_owned())
 }
 
 /// An address as text; IPv4 (nearly every hit) without the formatting machinery.

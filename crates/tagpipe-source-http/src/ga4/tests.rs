@@ -198,3 +198,31 @@ fn client_addresses_are_written_as_usual() {
         assert_eq!(super::address_text(ip), ip.to_string());
     }
 }
+
+#[test]
+fn the_user_agent_header_wins_and_an_ip_override_parameter_wins() {
+    // `ep.` parameters may use any name: the header's user agent still wins, while an address
+    // given by the page (`ep.ip_override` here, `_uip` above) wins over the client's.
+    let events = parse(
+        "v=2&tid=G-1&en=page_view&ep.user_agent=from-page&ep.ip_override=198.51.100.9",
+        "",
+    );
+    assert_eq!(events[0]["user_agent"], UA);
+    assert_eq!(events[0]["ip_override"], "198.51.100.9");
+    // Body hits: each hit's own parameters win over the query's, the header still last.
+    let events = parse(
+        "v=2&tid=G-1&en=page_view&_uip=198.51.100.1",
+        "en=scroll&ep.user_agent=x\nen=click&_uip=198.51.100.2",
+    );
+    let got: Vec<(&Value, &Value, &Value)> = events
+        .iter()
+        .map(|e| (&e["event_name"], &e["ip_override"], &e["user_agent"]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (&json!("scroll"), &json!("198.51.100.1"), &json!(UA)),
+            (&json!("click"), &json!("198.51.100.2"), &json!(UA)),
+        ]
+    );
+}
