@@ -30,7 +30,7 @@ use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
 use tagpipe_core::event_data::Key;
 
-use crate::urlencoded::{self, Pairs};
+use crate::urlencoded;
 
 /// Parses a `/g/collect` request (query string, body) into one event per hit.
 pub fn parse_hits(
@@ -40,7 +40,6 @@ pub fn parse_hits(
     user_agent: Option<&str>,
     max_events: usize,
 ) -> Result<Vec<EventData>, String> {
-    let shared = urlencoded::parse(query).map_err(|e| format!("query string: {e}"))?;
     let lines: Vec<&[u8]> = body
         .split(|&b| b == b'\n')
         .map(<[u8]>::trim_ascii)
@@ -52,23 +51,34 @@ pub fn parse_hits(
             lines.len()
         ));
     }
+    let query_error = |e: String| format!("query string: {e}");
     if lines.is_empty() {
-        // A single hit (a GET, nearly always): its decoded values move into the event data.
-        let event = hit(shared, client_addr, user_agent).map_err(|e| format!("hit 0: {e}"))?;
+        // A single hit (a GET, nearly always): parameters go straight from the query into the
+        // event data, decoded values moved rather than copied.
+        let mut hit = HitBuilder::new(32, client_addr);
+        urlencoded::for_each(query, |name, value| hit.apply(&name, value)).map_err(query_error)?;
+        let event = hit.finish(user_agent).map_err(|e| format!("hit 0: {e}"))?;
         return Ok(vec![event]);
     }
+    let shared = urlencoded::parse(query).map_err(query_error)?;
     let mut events = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let own =
             urlencoded::parse(line).map_err(|e| format!("hit {i} (body line {}): {e}", i + 1))?;
+        let mut hit = HitBuilder::new(shared.len() + own.len(), client_addr);
         // The shared parameters, overridden by the hit's own.
-        let mut params: Pairs<'_> = shared
-            .iter()
-            .filter(|(name, _)| !own.iter().any(|(n, _)| n == name))
-            .cloned()
-            .collect();
-        params.extend(own);
-        events.push(hit(params, client_addr, user_agent).map_err(|e| format!("hit {i}: {e}"))?);
+        for (name, value) in &shared {
+            if !own.iter().any(|(n, _)| n == name) {
+                hit.apply(name, value.clone());
+            }
+        }
+        for (name, value) in own {
+            hit.apply(&name, value);
+        }
+        events.push(
+            hit.finish(user_agent)
+                .map_err(|e| format!("hit {i}: {e}"))?,
+        );
     }
     Ok(events)
 }
@@ -88,73 +98,71 @@ struct HitBuilder {
     items: Vec<(usize, Value)>,
 }
 
-/// One hit from its parameters.
-fn hit(
-    params: Pairs<'_>,
-    client_addr: IpAddr,
-    user_agent: Option<&str>,
-) -> Result<EventData, String> {
-    let mut b = HitBuilder {
-        top: Vec::with_capacity(params.len() + 8),
-        ..HitBuilder::default()
-    };
-    // The client's address first: an `_uip` (or `ep.ip_override`) parameter comes later and
-    // wins.
-    b.set("ip_override", Value::String(address_text(client_addr)));
-    for (name, value) in params {
-        b.apply(&name, value);
-    }
-    let HitBuilder {
-        mut top,
-        user_properties,
-        client_hints,
-        system_properties,
-        mut user_data,
-        address,
-        mut items,
-    } = b;
-    let client_hints: Map<String, Value> = client_hints.into_iter().collect();
-    for (key, map) in [
-        ("x-ga-mp2-user_properties", user_properties),
-        ("client_hints", client_hints),
-        ("x-ga-system_properties", system_properties),
-    ] {
-        if !map.is_empty() {
-            top.push((Key::Borrowed(key), Value::Object(map)));
-        }
-    }
-    if !address.is_empty() {
-        user_data.insert("address".into(), Value::Object(address));
-    }
-    if !user_data.is_empty() {
-        top.push((Key::Borrowed("user_data"), Value::Object(user_data)));
-    }
-    if !items.is_empty() {
-        items.sort_by_key(|(i, _)| *i);
-        top.push((
-            Key::Borrowed("items"),
-            Value::Array(items.into_iter().map(|(_, v)| v).collect()),
-        ));
-    }
-    if let Some(ua) = user_agent {
-        // Last: the header wins over any parameter of that name.
-        top.push((Key::Borrowed("user_agent"), Value::String(ua.to_owned())));
-    }
-    // Later values win for repeated parameters, as with single inserts.
-    let data = EventData::from_fields(top);
-    match data.get("event_name") {
-        Some(Value::String(s)) if !s.is_empty() => {}
-        _ => return Err("missing the event name (`en`)".into()),
-    }
-    if let Some(Value::String(v)) = data.get("x-ga-protocol_version")
-        && v != "2"
-    {
-        return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
-    }
-    Ok(data)
-}
-
 impl HitBuilder {
+    /// A hit with room for `params` parameters, from a client at `client_addr`.
+    fn new(params: usize, client_addr: IpAddr) -> Self {
+        let mut hit = Self {
+            top: Vec::with_capacity(params + 8),
+            ..Self::default()
+        };
+        // The client's address first: an `_uip` (or `ep.ip_override`) parameter comes later
+        // and wins.
+        hit.set("ip_override", Value::String(address_text(client_addr)));
+        hit
+    }
+
+    /// The event data, checked for an event name and the protocol version.
+    fn finish(self, user_agent: Option<&str>) -> Result<EventData, String> {
+        let HitBuilder {
+            mut top,
+            user_properties,
+            client_hints,
+            system_properties,
+            mut user_data,
+            address,
+            mut items,
+        } = self;
+        let client_hints: Map<String, Value> = client_hints.into_iter().collect();
+        for (key, map) in [
+            ("x-ga-mp2-user_properties", user_properties),
+            ("client_hints", client_hints),
+            ("x-ga-system_properties", system_properties),
+        ] {
+            if !map.is_empty() {
+                top.push((Key::Borrowed(key), Value::Object(map)));
+            }
+        }
+        if !address.is_empty() {
+            user_data.insert("address".into(), Value::Object(address));
+        }
+        if !user_data.is_empty() {
+            top.push((Key::Borrowed("user_data"), Value::Object(user_data)));
+        }
+        if !items.is_empty() {
+            items.sort_by_key(|(i, _)| *i);
+            top.push((
+                Key::Borrowed("items"),
+                Value::Array(items.into_iter().map(|(_, v)| v).collect()),
+            ));
+        }
+        if let Some(ua) = user_agent {
+            // Last: the header wins over any parameter of that name.
+            top.push((Key::Borrowed("user_agent"), Value::String(ua.to_owned())));
+        }
+        // Later values win for repeated parameters, as with single inserts.
+        let data = EventData::from_fields(top);
+        match data.get("event_name") {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            _ => return Err("missing the event name (`en`)".into()),
+        }
+        if let Some(Value::String(v)) = data.get("x-ga-protocol_version")
+            && v != "2"
+        {
+            return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
+        }
+        Ok(data)
+    }
+
     fn set(&mut self, key: impl Into<Key>, value: Value) {
         self.top.push((key.into(), value));
     }

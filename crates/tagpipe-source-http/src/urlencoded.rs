@@ -9,10 +9,19 @@ pub(crate) type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 /// Decodes `a=1&b=x+y` into name/value pairs, in order. Empty pairs are skipped. Components
 /// without escapes are borrowed from `input`, not copied.
 pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
+    let mut pairs = Vec::with_capacity(32);
+    for_each(input, |name, value| pairs.push((name, value)))?;
+    Ok(pairs)
+}
+
+/// Decodes `a=1&b=x+y` and hands each name/value pair to `pair`, in order (see [`parse`]).
+pub(crate) fn for_each<'a>(
+    input: &'a [u8],
+    mut pair: impl FnMut(Cow<'a, str>, Cow<'a, str>),
+) -> Result<(), String> {
     // Raw (unescaped) non-UTF-8 bytes are an error; find the parameter to name it.
     let text = std::str::from_utf8(input).map_err(|_| raw_utf8_error(input))?;
     let bytes = text.as_bytes();
-    let mut pairs = Vec::with_capacity(32);
     // One pass: find each `&`-separated part, its `=`, and whether either side needs decoding.
     let mut start = 0;
     while start <= bytes.len() {
@@ -42,11 +51,11 @@ pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
                 .map_err(|e| format!("parameter name `{name}`: {e}"))?;
             let value =
                 component(value, value_escaped).map_err(|e| format!("parameter `{name}`: {e}"))?;
-            pairs.push((name, value));
+            pair(name, value);
         }
         start = end + 1;
     }
-    Ok(pairs)
+    Ok(())
 }
 
 /// The bytes the splitter cares about: `&`, `=`, `%`, `+`.
