@@ -178,9 +178,8 @@ impl EventData {
 ///
 /// Sorting the 56-byte fields with a string comparison each time cost more than the rest of
 /// building a GA4 hit's event data. Instead a small table of (first eight bytes of the name as a
-/// big-endian integer, position) is sorted — nearly every comparison is one integer compare,
-/// the full names are compared only when their first eight bytes agree — and the fields are then
-/// moved into that order in place.
+/// big-endian integer, position) is sorted by those integers; only names whose first eight bytes
+/// agree are then compared in full, and the fields are moved into the sorted order in place.
 fn sort_by_name(fields: &mut [(Key, Value)]) -> bool {
     let Ok(count) = u32::try_from(fields.len()) else {
         fields.sort_by(|a, b| a.0.cmp(&b.0));
@@ -191,17 +190,31 @@ fn sort_by_name(fields: &mut [(Key, Value)]) -> bool {
         .zip(0..count)
         .map(|((name, _), i)| (name_prefix(name), i))
         .collect();
+    // By prefix alone (plain integer compares), then runs sharing a prefix (rare:
+    // `ga_session_id`, `ga_session_number`) by full name and position.
+    order.sort_unstable_by_key(|&(prefix, _)| prefix);
     let mut repeated = false;
-    order.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| {
-            let names = fields[a.1 as usize].0.cmp(&fields[b.1 as usize].0);
-            if names.is_eq() {
-                // Sorted neighbours are always compared with each other, so no repeat is missed.
-                repeated = true;
-            }
-            names.then(a.1.cmp(&b.1))
-        })
-    });
+    let mut start = 0;
+    while start < order.len() {
+        let prefix = order[start].0;
+        let len = order[start..]
+            .iter()
+            .take_while(|(p, _)| *p == prefix)
+            .count();
+        if len > 1 {
+            let run = &mut order[start..start + len];
+            run.sort_unstable_by(|a, b| {
+                fields[a.1 as usize]
+                    .0
+                    .cmp(&fields[b.1 as usize].0)
+                    .then(a.1.cmp(&b.1))
+            });
+            repeated |= run
+                .windows(2)
+                .any(|w| fields[w[0].1 as usize].0 == fields[w[1].1 as usize].0);
+        }
+        start += len;
+    }
     // Apply the permutation in place: position `i` takes the field that sorted there, following
     // it through the swaps already made (the same walk as `slice::sort_by_cached_key`).
     for i in 0..order.len() {
