@@ -7,8 +7,11 @@
 //!
 //! - keys are [`Key`]s, `Cow<'static, str>`: the names a source knows in advance (`event_name`,
 //!   `page_location`, …) cost no allocation; names read from a request are owned;
-//! - a batch of fields is sorted once ([`EventData::from_fields`]), look-ups are binary searches,
-//!   and freeing is one pass over one allocation;
+//! - each field also keeps the first eight bytes of its name as an integer, so a look-up is a
+//!   binary search of integer compares with one full name compare at the end (sinks and
+//!   processors look up a few dozen fields per event), and sorting a batch of fields
+//!   ([`EventData::from_fields`]) rarely compares names at all;
+//! - freeing is one pass over one allocation;
 //! - iteration and serialisation are in key order, exactly as with `serde_json::Map`, so every
 //!   output (sink requests, BigQuery rows, console lines, buffers) is byte-for-byte what it was.
 //!
@@ -31,8 +34,34 @@ pub type Key = Cow<'static, str>;
 /// key order.
 #[derive(Clone, Default, PartialEq)]
 pub struct EventData {
-    /// Sorted by key (byte order, as `str`'s `Ord`), keys unique.
-    fields: Vec<(Key, Value)>,
+    /// Sorted by name (byte order, as `str`'s `Ord`), names unique.
+    fields: Vec<Field>,
+}
+
+/// One field: its name, the name's first eight bytes as an integer, and its value.
+#[derive(Clone, PartialEq)]
+struct Field {
+    /// [`name_prefix`] of `name`: orders fields as their names do, unless equal.
+    prefix: u64,
+    name: Key,
+    value: Value,
+}
+
+impl Field {
+    fn new(name: Key, value: Value) -> Self {
+        Self {
+            prefix: name_prefix(&name),
+            name,
+            value,
+        }
+    }
+
+    /// Orders this field's name against a name and its prefix.
+    fn cmp_name(&self, prefix: u64, name: &str) -> std::cmp::Ordering {
+        self.prefix
+            .cmp(&prefix)
+            .then_with(|| self.name.as_ref().cmp(name))
+    }
 }
 
 impl EventData {
@@ -51,14 +80,26 @@ impl EventData {
     /// Event data from fields in any order; of repeated names the last one wins (as with
     /// inserting them one by one). One sort, where single inserts would shift the vector each
     /// time.
-    pub fn from_fields(mut fields: Vec<(Key, Value)>) -> Self {
-        if !fields.is_sorted_by(|a, b| a.0 < b.0) && sort_by_name(&mut fields) {
-            // Repeated names are next to each other, in their original order: the earliest
-            // slot takes the last value and the others go.
+    pub fn from_fields(fields: Vec<(Key, Value)>) -> Self {
+        Self::from_unsorted(
+            fields
+                .into_iter()
+                .map(|(name, value)| Field::new(name, value))
+                .collect(),
+        )
+    }
+
+    fn from_unsorted(mut fields: Vec<Field>) -> Self {
+        let in_order = |a: &Field, b: &Field| a.cmp_name(b.prefix, &b.name).is_lt();
+        if !fields.is_sorted_by(in_order) {
+            // Stable: repeated names end up next to each other in their original order. Nearly
+            // every comparison is one of prefixes.
+            fields.sort_by(|a, b| a.cmp_name(b.prefix, &b.name));
+            // The earliest slot of a repeated name takes the last value and the others go.
             fields.dedup_by(|later, earlier| {
-                let same = later.0 == earlier.0;
+                let same = later.prefix == earlier.prefix && later.name == earlier.name;
                 if same {
-                    std::mem::swap(&mut later.1, &mut earlier.1);
+                    std::mem::swap(&mut later.value, &mut earlier.value);
                 }
                 same
             });
@@ -77,17 +118,18 @@ impl EventData {
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        self.fields.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        let prefix = name_prefix(key);
+        self.fields.binary_search_by(|f| f.cmp_name(prefix, key))
     }
 
     /// The value of field `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.position(key).ok().map(|i| &self.fields[i].1)
+        self.position(key).ok().map(|i| &self.fields[i].value)
     }
 
     /// Mutable access to the value of field `key`.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.position(key).ok().map(|i| &mut self.fields[i].1)
+        self.position(key).ok().map(|i| &mut self.fields[i].value)
     }
 
     /// Whether field `key` exists.
@@ -99,9 +141,9 @@ impl EventData {
     pub fn insert(&mut self, key: impl Into<Key>, value: Value) -> Option<Value> {
         let key = key.into();
         match self.position(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.fields[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.fields[i].value, value)),
             Err(i) => {
-                self.fields.insert(i, (key, value));
+                self.fields.insert(i, Field::new(key, value));
                 None
             }
         }
@@ -117,21 +159,21 @@ impl EventData {
         let i = match self.position(&key) {
             Ok(i) => i,
             Err(i) => {
-                self.fields.insert(i, (key, make()));
+                self.fields.insert(i, Field::new(key, make()));
                 i
             }
         };
-        &mut self.fields[i].1
+        &mut self.fields[i].value
     }
 
     /// Removes field `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.position(key).ok().map(|i| self.fields.remove(i).1)
+        self.position(key).ok().map(|i| self.fields.remove(i).value)
     }
 
     /// Keeps only the fields for which `keep` returns `true`.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
-        self.fields.retain_mut(|(k, v)| keep(k, v));
+        self.fields.retain_mut(|f| keep(&f.name, &mut f.value));
     }
 
     /// The fields in key order.
@@ -141,24 +183,24 @@ impl EventData {
 
     /// The field names in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().map(|(k, _)| k.as_ref())
+        self.fields.iter().map(|f| f.name.as_ref())
     }
 
     /// The values in key order.
     pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.fields.iter().map(|(_, v)| v)
+        self.fields.iter().map(|f| &f.value)
     }
 
     /// Mutable access to the values, in key order.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
-        self.fields.iter_mut().map(|(_, v)| v)
+        self.fields.iter_mut().map(|f| &mut f.value)
     }
 
     /// The fields as a `serde_json::Map` (for a JSON `Value` of the whole object).
     pub fn into_map(self) -> Map<String, Value> {
         self.fields
             .into_iter()
-            .map(|(k, v)| (k.into_owned(), v))
+            .map(|f| (f.name.into_owned(), f.value))
             .collect()
     }
 
@@ -173,61 +215,6 @@ impl EventData {
     }
 }
 
-/// Sorts fields by name, equal names in their original order; returns whether any name was
-/// repeated.
-///
-/// Sorting the 56-byte fields with a string comparison each time cost more than the rest of
-/// building a GA4 hit's event data. Instead a small table of (first eight bytes of the name as a
-/// big-endian integer, position) is sorted by those integers; only names whose first eight bytes
-/// agree are then compared in full, and the fields are moved into the sorted order in place.
-fn sort_by_name(fields: &mut [(Key, Value)]) -> bool {
-    let Ok(count) = u32::try_from(fields.len()) else {
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        return fields.windows(2).any(|w| w[0].0 == w[1].0);
-    };
-    let mut order: Vec<(u64, u32)> = fields
-        .iter()
-        .zip(0..count)
-        .map(|((name, _), i)| (name_prefix(name), i))
-        .collect();
-    // By prefix alone (plain integer compares), then runs sharing a prefix (rare:
-    // `ga_session_id`, `ga_session_number`) by full name and position.
-    order.sort_unstable_by_key(|&(prefix, _)| prefix);
-    let mut repeated = false;
-    let mut start = 0;
-    while start < order.len() {
-        let prefix = order[start].0;
-        let len = order[start..]
-            .iter()
-            .take_while(|(p, _)| *p == prefix)
-            .count();
-        if len > 1 {
-            let run = &mut order[start..start + len];
-            run.sort_unstable_by(|a, b| {
-                fields[a.1 as usize]
-                    .0
-                    .cmp(&fields[b.1 as usize].0)
-                    .then(a.1.cmp(&b.1))
-            });
-            repeated |= run
-                .windows(2)
-                .any(|w| fields[w[0].1 as usize].0 == fields[w[1].1 as usize].0);
-        }
-        start += len;
-    }
-    // Apply the permutation in place: position `i` takes the field that sorted there, following
-    // it through the swaps already made (the same walk as `slice::sort_by_cached_key`).
-    for i in 0..order.len() {
-        let mut from = order[i].1 as usize;
-        while from < i {
-            from = order[from].1 as usize;
-        }
-        order[i].1 = u32::try_from(from).expect("below count");
-        fields.swap(i, from);
-    }
-    repeated
-}
-
 /// The first eight bytes of a name as a big-endian integer (zero-padded): comparing two of these
 /// orders names as comparing the names does, except that equal prefixes need the full compare.
 fn name_prefix(name: &str) -> u64 {
@@ -239,13 +226,13 @@ fn name_prefix(name: &str) -> u64 {
 }
 
 /// The fields of [`EventData`] in key order, as `(name, value)`.
-pub struct Iter<'a>(std::slice::Iter<'a, (Key, Value)>);
+pub struct Iter<'a>(std::slice::Iter<'a, Field>);
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (k.as_ref(), v))
+        self.0.next().map(|f| (f.name.as_ref(), &f.value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -266,16 +253,37 @@ impl<'a> IntoIterator for &'a EventData {
 
 impl IntoIterator for EventData {
     type Item = (Key, Value);
-    type IntoIter = std::vec::IntoIter<(Key, Value)>;
+    type IntoIter = IntoIter;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.fields.into_iter()
+    fn into_iter(self) -> IntoIter {
+        IntoIter(self.fields.into_iter())
     }
 }
 
+/// The fields of [`EventData`] in key order, owned.
+pub struct IntoIter(std::vec::IntoIter<Field>);
+
+impl Iterator for IntoIter {
+    type Item = (Key, Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|f| (f.name, f.value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}
+
 impl<K: Into<Key>> FromIterator<(K, Value)> for EventData {
     fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
-        Self::from_fields(iter.into_iter().map(|(k, v)| (k.into(), v)).collect())
+        Self::from_unsorted(
+            iter.into_iter()
+                .map(|(k, v)| Field::new(k.into(), v))
+                .collect(),
+        )
     }
 }
 
@@ -291,7 +299,10 @@ impl From<Map<String, Value>> for EventData {
     /// Already in key order: no sort.
     fn from(map: Map<String, Value>) -> Self {
         Self {
-            fields: map.into_iter().map(|(k, v)| (Key::Owned(k), v)).collect(),
+            fields: map
+                .into_iter()
+                .map(|(k, v)| Field::new(Key::Owned(k), v))
+                .collect(),
         }
     }
 }
@@ -333,8 +344,8 @@ impl fmt::Debug for EventData {
 impl Serialize for EventData {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (k, v) in &self.fields {
-            map.serialize_entry(k.as_ref(), v)?;
+        for f in &self.fields {
+            map.serialize_entry(f.name.as_ref(), &f.value)?;
         }
         map.end()
     }
@@ -359,9 +370,9 @@ impl<'de> Visitor<'de> for EventDataVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<EventData, A::Error> {
         let mut fields = Vec::with_capacity(access.size_hint().unwrap_or(16).min(256));
         while let Some((key, value)) = access.next_entry::<String, Value>()? {
-            fields.push((Key::Owned(key), value));
+            fields.push(Field::new(Key::Owned(key), value));
         }
-        Ok(EventData::from_fields(fields))
+        Ok(EventData::from_unsorted(fields))
     }
 }
 
