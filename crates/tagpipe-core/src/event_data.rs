@@ -219,10 +219,15 @@ impl EventData {
 /// orders names as comparing the names does, except that equal prefixes need the full compare.
 fn name_prefix(name: &str) -> u64 {
     let bytes = name.as_bytes();
-    let mut head = [0u8; 8];
-    let n = bytes.len().min(8);
-    head[..n].copy_from_slice(&bytes[..n]);
-    u64::from_be_bytes(head)
+    if let Some(head) = bytes.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    // Shorter names: byte by byte (a copy of variable length would call `memcpy`).
+    let mut prefix = 0u64;
+    for (i, &b) in bytes.iter().enumerate() {
+        prefix |= u64::from(b) << (56 - 8 * i);
+    }
+    prefix
 }
 
 /// The fields of [`EventData`] in key order, as `(name, value)`.

@@ -70,8 +70,9 @@ pub fn build(
     config: &SpotifySinkConfig,
     now_ms: i64,
 ) -> Built {
-    let page = data
-        .get("page_location")
+    let known = Known::of(data);
+    let page = known
+        .page_location
         .and_then(Value::as_str)
         .or_else(|| context.header("referer"));
     if page.is_some_and(|p| p.starts_with(DEBUG_RENDERER)) {
@@ -79,8 +80,8 @@ pub fn build(
             "Measurement Protocol debug hit (gtm-msr.appspot.com): not sent".into(),
         );
     }
-    let event_name = data
-        .get("event_name")
+    let event_name = known
+        .event_name
         .map_or_else(String::new, |v| text(v).into_owned());
 
     let event_time = config
@@ -88,7 +89,9 @@ pub fn build(
         .event_time
         .as_ref()
         .and_then(time::read)
-        .or_else(|| first(data, &["event_time", "eventTime", "timestamp"]).and_then(time::read))
+        .or_else(|| {
+            first(&[known.event_time, known.event_time_camel, known.timestamp]).and_then(time::read)
+        })
         .unwrap_or(EventTime::Millis(now_ms))
         .render();
 
@@ -98,13 +101,13 @@ pub fn build(
         .clone()
         .filter(|s| !s.is_empty())
         .or_else(|| {
-            first(data, &["event_id", "eventId"])
+            first(&[known.event_id, known.event_id_camel])
                 .map(|v| text(v).into_owned())
                 .filter(|s| !s.is_empty())
         });
     let event_id = match event_id {
         Some(id) => Some(id),
-        None if config.derive_event_id => Some(derived_event_id(data, &event_name, &event_time)),
+        None if config.derive_event_id => Some(derived_event_id(&known, &event_name, &event_time)),
         None => None,
     };
     let event_source_url = config
@@ -112,12 +115,13 @@ pub fn build(
         .event_source_url
         .clone()
         .or_else(|| {
-            data.get("page_location")
+            known
+                .page_location
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
         .filter(|s| !s.is_empty());
-    let user_data = user_data(data, config);
+    let user_data = user_data(data, &known, config);
     let identified = [
         "ip_address",
         "device_id",
@@ -143,7 +147,7 @@ pub fn build(
         action_source: config
             .action_source
             .map(crate::config::ActionSource::as_str),
-        event_details: event_details(data, config),
+        event_details: event_details(&known, config),
         event_id,
         event_name,
         event_source_url,
@@ -162,6 +166,11 @@ fn text(v: &Value) -> Cow<'_, str> {
     }
 }
 
+/// A value as text, empty when missing.
+fn optional_text(value: Option<&Value>) -> Cow<'_, str> {
+    value.map_or(Cow::Borrowed(""), text)
+}
+
 /// Whether a value counts as given: not null, not empty, not the strings `undefined`/`null`,
 /// not an empty array or object.
 fn given(v: &Value) -> bool {
@@ -174,12 +183,67 @@ fn given(v: &Value) -> bool {
     }
 }
 
-/// The first given value among the fields `names` of the event data.
-fn first<'a>(data: &'a EventData, names: &[&str]) -> Option<&'a Value> {
-    names
-        .iter()
-        .filter_map(|name| data.get(name))
-        .find(|v| given(v))
+/// The event-data fields the payload reads, found in one pass over the event data (a look-up
+/// each would search the fields two dozen times per event).
+#[derive(Default)]
+struct Known<'a> {
+    page_location: Option<&'a Value>,
+    event_name: Option<&'a Value>,
+    event_time: Option<&'a Value>,
+    event_time_camel: Option<&'a Value>,
+    timestamp: Option<&'a Value>,
+    event_id: Option<&'a Value>,
+    event_id_camel: Option<&'a Value>,
+    value: Option<&'a Value>,
+    currency: Option<&'a Value>,
+    user_data: Option<&'a Value>,
+    email: Option<&'a Value>,
+    email_address: Option<&'a Value>,
+    phone: Option<&'a Value>,
+    phone_number: Option<&'a Value>,
+    ip_override: Option<&'a Value>,
+    client_id: Option<&'a Value>,
+    unique_event_id: Option<&'a Value>,
+    transaction_id: Option<&'a Value>,
+    page_id: Option<&'a Value>,
+}
+
+impl<'a> Known<'a> {
+    fn of(data: &'a EventData) -> Self {
+        let mut known = Self::default();
+        for (name, value) in data {
+            // Byte patterns: a length check and integer compares per field.
+            let slot = match name.as_bytes() {
+                b"page_location" => &mut known.page_location,
+                b"event_name" => &mut known.event_name,
+                b"event_time" => &mut known.event_time,
+                b"eventTime" => &mut known.event_time_camel,
+                b"timestamp" => &mut known.timestamp,
+                b"event_id" => &mut known.event_id,
+                b"eventId" => &mut known.event_id_camel,
+                b"value" => &mut known.value,
+                b"currency" => &mut known.currency,
+                b"user_data" => &mut known.user_data,
+                b"email" => &mut known.email,
+                b"email_address" => &mut known.email_address,
+                b"phone" => &mut known.phone,
+                b"phone_number" => &mut known.phone_number,
+                b"ip_override" => &mut known.ip_override,
+                b"client_id" => &mut known.client_id,
+                b"unique_event_id" => &mut known.unique_event_id,
+                b"transaction_id" => &mut known.transaction_id,
+                b"x-ga-page_id" => &mut known.page_id,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        known
+    }
+}
+
+/// The first given value among `candidates`, in order.
+fn first<'a>(candidates: &[Option<&'a Value>]) -> Option<&'a Value> {
+    candidates.iter().flatten().copied().find(|v| given(v))
 }
 
 /// The first given value among the fields `names` of a nested object.
@@ -208,12 +272,12 @@ fn as_number(v: &Value) -> Option<Value> {
     }
 }
 
-fn event_details(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value> {
+fn event_details(known: &Known<'_>, config: &SpotifySinkConfig) -> Map<String, Value> {
     let mut details = Map::new();
-    if let Some(amount) = data.get("value").and_then(as_number) {
+    if let Some(amount) = known.value.and_then(as_number) {
         details.insert("amount".into(), amount);
     }
-    if let Some(currency) = data.get("currency").filter(|v| given(v)) {
+    if let Some(currency) = known.currency.filter(|v| given(v)) {
         details.insert(
             "currency".into(),
             Value::String(text(currency).into_owned()),
@@ -233,27 +297,31 @@ fn event_details(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Va
     details
 }
 
-fn user_data(data: &EventData, config: &SpotifySinkConfig) -> Map<String, Value> {
+fn user_data(
+    data: &EventData,
+    known: &Known<'_>,
+    config: &SpotifySinkConfig,
+) -> Map<String, Value> {
     let mut user = Map::new();
     // `email`, `email_address`, then `user_data.email`, `user_data.email_address`,
-    // `user_data.sha256_email_address` (`user_data` looked up once).
-    let nested = match data.get("user_data") {
+    // `user_data.sha256_email_address`.
+    let nested = match known.user_data {
         Some(Value::Object(nested)) => Some(nested),
         _ => None,
     };
-    let emails = first(data, &["email", "email_address"]).or_else(|| {
+    let emails = first(&[known.email, known.email_address]).or_else(|| {
         nested.and_then(|n| first_nested(n, &["email", "email_address", "sha256_email_address"]))
     });
     if let Some(emails) = emails {
         user.insert("hashed_emails".into(), email_list(emails));
     }
-    let phone = first(data, &["phone", "phone_number"]).or_else(|| {
+    let phone = first(&[known.phone, known.phone_number]).or_else(|| {
         nested.and_then(|n| first_nested(n, &["phone", "phone_number", "sha256_phone_number"]))
     });
     if let Some(phone) = phone.and_then(first_value) {
         user.insert("hashed_phone_number".into(), phone);
     }
-    if let Some(ip) = data.get("ip_override").filter(|v| given(v)) {
+    if let Some(ip) = known.ip_override.filter(|v| given(v)) {
         user.insert("ip_address".into(), Value::String(text(ip).into_owned()));
     }
     for (k, v) in &config.user_data {
@@ -342,23 +410,22 @@ fn hash_user_data(user: &mut Map<String, Value>) {
 
 /// A stable id for an event without one: the same event (client, name, time, page, ids) always
 /// gets the same id, so a retried or replayed event deduplicates at Spotify.
-fn derived_event_id(data: &EventData, event_name: &str, event_time: &str) -> String {
+fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &str) -> String {
     let mut hasher = Sha256::new();
     let mut part = |bytes: &[u8]| {
         hasher.update(bytes);
         hasher.update([0x1f]);
     };
-    let field = |name: &str| data.get(name).map_or(Cow::Borrowed(""), text);
-    part(field("client_id").as_bytes());
+    part(optional_text(known.client_id).as_bytes());
     part(event_name.as_bytes());
     part(event_time.as_bytes());
-    for name in [
-        "page_location",
-        "unique_event_id",
-        "transaction_id",
-        "x-ga-page_id",
+    for value in [
+        known.page_location,
+        known.unique_event_id,
+        known.transaction_id,
+        known.page_id,
     ] {
-        part(field(name).as_bytes());
+        part(optional_text(value).as_bytes());
     }
     let digest = hasher.finalize();
     let mut id = String::with_capacity(32);

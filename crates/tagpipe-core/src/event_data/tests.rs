@@ -179,3 +179,13 @@ fn sorting_agrees_with_a_btree_map_on_many_generated_name_sets() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn name_prefixes_are_the_first_eight_bytes_zero_padded() {
+    assert_eq!(super::name_prefix(""), 0);
+    assert_eq!(super::name_prefix("a"), 0x61 << 56);
+    assert_eq!(super::name_prefix("ab"), 0x6162 << 48);
+    assert_eq!(super::name_prefix("abcdefg"), 0x6162_6364_6566_6700);
+    assert_eq!(super::name_prefix("abcdefgh"), 0x6162_6364_6566_6768);
+    assert_eq!(super::name_prefix("abcdefghij"), 0x6162_6364_6566_6768);
+}
