@@ -374,12 +374,101 @@ impl<'de> Visitor<'de> for EventDataVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<EventData, A::Error> {
         let mut fields = Vec::with_capacity(access.size_hint().unwrap_or(16).min(256));
-        while let Some((key, value)) = access.next_entry::<String, Value>()? {
-            fields.push(Field::new(Key::Owned(key), value));
+        while let Some((FieldName(key), value)) = access.next_entry::<FieldName, Value>()? {
+            fields.push(Field::new(key, value));
         }
         Ok(EventData::from_unsorted(fields))
     }
 }
+
+/// A field name read from JSON: a [well-known](WELL_KNOWN_NAMES) name becomes the `'static` one
+/// (no allocation, and the bytes every look-up compares stay in one hot place), any other is
+/// owned.
+struct FieldName(Key);
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = FieldName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FieldName, E> {
+                Ok(FieldName(well_known_name(name).map_or_else(
+                    || Key::Owned(name.to_owned()),
+                    Key::Borrowed,
+                )))
+            }
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<FieldName, E> {
+                Ok(FieldName(
+                    well_known_name(&name).map_or(Key::Owned(name), Key::Borrowed),
+                ))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// Declares the well-known names and their look-up (a `match`: length checks and compares).
+macro_rules! well_known_names {
+    ($($name:literal),* $(,)?) => {
+        /// Event-data field names common enough that reading them from JSON reuses one
+        /// `'static` copy: sGTM's standard fields and the GA4 client's.
+        pub const WELL_KNOWN_NAMES: &[&str] = &[$($name),*];
+
+        /// The `'static` copy of `name`, when it is a well-known name.
+        pub fn well_known_name(name: &str) -> Option<&'static str> {
+            match name {
+                $($name => Some($name),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+well_known_names![
+    "client_hints",
+    "client_id",
+    "currency",
+    "engagement_time_msec",
+    "event_id",
+    "event_name",
+    "event_source_url",
+    "event_time",
+    "ga_session_id",
+    "ga_session_number",
+    "ip_override",
+    "items",
+    "language",
+    "page_encoding",
+    "page_hostname",
+    "page_location",
+    "page_path",
+    "page_referrer",
+    "page_title",
+    "screen_resolution",
+    "timestamp",
+    "transaction_id",
+    "unique_event_id",
+    "user_agent",
+    "user_data",
+    "user_id",
+    "value",
+    "viewport_size",
+    "x-ga-dma",
+    "x-ga-gcd",
+    "x-ga-gcs",
+    "x-ga-gtm_version",
+    "x-ga-measurement_id",
+    "x-ga-mp2-seg",
+    "x-ga-mp2-user_properties",
+    "x-ga-npa",
+    "x-ga-page_id",
+    "x-ga-protocol_version",
+    "x-ga-system_properties",
+    "x-ga-tfd",
+];
 
 #[cfg(test)]
 mod tests;

@@ -189,3 +189,30 @@ fn name_prefixes_are_the_first_eight_bytes_zero_padded() {
     assert_eq!(super::name_prefix("abcdefgh"), 0x6162_6364_6566_6768);
     assert_eq!(super::name_prefix("abcdefghij"), 0x6162_6364_6566_6768);
 }
+
+#[test]
+fn well_known_names_read_from_json_are_static_and_others_owned() {
+    let data: EventData =
+        serde_json::from_str(r#"{"event_name":"a","my_field":1,"client\u005fid":"c"}"#).unwrap();
+    let kinds: Vec<(&str, bool)> = data
+        .fields
+        .iter()
+        .map(|f| (f.name.as_ref(), matches!(f.name, Key::Borrowed(_))))
+        .collect();
+    // An escaped name arrives as an owned string: still recognised.
+    assert_eq!(
+        kinds,
+        [
+            ("client_id", true),
+            ("event_name", true),
+            ("my_field", false)
+        ]
+    );
+    for name in super::WELL_KNOWN_NAMES {
+        assert_eq!(super::well_known_name(name), Some(*name));
+    }
+    assert!(
+        super::WELL_KNOWN_NAMES.is_sorted(),
+        "kept in order for readers"
+    );
+}
