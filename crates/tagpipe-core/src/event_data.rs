@@ -377,6 +377,8 @@ impl<'de> Visitor<'de> for EventDataVisitor {
         while let Some((FieldName(key), value)) = access.next_entry::<FieldName, Value>()? {
             fields.push(Field::new(key, value));
         }
+        // Events wait in queues by the thousand: no room left over from growing the vector.
+        fields.shrink_to_fit();
         Ok(EventData::from_unsorted(fields))
     }
 }
