@@ -27,7 +27,7 @@ pub(crate) struct Shared {
 struct Item {
     index: usize,
     /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their bodies.
-    json: String,
+    json: Vec<u8>,
     name: String,
     trace_id: Option<String>,
     debug: bool,
@@ -36,7 +36,7 @@ struct Item {
 impl Item {
     /// The CAPI event as a JSON tree, for debug answers and dead letters.
     fn request(&self) -> Value {
-        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -59,9 +59,9 @@ impl Shared {
         let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
         let mut items = Vec::with_capacity(events.len());
         let now = self.now_ms();
-        // Each event is written here first and then copied out at its exact size: one
-        // allocation per event instead of a string grown several times.
-        let mut scratch: Vec<u8> = Vec::with_capacity(1024);
+        // Events of a batch are alike: each event's buffer starts at the size of the one
+        // before, so it is rarely grown while serialising.
+        let mut expected_len = 512;
         for (index, event) in events.iter().enumerate() {
             // A batch of hundreds of events takes a millisecond or more to build: let the
             // requests waiting on this worker thread run in between (tokio's cooperative budget).
@@ -72,9 +72,12 @@ impl Shared {
                 Built::Send(payload) => items.push(Item {
                     index,
                     json: {
-                        scratch.clear();
-                        serde_json::to_writer(&mut scratch, &payload)
-                            .map_or_else(|_| String::new(), |()| utf8(&scratch))
+                        let mut json = Vec::with_capacity(expected_len + 32);
+                        if serde_json::to_writer(&mut json, &payload).is_err() {
+                            json.clear();
+                        }
+                        expected_len = json.len();
+                        json
                     },
                     name: payload.event_name,
                     trace_id,
@@ -139,17 +142,21 @@ impl Shared {
     /// The request body for `items`: their JSON, serialised once each, in the envelope.
     fn body(&self, items: &[Item]) -> Bytes {
         let size: usize = items.iter().map(|i| i.json.len() + 1).sum();
-        let mut body = String::with_capacity(size + 64 + self.config.connection_id.len());
-        body.push_str("{\"conversion_events\":{\"capi_connection_id\":");
-        body.push_str(&Value::from(self.config.connection_id.as_str()).to_string());
-        body.push_str(",\"events\":[");
+        let mut body = Vec::with_capacity(size + 64 + self.config.connection_id.len());
+        body.extend_from_slice(b"{\"conversion_events\":{\"capi_connection_id\":");
+        body.extend_from_slice(
+            Value::from(self.config.connection_id.as_str())
+                .to_string()
+                .as_bytes(),
+        );
+        body.extend_from_slice(b",\"events\":[");
         for (n, item) in items.iter().enumerate() {
             if n > 0 {
-                body.push(',');
+                body.push(b',');
             }
-            body.push_str(&item.json);
+            body.extend_from_slice(&item.json);
         }
-        body.push_str("]}}");
+        body.extend_from_slice(b"]}}");
         Bytes::from(body)
     }
 
@@ -356,9 +363,4 @@ async fn read_text(mut response: reqwest::Response) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Serialised JSON as a `String` (serde_json writes only UTF-8).
-fn utf8(json: &[u8]) -> String {
-    String::from_utf8_lossy(json).into_owned()
 }
