@@ -1,4 +1,5 @@
-//! Random identifiers from the operating system's generator.
+//! Random identifiers from the operating system's generator, and a repeatable generator for
+//! tests.
 
 /// `N` random bytes.
 pub fn bytes<const N: usize>() -> [u8; N] {
@@ -31,6 +32,29 @@ pub fn hex32() -> String {
         out.push(HEX[usize::from(b & 15)] as char);
     }
     out
+}
+
+/// A small deterministic generator (xorshift64) for tests that want many varied but repeatable
+/// inputs; never for identifiers.
+pub struct Repeatable(u64);
+
+impl Repeatable {
+    /// A generator from a non-zero seed (zero is replaced).
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x2545_f491_4f6c_dd1d
+        } else {
+            seed
+        })
+    }
+
+    /// The next number below `below` (which must not be zero).
+    pub fn below(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
 }
 
 #[cfg(test)]

@@ -182,13 +182,8 @@ mod tests {
                 })
                 .collect()
         }
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |below: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        };
+        let mut random = tagpipe_core::random::Repeatable::new(2);
+        let mut next = |below: u64| random.below(below);
         let alphabet: &[&str] = &[
             "a", "Z", "9", ".", "&", "=", "+", "%41", "%2B", "%C3%A9", "~",
         ];

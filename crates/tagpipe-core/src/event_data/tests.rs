@@ -154,13 +154,8 @@ fn sorting_agrees_with_string_order_for_shared_prefixes_and_repeats() {
 #[test]
 fn sorting_agrees_with_a_btree_map_on_many_generated_name_sets() {
     // A small alphabet and lengths around eight bytes: many shared prefixes and repeats.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move |below: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % below
-    };
+    let mut random = crate::random::Repeatable::new(1);
+    let mut next = |below: u64| random.below(below);
     for _ in 0..500 {
         let count = next(40);
         let mut fields = Vec::new();
