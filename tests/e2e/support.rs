@@ -82,8 +82,8 @@ pub struct Tagpipe {
 ///
 /// Ports come from below the kernel's ephemeral range (32768 and up), which outgoing connections
 /// and `bind(0)` draw from: a port found free there could be taken as some test's client-side port
-/// before tagpipe binds it. [`Tagpipe`] also starts again on a new port if it still finds its port
-/// in use.
+/// before tagpipe binds it. [`Tagpipe`] also starts again (up to three times) on a new `{port}`
+/// if it still finds that port in use.
 pub fn free_port() -> u16 {
     const FIRST: u16 = 20_000;
     const COUNT: u16 = 12_000;
@@ -118,8 +118,10 @@ impl Tagpipe {
     pub fn start_with(name: &str, yaml: &str, env: &[(&str, &str)], flags: &[&str]) -> Self {
         let mut tagpipe = Self::spawn(name, yaml, env, flags);
         let start = Instant::now();
+        let mut restarts = 0;
         loop {
-            if tagpipe.lost_its_port() {
+            if restarts < 3 && tagpipe.lost_its_port() {
+                restarts += 1;
                 tagpipe = Self::spawn(name, yaml, env, flags);
             }
             tagpipe.assert_running();
@@ -146,8 +148,10 @@ impl Tagpipe {
     pub fn start_until_logged(name: &str, yaml: &str, ready_when: &str) -> Self {
         let mut tagpipe = Self::spawn(name, yaml, &[], &[]);
         let start = Instant::now();
+        let mut restarts = 0;
         while !tagpipe.logs().contains(ready_when) {
-            if tagpipe.lost_its_port() {
+            if restarts < 3 && tagpipe.lost_its_port() {
+                restarts += 1;
                 tagpipe = Self::spawn(name, yaml, &[], &[]);
             }
             tagpipe.assert_running();
@@ -185,11 +189,15 @@ impl Tagpipe {
         Self { child, addr, dir }
     }
 
-    /// Whether the process stopped because its listen port was taken in the moment between
-    /// [`free_port`] and its bind (by another test's connection, say).
+    /// Whether the process stopped because its `{port}` was taken in the moment between
+    /// [`free_port`] and its bind (by another test's connection, say). Other ports of the file
+    /// stay as the test chose them, so only this one counts.
     fn lost_its_port(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
-            && self.logs().contains("Address already in use")
+            && self.logs().contains(&format!(
+                "cannot listen on {}: Address already in use",
+                self.addr
+            ))
     }
 
     fn assert_running(&mut self) {

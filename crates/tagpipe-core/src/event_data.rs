@@ -5,8 +5,9 @@
 //! building, searching and freeing that tree of nodes, plus one key allocation per field, was the
 //! largest cost of ingesting a GA4 hit. Here the fields sit in one vector sorted by key:
 //!
-//! - keys are [`Key`]s, `Cow<'static, str>`: the names a source knows in advance (`event_name`,
-//!   `page_location`, …) cost no allocation; names read from a request are owned;
+//! - keys are [`Key`]s, `Cow<'static, str>`: the names a source knows in advance (the GA4
+//!   parameter table's) and well-known names read from JSON (`event_name`, `client_id`, …) are
+//!   `'static` and cost no allocation; other names are owned;
 //! - each field also keeps the first eight bytes of its name as an integer, so a look-up is a
 //!   binary search of integer compares with one full name compare at the end (sinks and
 //!   processors look up a few dozen fields per event), and sorting a batch of fields
@@ -30,8 +31,10 @@ pub type Key = Cow<'static, str>;
 
 /// sGTM *event data*: a JSON object's fields, kept sorted by name (see the module docs).
 ///
-/// The API follows `serde_json::Map`'s (`get`, `insert`, `remove`, `iter`, …); iteration is in
-/// key order.
+/// The API follows `serde_json::Map`'s (`get`, `get_mut`, `insert`, `remove`, `iter`, …) with
+/// these differences: `insert` takes any `Into<Key>` (a `&'static str` or a `String`), there is
+/// `get_or_insert_with` instead of `entry`, `iter` yields `(&str, &Value)`, and indexing a missing
+/// field gives `null` rather than panicking. Iteration is in key order.
 #[derive(Clone, Default, PartialEq)]
 pub struct EventData {
     /// Sorted by name (byte order, as `str`'s `Ord`), names unique.
@@ -301,14 +304,14 @@ impl<K: Into<Key>> Extend<(K, Value)> for EventData {
 }
 
 impl From<Map<String, Value>> for EventData {
-    /// Already in key order: no sort.
+    /// In key order already unless serde_json's `preserve_order` is on somewhere in the build:
+    /// checked, not assumed (one pass when sorted).
     fn from(map: Map<String, Value>) -> Self {
-        Self {
-            fields: map
-                .into_iter()
+        Self::from_unsorted(
+            map.into_iter()
                 .map(|(k, v)| Field::new(Key::Owned(k), v))
                 .collect(),
-        }
+        )
     }
 }
 
@@ -363,7 +366,7 @@ impl<'de> Deserialize<'de> for EventData {
 }
 
 /// Reads a JSON object into [`EventData`]: fields collected in document order, sorted once.
-pub struct EventDataVisitor;
+struct EventDataVisitor;
 
 impl<'de> Visitor<'de> for EventDataVisitor {
     type Value = EventData;
@@ -383,7 +386,7 @@ impl<'de> Visitor<'de> for EventDataVisitor {
     }
 }
 
-/// A field name read from JSON: a [well-known](WELL_KNOWN_NAMES) name becomes the `'static` one
+/// A field name read from JSON: a well-known name (`well_known_names!` below) becomes the `'static` one
 /// (no allocation, and the bytes every look-up compares stay in one hot place), any other is
 /// owned.
 struct FieldName(Key);
@@ -417,10 +420,11 @@ macro_rules! well_known_names {
     ($($name:literal),* $(,)?) => {
         /// Event-data field names common enough that reading them from JSON reuses one
         /// `'static` copy: sGTM's standard fields and the GA4 client's.
-        pub const WELL_KNOWN_NAMES: &[&str] = &[$($name),*];
+        #[cfg(test)]
+        const WELL_KNOWN_NAMES: &[&str] = &[$($name),*];
 
         /// The `'static` copy of `name`, when it is a well-known name.
-        pub fn well_known_name(name: &str) -> Option<&'static str> {
+        fn well_known_name(name: &str) -> Option<&'static str> {
             match name {
                 $($name => Some($name),)*
                 _ => None,

@@ -34,26 +34,27 @@ pub fn hex32() -> String {
     out
 }
 
-/// A small deterministic generator (xorshift64) for tests that want many varied but repeatable
-/// inputs; never for identifiers.
+/// A small deterministic generator (xorshift64*) for property tests that want many varied but
+/// repeatable inputs (a failure reproduces from its seed); never for identifiers.
 pub struct Repeatable(u64);
 
 impl Repeatable {
-    /// A generator from a non-zero seed (zero is replaced).
-    pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 {
-            0x2545_f491_4f6c_dd1d
-        } else {
-            seed
-        })
+    /// A generator from a non-zero seed.
+    pub const fn new(seed: u64) -> Self {
+        Self(seed)
     }
 
-    /// The next number below `below` (which must not be zero).
-    pub fn below(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// The next number below `n` (which must not be zero).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 }
 

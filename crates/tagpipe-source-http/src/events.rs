@@ -5,10 +5,10 @@
 use std::fmt;
 
 use http::StatusCode;
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tagpipe_core::EventData;
-use tagpipe_core::event_data::EventDataVisitor;
 
 use crate::error::HttpError;
 
@@ -67,19 +67,7 @@ pub(crate) fn parse(
                 )));
             }
             Ok(Document::Event(event)) => vec![event],
-            Ok(Document::Array(items)) => {
-                too_many(items.len(), max_events)?;
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| match item {
-                        Item::Event(event) => Ok(event),
-                        Item::Other(found) => Err(HttpError::bad_request(format!(
-                            "event {i} is not a JSON object (found {found})"
-                        ))),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
+            Ok(Document::Array(items)) => events_of(items, max_events)?,
             Ok(Document::Other(found)) => {
                 return Err(HttpError::bad_request(format!(
                     "expected a JSON object or an array of objects, found {found}"
@@ -118,17 +106,30 @@ pub(crate) fn parse(
     Ok(events)
 }
 
-/// The events of a JSON array: 413 above `max`, 400 naming the first item that is not an object.
+/// The events of a JSON array of values (the `/data` endpoint's bodies): 413 above `max`, 400
+/// naming the first item that is not an object.
 pub(crate) fn objects(items: Vec<Value>, max: usize) -> Result<Vec<EventData>, HttpError> {
+    let items = items
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(event) => Item::Event(event.into()),
+            other => Item::Other(kind(&other)),
+        })
+        .collect();
+    events_of(items, max)
+}
+
+/// The events of an array body: 413 above `max`, 400 naming the first item that is not an
+/// object.
+fn events_of(items: Vec<Item>, max: usize) -> Result<Vec<EventData>, HttpError> {
     too_many(items.len(), max)?;
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Value::Object(event) => Ok(EventData::from(event)),
-            other => Err(HttpError::bad_request(format!(
-                "event {i} is not a JSON object (found {})",
-                kind(&other)
+            Item::Event(event) => Ok(event),
+            Item::Other(found) => Err(HttpError::bad_request(format!(
+                "event {i} is not a JSON object (found {found})"
             ))),
         })
         .collect()
@@ -181,7 +182,7 @@ impl<'de> Deserialize<'de> for Document {
                 f.write_str("a JSON object or an array of objects")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Document, A::Error> {
-                EventDataVisitor.visit_map(map).map(Document::Event)
+                EventData::deserialize(MapAccessDeserializer::new(map)).map(Document::Event)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Document, A::Error> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
@@ -205,7 +206,7 @@ impl<'de> Deserialize<'de> for Item {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item, A::Error> {
-                EventDataVisitor.visit_map(map).map(Item::Event)
+                EventData::deserialize(MapAccessDeserializer::new(map)).map(Item::Event)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}

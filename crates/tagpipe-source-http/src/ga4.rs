@@ -45,12 +45,6 @@ pub fn parse_hits(
         .map(<[u8]>::trim_ascii)
         .filter(|l| !l.is_empty())
         .collect();
-    if lines.len() > max_events {
-        return Err(format!(
-            "{} hits in one request; at most {max_events} are accepted",
-            lines.len()
-        ));
-    }
     let query_error = |e: String| format!("query string: {e}");
     if lines.is_empty() {
         // A single hit (a GET, nearly always): parameters go straight from the query into the
@@ -61,6 +55,12 @@ pub fn parse_hits(
         return Ok(vec![event]);
     }
     let shared = urlencoded::parse(query).map_err(query_error)?;
+    if lines.len() > max_events {
+        return Err(format!(
+            "{} hits in one request; at most {max_events} are accepted",
+            lines.len()
+        ));
+    }
     let mut events = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let own =
@@ -197,27 +197,28 @@ impl HitBuilder {
             b"em" => return self.user_provided_data(&value),
             _ => return self.other(name, value),
         };
-        self.set(key, text(value));
+        self.set(key, Value::from(value));
     }
 
     fn other(&mut self, name: &str, value: Cow<'_, str>) {
         match name.as_bytes() {
-            [b'e', b'p', b'.', ..] => self.set(name[3..].to_owned(), text(value)),
+            [b'e', b'p', b'.', ..] => self.set(name[3..].to_owned(), Value::from(value)),
             [b'e', b'p', b'n', b'.', ..] => self.set(name[4..].to_owned(), number(&value)),
             [b'u', b'p', b'.', ..] => {
                 self.user_properties
-                    .insert(name[3..].to_owned(), text(value));
+                    .insert(name[3..].to_owned(), Value::from(value));
             }
             [b'u', b'p', b'n', b'.', ..] => {
                 self.user_properties
                     .insert(name[4..].to_owned(), number(&value));
             }
-            [b'u', b'a', ..] if let Some(hint) = client_hint(name) => {
+            [b'u', b'a', ..] if client_hint(name).is_some() => {
                 let v = match name {
                     "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
                     "uafvl" => full_version_list(&value),
-                    _ => text(value),
+                    _ => Value::from(value),
                 };
+                let hint = client_hint(name).unwrap_or_default();
                 self.client_hints.push((hint.to_owned(), v));
             }
             [b'p', b'r', digits @ ..]
@@ -227,14 +228,14 @@ impl HitBuilder {
                     self.items.retain(|(i, _)| *i != index);
                     self.items.push((index, item(&value)));
                 } else {
-                    self.set(format!("x-ga-{name}"), text(value));
+                    self.set(format!("x-ga-{name}"), Value::from(value));
                 }
             }
             [b'_', ..] => {
                 self.system_properties
-                    .insert(name[1..].to_owned(), text(value));
+                    .insert(name[1..].to_owned(), Value::from(value));
             }
-            _ => self.set(format!("x-ga-{name}"), text(value)),
+            _ => self.set(format!("x-ga-{name}"), Value::from(value)),
         }
     }
 
@@ -260,11 +261,6 @@ impl HitBuilder {
             map.insert(key.to_owned(), v);
         }
     }
-}
-
-/// A parameter's value as a JSON string, moved when it was decoded into its own buffer.
-fn text(value: Cow<'_, str>) -> Value {
-    Value::String(value.into_owned())
 }
 
 /// An address as text; IPv4 (nearly every hit) without the formatting machinery.

@@ -226,3 +226,15 @@ fn the_user_agent_header_wins_and_an_ip_override_parameter_wins() {
         ]
     );
 }
+
+#[test]
+fn a_parameter_repeated_in_one_hit_keeps_its_last_value() {
+    let events = parse(
+        "v=2&tid=G-1&en=first&dl=https%3A%2F%2Fa.example%2F&en=second\
+         &dl=https%3A%2F%2Fb.example%2F&ep.x=1&ep.x=2",
+        "",
+    );
+    assert_eq!(events[0]["event_name"], "second");
+    assert_eq!(events[0]["page_location"], "https://b.example/");
+    assert_eq!(events[0]["x"], "2");
+}
