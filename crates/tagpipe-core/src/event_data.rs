@@ -26,7 +26,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-/// A field name: borrowed for names known in advance, owned for names read from a request.
+/// A field name: `'static` for names known in advance (and well-known names read from JSON),
+/// owned for any other name read from a request.
 pub type Key = Cow<'static, str>;
 
 /// sGTM *event data*: a JSON object's fields, kept sorted by name (see the module docs).
