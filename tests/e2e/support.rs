@@ -116,48 +116,51 @@ impl Tagpipe {
 
     /// As [`Tagpipe::start`], with extra environment variables and `run` flags.
     pub fn start_with(name: &str, yaml: &str, env: &[(&str, &str)], flags: &[&str]) -> Self {
-        let mut tagpipe = Self::spawn(name, yaml, env, flags);
-        let start = Instant::now();
-        let mut restarts = 0;
-        loop {
-            if restarts < 3 && tagpipe.lost_its_port() {
-                restarts += 1;
-                tagpipe = Self::spawn(name, yaml, env, flags);
-            }
-            tagpipe.assert_running();
-            if let Ok(mut s) = std::net::TcpStream::connect(tagpipe.addr) {
-                use std::io::Write as _;
-                let _ =
-                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                let reply = crate::http_client::read_reply(&mut s);
-                if reply.status == 200 {
-                    return tagpipe;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "not ready: {}",
-                tagpipe.logs()
+        Self::start_until(name, yaml, env, flags, "not ready", |tagpipe| {
+            let Ok(mut s) = std::net::TcpStream::connect(tagpipe.addr) else {
+                return false;
+            };
+            let _ = std::io::Write::write_all(
+                &mut s,
+                b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            crate::http_client::read_reply(&mut s).status == 200
+        })
     }
 
     /// Starts tagpipe (a process without an HTTP source, say) and waits until its log says
     /// `ready_when`.
     pub fn start_until_logged(name: &str, yaml: &str, ready_when: &str) -> Self {
-        let mut tagpipe = Self::spawn(name, yaml, &[], &[]);
+        let what = format!("never logged {ready_when:?}");
+        Self::start_until(name, yaml, &[], &[], &what, |tagpipe| {
+            tagpipe.logs().contains(ready_when)
+        })
+    }
+
+    /// Starts tagpipe and polls `ready` for up to 30 s; panics with `what` and the log if it
+    /// stops or never gets ready. Starts again on a new `{port}` (up to three times) when that
+    /// port was taken before tagpipe bound it.
+    fn start_until(
+        name: &str,
+        yaml: &str,
+        env: &[(&str, &str)],
+        flags: &[&str],
+        what: &str,
+        mut ready: impl FnMut(&Self) -> bool,
+    ) -> Self {
+        let mut tagpipe = Self::spawn(name, yaml, env, flags);
         let start = Instant::now();
         let mut restarts = 0;
-        while !tagpipe.logs().contains(ready_when) {
+        while !ready(&tagpipe) {
             if restarts < 3 && tagpipe.lost_its_port() {
                 restarts += 1;
-                tagpipe = Self::spawn(name, yaml, &[], &[]);
+                tagpipe = Self::spawn(name, yaml, env, flags);
+                continue;
             }
             tagpipe.assert_running();
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "never logged {ready_when:?}: {}",
+                "{what}: {}",
                 tagpipe.logs()
             );
             std::thread::sleep(Duration::from_millis(20));

@@ -54,20 +54,21 @@ pub(crate) fn parse(
         }
     }
     let payload = if is_get {
-        whole.unwrap_or(Value::Object(Map::new()))
+        Payload::Json(whole.unwrap_or(Value::Object(Map::new())))
     } else {
         parse_body(body, media)?
     };
     let (items, was_array) = match payload {
-        Value::Object(o) => (vec![EventData::from(o)], false),
-        Value::Array(a) if !accept_arrays => {
+        Payload::Form(event) => (vec![event], false),
+        Payload::Json(Value::Object(o)) => (vec![EventData::from(o)], false),
+        Payload::Json(Value::Array(a)) if !accept_arrays => {
             let _ = a;
             return Err(HttpError::bad_request(
                 "a JSON array of events is not accepted here (data.accept_arrays: false)",
             ));
         }
-        Value::Array(a) => (crate::events::objects(a, max_events)?, true),
-        other => {
+        Payload::Json(Value::Array(a)) => (crate::events::objects(a, max_events)?, true),
+        Payload::Json(other) => {
             return Err(HttpError::bad_request(format!(
                 "expected a JSON object or an array of objects, found {}",
                 kind(&other)
@@ -85,7 +86,13 @@ pub(crate) fn parse(
     Ok(Parsed { events, was_array })
 }
 
-fn parse_body(body: &[u8], media: Option<&str>) -> Result<Value, HttpError> {
+/// A request's payload: a form body is one event already; JSON is an object or an array.
+enum Payload {
+    Form(EventData),
+    Json(Value),
+}
+
+fn parse_body(body: &[u8], media: Option<&str>) -> Result<Payload, HttpError> {
     match media {
         Some("application/x-www-form-urlencoded") => {
             let pairs = urlencoded::parse(body).map_err(HttpError::bad_request)?;
@@ -93,7 +100,7 @@ fn parse_body(body: &[u8], media: Option<&str>) -> Result<Value, HttpError> {
             for (name, value) in &pairs {
                 set_dotted(&mut event, name, value)?;
             }
-            Ok(event.into_value())
+            Ok(Payload::Form(event))
         }
         None | Some("application/json" | "text/plain") => {
             let text = std::str::from_utf8(body).map_err(|e| {
@@ -103,9 +110,9 @@ fn parse_body(body: &[u8], media: Option<&str>) -> Result<Value, HttpError> {
                 ))
             })?;
             if text.trim().is_empty() {
-                return Ok(Value::Object(Map::new()));
+                return Ok(Payload::Form(EventData::new()));
             }
-            serde_json::from_str(text).map_err(|e| {
+            serde_json::from_str(text).map(Payload::Json).map_err(|e| {
                 HttpError::bad_request(format!(
                     "malformed JSON at line {} column {}: {e}",
                     e.line(),
