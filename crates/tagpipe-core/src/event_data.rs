@@ -142,12 +142,35 @@ impl EventData {
     }
 
     /// Sets field `key`, returning its previous value.
+    ///
+    /// Inserting in key order (as a source that knows its names' order does) appends without
+    /// a search.
     pub fn insert(&mut self, key: impl Into<Key>, value: Value) -> Option<Value> {
         let key = key.into();
-        match self.position(&key) {
+        let prefix = name_prefix(&key);
+        if self
+            .fields
+            .last()
+            .is_none_or(|last| last.cmp_name(prefix, &key).is_lt())
+        {
+            self.fields.push(Field {
+                prefix,
+                name: key,
+                value,
+            });
+            return None;
+        }
+        match self.fields.binary_search_by(|f| f.cmp_name(prefix, &key)) {
             Ok(i) => Some(std::mem::replace(&mut self.fields[i].value, value)),
             Err(i) => {
-                self.fields.insert(i, Field::new(key, value));
+                self.fields.insert(
+                    i,
+                    Field {
+                        prefix,
+                        name: key,
+                        value,
+                    },
+                );
                 None
             }
         }

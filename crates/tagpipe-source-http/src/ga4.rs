@@ -28,7 +28,6 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
-use tagpipe_core::event_data::Key;
 
 use crate::urlencoded;
 
@@ -49,7 +48,7 @@ pub fn parse_hits(
     if lines.is_empty() {
         // A single hit (a GET, nearly always): parameters go straight from the query into the
         // event data, decoded values moved rather than copied.
-        let mut hit = HitBuilder::new(32, client_addr);
+        let mut hit = HitBuilder::new(client_addr);
         urlencoded::for_each(query, |name, value| hit.apply(&name, value)).map_err(query_error)?;
         let event = hit.finish(user_agent).map_err(|e| format!("hit 0: {e}"))?;
         return Ok(vec![event]);
@@ -65,7 +64,7 @@ pub fn parse_hits(
     for (i, line) in lines.iter().enumerate() {
         let own =
             urlencoded::parse(line).map_err(|e| format!("hit {i} (body line {}): {e}", i + 1))?;
-        let mut hit = HitBuilder::new(shared.len() + own.len(), client_addr);
+        let mut hit = HitBuilder::new(client_addr);
         // The shared parameters, overridden by the hit's own.
         for (name, value) in &shared {
             if !own.iter().any(|(n, _)| n == name) {
@@ -83,11 +82,65 @@ pub fn parse_hits(
     Ok(events)
 }
 
-/// The event data of one hit, collected flat and sorted once at the end. Names from the
-/// parameter table are `'static` and cost no allocation.
-#[derive(Default)]
+/// The event-data names the parameter table (and the builder's own fields) map to, in event-data
+/// order (bytes, as `str` sorts): each is a slot of [`HitBuilder`], so a hit's fields come out
+/// sorted without a sort.
+macro_rules! known_names {
+    ($($slot:ident = $name:literal,)*) => {
+        /// A slot of [`HitBuilder::known`]: one event-data name known in advance.
+        #[derive(Clone, Copy)]
+        enum Known { $($slot,)* }
+
+        impl Known {
+            /// The slots' names, by slot.
+            const NAMES: [&'static str; [$($name),*].len()] = [$($name),*];
+            /// Every slot, in order.
+            #[cfg(test)]
+            const ALL: [Self; Self::NAMES.len()] = [$(Self::$slot),*];
+        }
+    };
+}
+
+known_names! {
+    ClientHints = "client_hints",
+    ClientId = "client_id",
+    Currency = "currency",
+    EngagementTimeMsec = "engagement_time_msec",
+    EventName = "event_name",
+    GaSessionId = "ga_session_id",
+    GaSessionNumber = "ga_session_number",
+    IpOverride = "ip_override",
+    Items = "items",
+    Language = "language",
+    PageLocation = "page_location",
+    PageReferrer = "page_referrer",
+    PageTitle = "page_title",
+    ScreenResolution = "screen_resolution",
+    UserAgent = "user_agent",
+    UserData = "user_data",
+    UserId = "user_id",
+    Dma = "x-ga-dma",
+    Gcd = "x-ga-gcd",
+    Gcs = "x-ga-gcs",
+    GtmVersion = "x-ga-gtm_version",
+    MeasurementId = "x-ga-measurement_id",
+    Seg = "x-ga-mp2-seg",
+    UserProperties = "x-ga-mp2-user_properties",
+    Npa = "x-ga-npa",
+    PageId = "x-ga-page_id",
+    ProtocolVersion = "x-ga-protocol_version",
+    SystemProperties = "x-ga-system_properties",
+    Tfd = "x-ga-tfd",
+}
+
+/// The event data of one hit. Fields whose names are known in advance go into their slot
+/// (a later parameter overwrites an earlier one, as inserting would); other names are collected
+/// in parameter order and sorted — usually a handful — at the end, then the two sorted runs are
+/// merged. No sort of the whole event, no allocation for known names.
 struct HitBuilder {
-    top: Vec<(Key, Value)>,
+    known: [Option<Value>; Known::NAMES.len()],
+    /// Fields with names outside [`Known`], in parameter order.
+    others: Vec<Other>,
     user_properties: Map<String, Value>,
     /// In parameter order, which gtag sends alphabetically by hint name: the map is built at the
     /// end from an (almost always) sorted batch.
@@ -98,112 +151,161 @@ struct HitBuilder {
     items: Vec<(usize, Value)>,
 }
 
+/// A field whose name has no slot.
+struct Other {
+    /// The first slot whose name sorts after this name.
+    before_slot: usize,
+    name: String,
+    value: Value,
+}
+
 impl HitBuilder {
-    /// A hit with room for `params` parameters, from a client at `client_addr`.
-    fn new(params: usize, client_addr: IpAddr) -> Self {
+    /// A hit from a client at `client_addr`.
+    fn new(client_addr: IpAddr) -> Self {
         let mut hit = Self {
-            top: Vec::with_capacity(params + 8),
-            ..Self::default()
+            known: [const { None }; Known::NAMES.len()],
+            others: Vec::new(),
+            user_properties: Map::new(),
+            client_hints: Vec::new(),
+            system_properties: Map::new(),
+            user_data: Map::new(),
+            address: Map::new(),
+            items: Vec::new(),
         };
         // The client's address first: an `_uip` (or `ep.ip_override`) parameter comes later
         // and wins.
-        hit.set("ip_override", Value::String(address_text(client_addr)));
+        hit.set(Known::IpOverride, Value::String(address_text(client_addr)));
         hit
     }
 
     /// The event data, checked for an event name and the protocol version.
-    fn finish(self, user_agent: Option<&str>) -> Result<EventData, String> {
-        let HitBuilder {
-            mut top,
-            user_properties,
-            client_hints,
-            system_properties,
-            mut user_data,
-            address,
-            mut items,
-        } = self;
-        let client_hints: Map<String, Value> = client_hints.into_iter().collect();
-        for (key, map) in [
-            ("x-ga-mp2-user_properties", user_properties),
-            ("client_hints", client_hints),
-            ("x-ga-system_properties", system_properties),
+    fn finish(mut self, user_agent: Option<&str>) -> Result<EventData, String> {
+        let client_hints: Map<String, Value> = std::mem::take(&mut self.client_hints)
+            .into_iter()
+            .collect();
+        for (slot, map) in [
+            (Known::UserProperties, std::mem::take(&mut self.user_properties)),
+            (Known::ClientHints, client_hints),
+            (
+                Known::SystemProperties,
+                std::mem::take(&mut self.system_properties),
+            ),
         ] {
             if !map.is_empty() {
-                top.push((Key::Borrowed(key), Value::Object(map)));
+                self.set(slot, Value::Object(map));
             }
         }
+        let address = std::mem::take(&mut self.address);
         if !address.is_empty() {
-            user_data.insert("address".into(), Value::Object(address));
+            self.user_data.insert("address".into(), Value::Object(address));
         }
-        if !user_data.is_empty() {
-            top.push((Key::Borrowed("user_data"), Value::Object(user_data)));
+        if !self.user_data.is_empty() {
+            let user_data = std::mem::take(&mut self.user_data);
+            self.set(Known::UserData, Value::Object(user_data));
         }
-        if !items.is_empty() {
+        if !self.items.is_empty() {
+            let mut items = std::mem::take(&mut self.items);
             items.sort_by_key(|(i, _)| *i);
-            top.push((
-                Key::Borrowed("items"),
-                Value::Array(items.into_iter().map(|(_, v)| v).collect()),
-            ));
+            let items = items.into_iter().map(|(_, v)| v).collect();
+            self.set(Known::Items, Value::Array(items));
         }
         if let Some(ua) = user_agent {
             // Last: the header wins over any parameter of that name.
-            top.push((Key::Borrowed("user_agent"), Value::String(ua.to_owned())));
+            self.set(Known::UserAgent, Value::String(ua.to_owned()));
         }
-        // Later values win for repeated parameters, as with single inserts.
-        let data = EventData::from_fields(top);
-        match data.get("event_name") {
+        match &self.known[Known::EventName as usize] {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => return Err("missing the event name (`en`)".into()),
         }
-        if let Some(Value::String(v)) = data.get("x-ga-protocol_version")
+        if let Some(Value::String(v)) = &self.known[Known::ProtocolVersion as usize]
             && v != "2"
         {
             return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
         }
+        // Stable: of a repeated name, the last value is the one kept.
+        let mut others = self.others;
+        others.sort_by(|a, b| a.name.cmp(&b.name));
+        others.dedup_by(|later, earlier| {
+            let same = later.name == earlier.name;
+            if same {
+                std::mem::swap(&mut later.value, &mut earlier.value);
+            }
+            same
+        });
+        // Merge the two sorted runs, appending in key order: each other field goes before the
+        // first slot whose name sorts after it.
+        let filled = self.known.iter().filter(|v| v.is_some()).count();
+        let mut data = EventData::with_capacity(filled + others.len());
+        let mut slot = 0;
+        let mut fill_until = |data: &mut EventData, end: usize| {
+            while slot < end {
+                if let Some(value) = self.known[slot].take() {
+                    data.insert(Known::NAMES[slot], value);
+                }
+                slot += 1;
+            }
+        };
+        for other in others {
+            fill_until(&mut data, other.before_slot);
+            data.insert(other.name, other.value);
+        }
+        fill_until(&mut data, Known::NAMES.len());
         Ok(data)
     }
 
-    fn set(&mut self, key: impl Into<Key>, value: Value) {
-        self.top.push((key.into(), value));
+    fn set(&mut self, slot: Known, value: Value) {
+        self.known[slot as usize] = Some(value);
+    }
+
+    /// Sets a field whose name is only known at run time (`ep.NAME`, `x-ga-NAME`).
+    fn set_named(&mut self, name: String, value: Value) {
+        match Known::NAMES.binary_search(&name.as_str()) {
+            Ok(slot) => self.known[slot] = Some(value),
+            Err(before_slot) => self.others.push(Other {
+                before_slot,
+                name,
+                value,
+            }),
+        }
     }
 
     fn apply(&mut self, name: &str, value: Cow<'_, str>) {
         // Byte-array patterns compile to a length check and integer compares (no memcmp
         // calls): this table is the hot path of GA4 ingestion.
-        let key = match name.as_bytes() {
-            b"en" => "event_name",
-            b"v" => "x-ga-protocol_version",
-            b"tid" => "x-ga-measurement_id",
-            b"gtm" => "x-ga-gtm_version",
-            b"_p" => "x-ga-page_id",
-            b"cid" => "client_id",
-            b"uid" => "user_id",
-            b"sid" => "ga_session_id",
-            b"seg" => "x-ga-mp2-seg",
-            b"dl" => "page_location",
-            b"dt" => "page_title",
-            b"dr" => "page_referrer",
-            b"ul" => "language",
-            b"sr" => "screen_resolution",
-            b"cu" => "currency",
-            b"gcs" => "x-ga-gcs",
-            b"gcd" => "x-ga-gcd",
-            b"npa" => "x-ga-npa",
-            b"dma" => "x-ga-dma",
-            b"tfd" => "x-ga-tfd",
-            b"_uip" => "ip_override",
-            b"sct" => return self.set("ga_session_number", number(&value)),
-            b"_et" => return self.set("engagement_time_msec", number(&value)),
+        let slot = match name.as_bytes() {
+            b"en" => Known::EventName,
+            b"v" => Known::ProtocolVersion,
+            b"tid" => Known::MeasurementId,
+            b"gtm" => Known::GtmVersion,
+            b"_p" => Known::PageId,
+            b"cid" => Known::ClientId,
+            b"uid" => Known::UserId,
+            b"sid" => Known::GaSessionId,
+            b"seg" => Known::Seg,
+            b"dl" => Known::PageLocation,
+            b"dt" => Known::PageTitle,
+            b"dr" => Known::PageReferrer,
+            b"ul" => Known::Language,
+            b"sr" => Known::ScreenResolution,
+            b"cu" => Known::Currency,
+            b"gcs" => Known::Gcs,
+            b"gcd" => Known::Gcd,
+            b"npa" => Known::Npa,
+            b"dma" => Known::Dma,
+            b"tfd" => Known::Tfd,
+            b"_uip" => Known::IpOverride,
+            b"sct" => return self.set(Known::GaSessionNumber, number(&value)),
+            b"_et" => return self.set(Known::EngagementTimeMsec, number(&value)),
             b"em" => return self.user_provided_data(&value),
             _ => return self.other(name, value),
         };
-        self.set(key, Value::from(value));
+        self.set(slot, Value::from(value));
     }
 
     fn other(&mut self, name: &str, value: Cow<'_, str>) {
         match name.as_bytes() {
-            [b'e', b'p', b'.', ..] => self.set(name[3..].to_owned(), Value::from(value)),
-            [b'e', b'p', b'n', b'.', ..] => self.set(name[4..].to_owned(), number(&value)),
+            [b'e', b'p', b'.', ..] => self.set_named(name[3..].to_owned(), Value::from(value)),
+            [b'e', b'p', b'n', b'.', ..] => self.set_named(name[4..].to_owned(), number(&value)),
             [b'u', b'p', b'.', ..] => {
                 self.user_properties
                     .insert(name[3..].to_owned(), Value::from(value));
@@ -212,15 +314,17 @@ impl HitBuilder {
                 self.user_properties
                     .insert(name[4..].to_owned(), number(&value));
             }
-            [b'u', b'a', ..] if client_hint(name).is_some() => {
-                let v = match name {
-                    "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
-                    "uafvl" => full_version_list(&value),
-                    _ => Value::from(value),
-                };
-                let hint = client_hint(name).unwrap_or_default();
-                self.client_hints.push((hint.to_owned(), v));
-            }
+            [b'u', b'a', ..] => match client_hint(name) {
+                Some(hint) => {
+                    let v = match name {
+                        "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
+                        "uafvl" => full_version_list(&value),
+                        _ => Value::from(value),
+                    };
+                    self.client_hints.push((hint.to_owned(), v));
+                }
+                None => self.unmapped(name, value),
+            },
             [b'p', b'r', digits @ ..]
                 if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) =>
             {
@@ -228,15 +332,20 @@ impl HitBuilder {
                     self.items.retain(|(i, _)| *i != index);
                     self.items.push((index, item(&value)));
                 } else {
-                    self.set(format!("x-ga-{name}"), Value::from(value));
+                    self.unmapped(name, value);
                 }
             }
             [b'_', ..] => {
                 self.system_properties
                     .insert(name[1..].to_owned(), Value::from(value));
             }
-            _ => self.set(format!("x-ga-{name}"), Value::from(value)),
+            _ => self.unmapped(name, value),
         }
+    }
+
+    /// A parameter outside the table: `x-ga-NAME`.
+    fn unmapped(&mut self, name: &str, value: Cow<'_, str>) {
+        self.set_named(format!("x-ga-{name}"), Value::from(value));
     }
 
     /// `em=tv.1~em.HASH~ph.HASH~fn.HASH…`: user-provided data, hashed in the browser.
@@ -301,21 +410,28 @@ fn client_hint(name: &str) -> Option<&'static str> {
 /// `Chromium;128.0.6613.120|Google%20Chrome;128.0.6613.120` → `[{brand, version}, …]`
 /// (gtag percent-encodes the brands inside the already encoded parameter).
 fn full_version_list(value: &str) -> Value {
-    Value::Array(
-        value
-            .split('|')
-            .filter(|s| !s.is_empty())
-            .map(|entry| {
-                let (brand, version) = entry.rsplit_once(';').unwrap_or((entry, ""));
-                let mut m = Map::new();
-                let brand = urlencoded::decode(brand.as_bytes())
-                    .map_or_else(|_| brand.to_owned(), Cow::into_owned);
-                m.insert("brand".into(), Value::String(brand));
-                m.insert("version".into(), Value::String(version.to_owned()));
-                Value::Object(m)
-            })
-            .collect(),
-    )
+    // Byte searches: the separators are ASCII and the entries short (no `memchr` calls).
+    let mut list = Vec::with_capacity(4);
+    let mut rest = value;
+    while !rest.is_empty() {
+        let end = rest.bytes().position(|b| b == b'|').unwrap_or(rest.len());
+        let entry = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if entry.is_empty() {
+            continue;
+        }
+        let (brand, version) = match entry.bytes().rposition(|b| b == b';') {
+            Some(i) => (&entry[..i], &entry[i + 1..]),
+            None => (entry, ""),
+        };
+        let brand = urlencoded::decode(brand.as_bytes())
+            .map_or_else(|_| brand.to_owned(), Cow::into_owned);
+        let mut m = Map::new();
+        m.insert("brand".into(), Value::String(brand));
+        m.insert("version".into(), Value::String(version.to_owned()));
+        list.push(Value::Object(m));
+    }
+    Value::Array(list)
 }
 
 /// A number when the text is one (integers stay integers), else the text.

@@ -105,13 +105,15 @@ fn decode_escaped(input: &[u8]) -> Result<String, String> {
         out[o] = match input[i] {
             b'+' => b' ',
             b'%' => {
-                let byte = match input.get(i + 1..i + 3) {
-                    Some(&[high, low]) => hex(high).zip(hex(low)).map(|(h, l)| h << 4 | l),
-                    _ => None,
+                // One table look-up per digit; a non-digit sets the high bits.
+                let digits = match input.get(i + 1..i + 3) {
+                    Some(&[high, low]) => (HEX[usize::from(high)], HEX[usize::from(low)]),
+                    _ => (NOT_HEX, NOT_HEX),
                 };
-                let Some(byte) = byte else {
+                if (digits.0 | digits.1) & NOT_HEX != 0 {
                     return Err(format!("bad percent-encoding at byte {i}"));
-                };
+                }
+                let byte = digits.0 << 4 | digits.1;
                 i += 2;
                 byte
             }
@@ -129,15 +131,21 @@ fn decode_escaped(input: &[u8]) -> Result<String, String> {
     })
 }
 
-/// The value of one hexadecimal digit.
-fn hex(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a hexadecimal digit in [`HEX`].
+const NOT_HEX: u8 = 0xF0;
+
+/// The value of each hexadecimal digit; [`NOT_HEX`] for every other byte.
+static HEX: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        let value = digit as u8;
+        table[b"0123456789abcdef"[digit] as usize] = value;
+        table[b"0123456789ABCDEF"[digit] as usize] = value;
+        digit += 1;
     }
-}
+    table
+};
 
 #[cfg(test)]
 mod tests {

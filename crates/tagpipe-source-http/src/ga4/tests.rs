@@ -238,3 +238,93 @@ fn a_parameter_repeated_in_one_hit_keeps_its_last_value() {
     assert_eq!(events[0]["page_location"], "https://b.example/");
     assert_eq!(events[0]["x"], "2");
 }
+
+#[test]
+fn slot_names_are_in_event_data_order() {
+    let names = super::Known::NAMES;
+    assert!(names.is_sorted_by(|a, b| a < b), "{names:?}");
+    assert_eq!(super::Known::ALL.len(), names.len());
+    for (position, slot) in super::Known::ALL.into_iter().enumerate() {
+        assert_eq!(slot as usize, position);
+        assert_eq!(names.binary_search(&names[position]), Ok(position));
+    }
+}
+
+/// Known names fill slots, other names are sorted and merged in: whatever the mix and order of
+/// parameters (table names, `ep.` names equal to table names, unmapped ones, repeats), the event
+/// data must be what inserting every field in parameter order gives, serialised byte for byte.
+#[test]
+fn any_mix_of_parameters_gives_what_inserting_in_order_gives() {
+    // (parameter, the event-data name it sets)
+    let params: &[(&str, &str)] = &[
+        ("dl", "page_location"),
+        ("ep.page_location", "page_location"),
+        ("ep.event_name", "event_name"),
+        ("en", "event_name"),
+        ("_uip", "ip_override"),
+        ("ep.ip_override", "ip_override"),
+        ("gcs", "x-ga-gcs"),
+        ("ep.x-ga-gcs", "x-ga-gcs"),
+        ("foo", "x-ga-foo"),
+        ("ep.x-ga-foo", "x-ga-foo"),
+        ("ep.alpha", "alpha"),
+        ("ep.zeta", "zeta"),
+        ("ep.user_agent", "user_agent"),
+        ("ep.page_locatio", "page_locatio"),
+        ("ep.page_location_2", "page_location_2"),
+        ("ep.a", "a"),
+        ("ep.~", "~"),
+    ];
+    let mut random = tagpipe_core::random::Repeatable::new(0x5EED_0003);
+    for round in 0..2000 {
+        let mut query = String::from("v=2&en=first");
+        let mut expected = serde_json::Map::new();
+        expected.insert("ip_override".into(), json!("203.0.113.7"));
+        expected.insert("x-ga-protocol_version".into(), json!("2"));
+        expected.insert("event_name".into(), json!("first"));
+        for i in 0..random.below(12) {
+            let (param, name) = params[random.below(params.len())];
+            let value = format!("v{round}-{i}");
+            query.push_str(&format!("&{param}={value}"));
+            expected.insert(name.into(), Value::String(value));
+        }
+        let event = parse_hits(
+            query.as_bytes(),
+            b"",
+            "203.0.113.7".parse().unwrap(),
+            None,
+            10,
+        )
+        .expect("valid hit")
+        .remove(0);
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            serde_json::to_string(&expected).unwrap(),
+            "{query}"
+        );
+        // Look-ups (binary searches) find every field.
+        for (name, value) in &expected {
+            assert_eq!(event.get(name), Some(value), "{name} in {query}");
+        }
+    }
+}
+
+#[test]
+fn full_version_lists_split_on_the_last_semicolon_and_skip_empty_entries() {
+    assert_eq!(
+        super::full_version_list("A;1||B%20C;2|D|X;Y;3|"),
+        json!([
+            {"brand": "A", "version": "1"},
+            {"brand": "B C", "version": "2"},
+            {"brand": "D", "version": ""},
+            {"brand": "X;Y", "version": "3"},
+        ])
+    );
+    assert_eq!(super::full_version_list(""), json!([]));
+    assert_eq!(super::full_version_list("|"), json!([]));
+    // A brand whose escape is broken stays as sent.
+    assert_eq!(
+        super::full_version_list("B%2;1"),
+        json!([{"brand": "B%2", "version": "1"}])
+    );
+}
