@@ -216,7 +216,7 @@ impl Driver {
         self.instruments.depth.set(queue.len() as f64);
         self.instruments.batch_size.record(batch.len() as f64);
         let seqs: Vec<u64> = batch.iter().filter_map(|item| item.seq).collect();
-        let (events, tokens) = split(batch);
+        let (events, tokens) = split(batch, self.dead_letter.is_some());
         let count = tokens.len();
         if let Err(error) = ready {
             tracing::warn!(sink = %self.sink, %error, "sink not ready; failing batch");
@@ -331,13 +331,18 @@ async fn requested(
     std::future::pending().await
 }
 
-/// The events for the service, and each token with a copy of its event (kept for dead letters;
-/// a copy is two `Arc` clones).
-fn split(batch: &mut Vec<QueuedEvent>) -> (Vec<Event>, Vec<(DeliveryToken, Event)>) {
+/// The events for the service, and each token — with a copy of its event (two `Arc` clones)
+/// only when `keep_events`, for dead letters. Without a copy, an event is freed as soon as the
+/// sink has built its request (and every other sink is done with it), not when the batch's
+/// outcome comes: batches in flight do not pin their events' memory.
+fn split(
+    batch: &mut Vec<QueuedEvent>,
+    keep_events: bool,
+) -> (Vec<Event>, Vec<(DeliveryToken, Option<Event>)>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut tokens = Vec::with_capacity(batch.len());
     for item in batch.drain(..) {
-        tokens.push((item.token, item.event.clone()));
+        tokens.push((item.token, keep_events.then(|| item.event.clone())));
         events.push(item.event);
     }
     (events, tokens)
@@ -364,7 +369,7 @@ fn count(stats: &SinkStats, outcome: Outcome, n: usize) {
 
 async fn complete_batch(
     sink: &ComponentId,
-    tokens: Vec<(DeliveryToken, Event)>,
+    tokens: Vec<(DeliveryToken, Option<Event>)>,
     result: Result<Vec<DestinationOutcome>, crate::component::BoxError>,
     stats: &SinkStats,
     dead_letter: Option<&SinkInput>,
@@ -392,6 +397,7 @@ async fn complete_batch(
         tokio::task::coop::consume_budget().await;
         if outcome.outcome == Outcome::Failed
             && let Some(target) = dead_letter
+            && let Some(event) = event
         {
             send_dead_letter(sink, target, event, &outcome).await;
             let reason = outcome.reason.take().unwrap_or_default();

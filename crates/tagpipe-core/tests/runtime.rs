@@ -48,6 +48,9 @@ enum Behaviour {
     Gated,
     /// Answers `failed` for every event.
     Reject,
+    /// Lets go of the events at once (as a sink does once its request is built), notes the
+    /// call with an empty batch, then waits for the gate and answers `sent`.
+    ForgetThenGated,
 }
 
 /// A sink that records the batches it was called with.
@@ -82,10 +85,17 @@ impl SinkConfig for TestSink {
             let service = service_fn(move |batch: Vec<Event>| {
                 let this = this.clone();
                 async move {
+                    if matches!(this.behaviour, Behaviour::ForgetThenGated) {
+                        let n = batch.len();
+                        drop(batch);
+                        this.seen.lock().unwrap().push(Vec::new());
+                        this.gate.notified().await;
+                        return Ok(vec![DestinationOutcome::sent(); n]);
+                    }
                     match this.behaviour {
                         Behaviour::Stall => std::future::pending::<()>().await,
                         Behaviour::Gated => this.gate.notified().await,
-                        Behaviour::Accept | Behaviour::Reject => {}
+                        Behaviour::Accept | Behaviour::Reject | Behaviour::ForgetThenGated => {}
                     }
                     let n = batch.len();
                     this.seen.lock().unwrap().push(batch);
@@ -511,6 +521,47 @@ async fn events_failed_for_good_go_to_the_dead_letter_sink() {
     );
     assert_eq!(kept.data["dead_letter"]["request"], json!({"sent": true}));
     assert!(h.finish().await.undelivered.is_empty());
+}
+
+/// A batch in flight does not keep its events alive once the sink has let go of them — unless
+/// a dead-letter sink may still need them.
+#[tokio::test]
+async fn batches_in_flight_keep_their_events_only_for_a_dead_letter_sink() {
+    for dead_letter in [None, Some("file/dlq")] {
+        let mut sink = TestSink::new(Behaviour::ForgetThenGated);
+        sink.dead_letter = dead_letter;
+        let h = start(
+            vec![
+                ("spotify", sink.clone(), BufferConfig::default()),
+                (
+                    "file/dlq",
+                    TestSink::new(Behaviour::Accept),
+                    BufferConfig::default(),
+                ),
+            ],
+            vec![("main", vec![], vec!["spotify"])],
+            Duration::from_secs(5),
+        )
+        .await;
+        let (e, ack) = event("purchase").with_acknowledgement();
+        let data = Arc::downgrade(&e.data);
+        h.dispatcher.send(e).await;
+        within(async {
+            while sink.seen.lock().unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert_eq!(
+            data.upgrade().is_some(),
+            dead_letter.is_some(),
+            "event data alive while in flight, with dead letter {dead_letter:?}"
+        );
+        sink.gate.notify_one();
+        let outcomes = within(ack).await;
+        assert_eq!(outcomes["spotify"].outcome, Outcome::Sent);
+        assert!(h.finish().await.undelivered.is_empty());
+    }
 }
 
 /// The source of a reload config: never built again while its fingerprint is unchanged.

@@ -93,6 +93,9 @@ impl Shared {
                 }
             }
         }
+        // The requests carry everything from here: the events go now (unless the driver keeps
+        // them for a dead-letter sink) rather than stay in memory for the whole exchange.
+        drop(events);
         if self.config.dry_run {
             for item in items {
                 let mut record = self.record(LogKind::Request, std::slice::from_ref(&item));

@@ -180,11 +180,13 @@ impl HitBuilder {
 
     /// The event data, checked for an event name and the protocol version.
     fn finish(mut self, user_agent: Option<&str>) -> Result<EventData, String> {
-        let client_hints: Map<String, Value> = std::mem::take(&mut self.client_hints)
-            .into_iter()
-            .collect();
+        let client_hints: Map<String, Value> =
+            std::mem::take(&mut self.client_hints).into_iter().collect();
         for (slot, map) in [
-            (Known::UserProperties, std::mem::take(&mut self.user_properties)),
+            (
+                Known::UserProperties,
+                std::mem::take(&mut self.user_properties),
+            ),
             (Known::ClientHints, client_hints),
             (
                 Known::SystemProperties,
@@ -197,7 +199,8 @@ impl HitBuilder {
         }
         let address = std::mem::take(&mut self.address);
         if !address.is_empty() {
-            self.user_data.insert("address".into(), Value::Object(address));
+            self.user_data
+                .insert("address".into(), Value::Object(address));
         }
         if !self.user_data.is_empty() {
             let user_data = std::mem::take(&mut self.user_data);
@@ -424,8 +427,8 @@ fn full_version_list(value: &str) -> Value {
             Some(i) => (&entry[..i], &entry[i + 1..]),
             None => (entry, ""),
         };
-        let brand = urlencoded::decode(brand.as_bytes())
-            .map_or_else(|_| brand.to_owned(), Cow::into_owned);
+        let brand =
+            urlencoded::decode(brand.as_bytes()).map_or_else(|_| brand.to_owned(), Cow::into_owned);
         let mut m = Map::new();
         m.insert("brand".into(), Value::String(brand));
         m.insert("version".into(), Value::String(version.to_owned()));
