@@ -257,6 +257,65 @@ fn name_prefix(name: &str) -> u64 {
     prefix
 }
 
+/// Builds event data whose names mostly come from a table known in advance (a source's parameter
+/// mapping, sorted by name): each table name has a slot, set by position in any order — no
+/// search, no sort, no field moved until the end —, and the few fields with other names are
+/// inserted when finishing. Slots left unset are not fields. At most 64 names.
+pub struct SlotBuilder {
+    /// One field per table name (values `null` until set), in the table's order.
+    fields: Vec<Field>,
+    /// Bit `i`: slot `i` was set.
+    set: u64,
+}
+
+impl SlotBuilder {
+    /// A builder for the names of `table`, which should be sorted by name (byte order) and
+    /// unique; another table still gives correct event data (sorted, the last of a repeated
+    /// name kept), only slower.
+    pub fn new<const N: usize>(table: &'static [&'static str; N]) -> Self {
+        const { assert!(N <= 64, "a slot table has at most 64 names") };
+        Self {
+            fields: table
+                .iter()
+                .map(|&name| Field::new(Key::Borrowed(name), Value::Null))
+                .collect(),
+            set: 0,
+        }
+    }
+
+    /// Sets slot `slot` (a position in the table), replacing what it had. Positions past the
+    /// table are ignored.
+    pub fn set(&mut self, slot: usize, value: Value) {
+        if let Some(field) = self.fields.get_mut(slot) {
+            field.value = value;
+            self.set |= 1 << slot;
+        }
+    }
+
+    /// The value of slot `slot`, if set.
+    pub fn get(&self, slot: usize) -> Option<&Value> {
+        let field = self.fields.get(slot)?;
+        (self.set & (1 << slot) != 0).then_some(&field.value)
+    }
+
+    /// The event data: the slots that were set, then `others` inserted in order (of repeated
+    /// names the last wins; a name equal to a set slot's replaces its value).
+    pub fn finish(self, others: impl IntoIterator<Item = (Key, Value)>) -> EventData {
+        let Self { mut fields, set } = self;
+        let mut slot = 0;
+        fields.retain(|_| {
+            let keep = set & (1 << slot) != 0;
+            slot += 1;
+            keep
+        });
+        let mut data = EventData::from_unsorted(fields);
+        for (name, value) in others {
+            data.insert(name, value);
+        }
+        data
+    }
+}
+
 /// The fields of [`EventData`] in key order, as `(name, value)`.
 pub struct Iter<'a>(std::slice::Iter<'a, Field>);
 

@@ -28,6 +28,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
+use tagpipe_core::event_data::{Key, SlotBuilder};
 
 use crate::urlencoded;
 
@@ -87,13 +88,22 @@ pub fn parse_hits(
 /// sorted without a sort.
 macro_rules! known_names {
     ($($slot:ident = $name:literal,)*) => {
-        /// A slot of [`HitBuilder::known`]: one event-data name known in advance.
+        /// A slot of the hit's [`SlotBuilder`]: one event-data name known in advance.
         #[derive(Clone, Copy)]
         enum Known { $($slot,)* }
 
         impl Known {
             /// The slots' names, by slot.
             const NAMES: [&'static str; [$($name),*].len()] = [$($name),*];
+
+            /// The slot of an event-data name: a match (length compares, a name compare only
+            /// for names of the same length) rather than a binary search of name compares.
+            fn of(name: &str) -> Option<usize> {
+                match name {
+                    $($name => Some(Self::$slot as usize),)*
+                    _ => None,
+                }
+            }
             /// Every slot, in order.
             #[cfg(test)]
             const ALL: [Self; Self::NAMES.len()] = [$(Self::$slot),*];
@@ -134,13 +144,12 @@ known_names! {
 }
 
 /// The event data of one hit. Fields whose names are known in advance go into their slot
-/// (a later parameter overwrites an earlier one, as inserting would); other names are collected
-/// in parameter order and sorted — usually a handful — at the end, then the two sorted runs are
-/// merged. No sort of the whole event, no allocation for known names.
+/// (a later parameter overwrites an earlier one, as inserting would); the few others are
+/// inserted at the end. No sort, no allocation for known names.
 struct HitBuilder {
-    known: [Option<Value>; Known::NAMES.len()],
+    known: SlotBuilder,
     /// Fields with names outside [`Known`], in parameter order.
-    others: Vec<Other>,
+    others: Vec<(Key, Value)>,
     user_properties: Map<String, Value>,
     /// In parameter order, which gtag sends alphabetically by hint name: the map is built at the
     /// end from an (almost always) sorted batch.
@@ -151,19 +160,11 @@ struct HitBuilder {
     items: Vec<(usize, Value)>,
 }
 
-/// A field whose name has no slot.
-struct Other {
-    /// The first slot whose name sorts after this name.
-    before_slot: usize,
-    name: String,
-    value: Value,
-}
-
 impl HitBuilder {
     /// A hit from a client at `client_addr`.
     fn new(client_addr: IpAddr) -> Self {
         let mut hit = Self {
-            known: [const { None }; Known::NAMES.len()],
+            known: SlotBuilder::new(&Known::NAMES),
             others: Vec::new(),
             user_properties: Map::new(),
             client_hints: Vec::new(),
@@ -216,59 +217,27 @@ impl HitBuilder {
             // Last: the header wins over any parameter of that name.
             self.set(Known::UserAgent, Value::String(ua.to_owned()));
         }
-        match &self.known[Known::EventName as usize] {
+        match self.known.get(Known::EventName as usize) {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => return Err("missing the event name (`en`)".into()),
         }
-        if let Some(Value::String(v)) = &self.known[Known::ProtocolVersion as usize]
+        if let Some(Value::String(v)) = self.known.get(Known::ProtocolVersion as usize)
             && v != "2"
         {
             return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
         }
-        // Stable: of a repeated name, the last value is the one kept.
-        let mut others = self.others;
-        others.sort_by(|a, b| a.name.cmp(&b.name));
-        others.dedup_by(|later, earlier| {
-            let same = later.name == earlier.name;
-            if same {
-                std::mem::swap(&mut later.value, &mut earlier.value);
-            }
-            same
-        });
-        // Merge the two sorted runs, appending in key order: each other field goes before the
-        // first slot whose name sorts after it.
-        let filled = self.known.iter().filter(|v| v.is_some()).count();
-        let mut data = EventData::with_capacity(filled + others.len());
-        let mut slot = 0;
-        let mut fill_until = |data: &mut EventData, end: usize| {
-            while slot < end {
-                if let Some(value) = self.known[slot].take() {
-                    data.insert(Known::NAMES[slot], value);
-                }
-                slot += 1;
-            }
-        };
-        for other in others {
-            fill_until(&mut data, other.before_slot);
-            data.insert(other.name, other.value);
-        }
-        fill_until(&mut data, Known::NAMES.len());
-        Ok(data)
+        Ok(self.known.finish(self.others))
     }
 
     fn set(&mut self, slot: Known, value: Value) {
-        self.known[slot as usize] = Some(value);
+        self.known.set(slot as usize, value);
     }
 
     /// Sets a field whose name is only known at run time (`ep.NAME`, `x-ga-NAME`).
     fn set_named(&mut self, name: String, value: Value) {
-        match Known::NAMES.binary_search(&name.as_str()) {
-            Ok(slot) => self.known[slot] = Some(value),
-            Err(before_slot) => self.others.push(Other {
-                before_slot,
-                name,
-                value,
-            }),
+        match Known::of(&name) {
+            Some(slot) => self.known.set(slot, value),
+            None => self.others.push((Key::Owned(name), value)),
         }
     }
 

@@ -1,6 +1,6 @@
 use serde_json::{Map, Value, json};
 
-use super::{EventData, Key};
+use super::{EventData, Key, SlotBuilder};
 
 fn map_of(value: Value) -> Map<String, Value> {
     match value {
@@ -215,4 +215,65 @@ fn well_known_names_read_from_json_are_static_and_others_owned() {
             .all(|f| matches!(f.name, Key::Borrowed(_))),
         "{data:?}"
     );
+}
+
+static TABLE: [&str; 5] = [
+    "client_id",
+    "event_name",
+    "ga_session_id",
+    "ga_session_number",
+    "x-ga-gcs",
+];
+
+/// Slots set in any order (some twice, some never) and other names inserted at the end give
+/// what inserting every field in the same order gives.
+#[test]
+fn a_slot_builder_gives_what_inserting_in_order_gives() {
+    let mut random = crate::random::Repeatable::new(0x5EED_0004);
+    let others = [
+        "a",
+        "event_namf",
+        "ga_session_idx",
+        "x-ga-gcs",
+        "zz",
+        "client_id",
+    ];
+    for round in 0..500 {
+        let mut slots = SlotBuilder::new(&TABLE);
+        let mut expected = EventData::new();
+        for i in 0..random.below(8) {
+            let value = json!(format!("{round}-{i}"));
+            let slot = random.below(TABLE.len());
+            slots.set(slot, value.clone());
+            expected.insert(TABLE[slot], value);
+        }
+        for (slot, name) in TABLE.iter().enumerate() {
+            assert_eq!(slots.get(slot), expected.get(name), "slot {slot}");
+        }
+        let mut extra = Vec::new();
+        for i in 0..random.below(4) {
+            let name = others[random.below(others.len())];
+            let value = json!(i);
+            expected.insert(name, value.clone());
+            extra.push((Key::Borrowed(name), value));
+        }
+        let data = slots.finish(extra);
+        assert_eq!(data, expected, "round {round}");
+        assert!(data.keys().is_sorted_by(|a, b| a < b));
+    }
+}
+
+#[test]
+fn a_slot_builder_ignores_slots_past_its_table_and_sorts_an_unsorted_table() {
+    static UNSORTED: [&str; 3] = ["zeta", "alpha", "mid"];
+    let mut slots = SlotBuilder::new(&UNSORTED);
+    slots.set(0, json!(1));
+    slots.set(1, json!(2));
+    slots.set(3, json!("past the table"));
+    assert_eq!(slots.get(2), None);
+    assert_eq!(slots.get(3), None);
+    let data = slots.finish([(Key::Borrowed("beta"), json!(3))]);
+    let keys: Vec<&str> = data.keys().collect();
+    assert_eq!(keys, ["alpha", "beta", "zeta"]);
+    assert_eq!(data.get("beta"), Some(&json!(3)));
 }

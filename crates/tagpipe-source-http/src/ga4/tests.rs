@@ -244,9 +244,10 @@ fn slot_names_are_in_event_data_order() {
     let names = super::Known::NAMES;
     assert!(names.is_sorted_by(|a, b| a < b), "{names:?}");
     assert_eq!(super::Known::ALL.len(), names.len());
+    assert_eq!(super::Known::of("x-ga-unknown"), None);
     for (position, slot) in super::Known::ALL.into_iter().enumerate() {
         assert_eq!(slot as usize, position);
-        assert_eq!(names.binary_search(&names[position]), Ok(position));
+        assert_eq!(super::Known::of(names[position]), Some(position));
     }
 }
 
