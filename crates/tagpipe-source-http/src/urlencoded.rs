@@ -28,17 +28,15 @@ pub(crate) fn for_each<'a>(
         let mut end = start;
         let mut eq = None;
         let (mut name_escaped, mut value_escaped) = (false, false);
-        while end < bytes.len() {
-            let b = bytes[end];
-            // One table look-up per byte; only the four special bytes take a branch.
-            if SPECIAL[usize::from(b)] {
-                match b {
-                    b'&' => break,
-                    b'=' if eq.is_none() => eq = Some(end),
-                    b'=' => {}
-                    _ if eq.is_none() => name_escaped = true,
-                    _ => value_escaped = true,
-                }
+        loop {
+            end = next_special(bytes, end);
+            let Some(&b) = bytes.get(end) else { break };
+            match b {
+                b'&' => break,
+                b'=' if eq.is_none() => eq = Some(end),
+                b'=' => {}
+                _ if eq.is_none() => name_escaped = true,
+                _ => value_escaped = true,
             }
             end += 1;
         }
@@ -56,6 +54,34 @@ pub(crate) fn for_each<'a>(
         start = end + 1;
     }
     Ok(())
+}
+
+/// The position of the first `&`, `=`, `%` or `+` at or after `from` (or the length): eight
+/// bytes at a time, each compared in parallel within a `u64`.
+fn next_special(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(chunk) = bytes.get(from..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*chunk);
+        let found = byte_mask(word, b'&')
+            | byte_mask(word, b'=')
+            | byte_mask(word, b'%')
+            | byte_mask(word, b'+');
+        if found != 0 {
+            // The lowest marked byte is exact (higher ones may be false positives).
+            return from + (found.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    while bytes.get(from).is_some_and(|&b| !SPECIAL[usize::from(b)]) {
+        from += 1;
+    }
+    from
+}
+
+/// The high bit of each byte of `word` that equals `byte` (and possibly of bytes above one).
+fn byte_mask(word: u64, byte: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & (ONES << 7)
 }
 
 /// The bytes the splitter cares about: `&`, `=`, `%`, `+`.
@@ -173,6 +199,37 @@ mod tests {
         assert!(parse(b"a=%4").is_err());
         assert!(parse(b"a=%ff%fe").unwrap_err().contains("invalid UTF-8"));
         assert!(parse(b"a=\xff").unwrap_err().contains("invalid UTF-8"));
+    }
+
+    /// The eight-bytes-at-a-time search finds exactly the first special byte, whatever the
+    /// bytes around it (the parallel compare can mark a byte above a match too).
+    #[test]
+    fn the_special_byte_search_finds_the_first_one_exactly() {
+        fn naive(bytes: &[u8], from: usize) -> usize {
+            (from..bytes.len())
+                .find(|&i| SPECIAL[usize::from(bytes[i])])
+                .unwrap_or(bytes.len())
+        }
+        for filler in 0..=255u8 {
+            if SPECIAL[usize::from(filler)] {
+                continue;
+            }
+            for special in [b'&', b'=', b'%', b'+'] {
+                for at in 0..20 {
+                    let mut bytes = vec![filler; 20];
+                    bytes[at] = special;
+                    // A second special right after, and one further on, must not win.
+                    if at + 1 < 20 {
+                        bytes[at + 1] = special.wrapping_add(1);
+                    }
+                    for from in 0..=at {
+                        assert_eq!(next_special(&bytes, from), at, "{filler} {special} {at}");
+                    }
+                    assert_eq!(next_special(&bytes, at + 1), naive(&bytes, at + 1));
+                }
+            }
+            assert_eq!(next_special(&[filler; 13], 0), 13);
+        }
     }
 
     /// The one-pass splitter and decoder (a table look-up per byte, decoding only what has
