@@ -126,7 +126,11 @@ impl EventData {
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        let prefix = name_prefix(key);
+        self.position_with(name_prefix(key), key)
+    }
+
+    /// [`Self::position`] of a name whose prefix is known.
+    fn position_with(&self, prefix: u64, key: &str) -> Result<usize, usize> {
         self.fields.binary_search_by(|f| f.cmp_name(prefix, key))
     }
 
@@ -150,31 +154,19 @@ impl EventData {
     /// Inserting in key order (as a source that knows its names' order does) appends without
     /// a search.
     pub fn insert(&mut self, key: impl Into<Key>, value: Value) -> Option<Value> {
-        let key = key.into();
-        let prefix = name_prefix(&key);
+        let field = Field::new(key.into(), value);
         if self
             .fields
             .last()
-            .is_none_or(|last| last.cmp_name(prefix, &key).is_lt())
+            .is_none_or(|last| last.cmp_name(field.prefix, &field.name).is_lt())
         {
-            self.fields.push(Field {
-                prefix,
-                name: key,
-                value,
-            });
+            self.fields.push(field);
             return None;
         }
-        match self.fields.binary_search_by(|f| f.cmp_name(prefix, &key)) {
-            Ok(i) => Some(std::mem::replace(&mut self.fields[i].value, value)),
+        match self.position_with(field.prefix, &field.name) {
+            Ok(i) => Some(std::mem::replace(&mut self.fields[i].value, field.value)),
             Err(i) => {
-                self.fields.insert(
-                    i,
-                    Field {
-                        prefix,
-                        name: key,
-                        value,
-                    },
-                );
+                self.fields.insert(i, field);
                 None
             }
         }
@@ -269,7 +261,7 @@ pub struct SlotBuilder {
     /// One field per table name (values `null` until set), in the table's order.
     fields: Vec<Field>,
     /// Bit `i`: slot `i` was set.
-    set: u64,
+    filled: u64,
 }
 
 impl SlotBuilder {
@@ -283,7 +275,7 @@ impl SlotBuilder {
                 .iter()
                 .map(|&name| Field::new(Key::Borrowed(name), Value::Null))
                 .collect(),
-            set: 0,
+            filled: 0,
         }
     }
 
@@ -292,23 +284,23 @@ impl SlotBuilder {
     pub fn set(&mut self, slot: usize, value: Value) {
         if let Some(field) = self.fields.get_mut(slot) {
             field.value = value;
-            self.set |= 1 << slot;
+            self.filled |= 1 << slot;
         }
     }
 
     /// The value of slot `slot`, if set.
     pub fn get(&self, slot: usize) -> Option<&Value> {
         let field = self.fields.get(slot)?;
-        (self.set & (1 << slot) != 0).then_some(&field.value)
+        (self.filled & (1 << slot) != 0).then_some(&field.value)
     }
 
     /// The event data: the slots that were set, then `others` inserted in order (of repeated
     /// names the last wins; a name equal to a set slot's replaces its value).
     pub fn finish(self, others: impl IntoIterator<Item = (Key, Value)>) -> EventData {
-        let Self { mut fields, set } = self;
+        let Self { mut fields, filled } = self;
         let mut slot = 0;
         fields.retain(|_| {
-            let keep = set & (1 << slot) != 0;
+            let keep = filled & (1 << slot) != 0;
             slot += 1;
             keep
         });

@@ -84,8 +84,8 @@ pub fn parse_hits(
 }
 
 /// The event-data names the parameter table (and the builder's own fields) map to, in event-data
-/// order (bytes, as `str` sorts): each is a slot of [`HitBuilder`], so a hit's fields come out
-/// sorted without a sort.
+/// order (bytes, as `str` sorts): each is a slot of the hit's [`SlotBuilder`], so a hit's fields
+/// come out sorted without a sort.
 macro_rules! known_names {
     ($($slot:ident = $name:literal,)*) => {
         /// A slot of the hit's [`SlotBuilder`]: one event-data name known in advance.
@@ -104,6 +104,7 @@ macro_rules! known_names {
                     _ => None,
                 }
             }
+
             /// Every slot, in order.
             #[cfg(test)]
             const ALL: [Self; Self::NAMES.len()] = [$(Self::$slot),*];
