@@ -333,8 +333,8 @@ async fn requested(
 
 /// The events for the service, and each token — with a copy of its event (two `Arc` clones)
 /// only when `keep_events`, for dead letters. Without a copy, an event is freed as soon as the
-/// sink has built its request (and every other sink is done with it), not when the batch's
-/// outcome comes: batches in flight do not pin their events' memory.
+/// sink's service lets go of it (the Spotify and BigQuery sinks: once their requests are built)
+/// and every other sink is done with it, not when the batch's outcome comes.
 fn split(
     batch: &mut Vec<QueuedEvent>,
     keep_events: bool,

@@ -265,9 +265,8 @@ pub struct SlotBuilder {
 }
 
 impl SlotBuilder {
-    /// A builder for the names of `table`, which should be sorted by name (byte order) and
-    /// unique; another table still gives correct event data (sorted, the last of a repeated
-    /// name kept), only slower.
+    /// A builder for the names of `table`, which must be unique and should be sorted by name
+    /// (byte order); an unsorted table still gives sorted event data, only slower.
     pub fn new<const N: usize>(table: &'static [&'static str; N]) -> Self {
         const { assert!(N <= 64, "a slot table has at most 64 names") };
         Self {

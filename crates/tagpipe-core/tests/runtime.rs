@@ -85,17 +85,17 @@ impl SinkConfig for TestSink {
             let service = service_fn(move |batch: Vec<Event>| {
                 let this = this.clone();
                 async move {
-                    if matches!(this.behaviour, Behaviour::ForgetThenGated) {
-                        let n = batch.len();
-                        drop(batch);
-                        this.seen.lock().unwrap().push(Vec::new());
-                        this.gate.notified().await;
-                        return Ok(vec![DestinationOutcome::sent(); n]);
-                    }
                     match this.behaviour {
                         Behaviour::Stall => std::future::pending::<()>().await,
                         Behaviour::Gated => this.gate.notified().await,
-                        Behaviour::Accept | Behaviour::Reject | Behaviour::ForgetThenGated => {}
+                        Behaviour::ForgetThenGated => {
+                            let n = batch.len();
+                            drop(batch);
+                            this.seen.lock().unwrap().push(Vec::new());
+                            this.gate.notified().await;
+                            return Ok(vec![DestinationOutcome::sent(); n]);
+                        }
+                        Behaviour::Accept | Behaviour::Reject => {}
                     }
                     let n = batch.len();
                     this.seen.lock().unwrap().push(batch);

@@ -119,7 +119,7 @@ impl SinkConfig for BigQuerySinkConfig {
             Ok(SinkParts {
                 service: tagpipe_core::driver::service_with(
                     Arc::new(shared),
-                    |shared, events| async move { shared.write(&events).await },
+                    |shared, events| async move { shared.write(events).await },
                 ),
                 batch,
                 concurrency: self.concurrency,

@@ -58,7 +58,7 @@ const RETRYABLE_ROW_REASONS: &[&str] = &[
 ];
 
 impl Shared {
-    pub(crate) async fn write(&self, events: &[Event]) -> Vec<DestinationOutcome> {
+    pub(crate) async fn write(&self, events: Vec<Event>) -> Vec<DestinationOutcome> {
         let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
         let mut rows = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -80,6 +80,9 @@ impl Shared {
                 }
             }
         }
+        // The rows carry everything from here: the events go now (unless the driver keeps them
+        // for a dead-letter sink) rather than stay in memory for the whole exchange.
+        drop(events);
         for chunk in self.chunks(rows) {
             for (index, outcome) in self.insert(chunk).await {
                 outcomes[index] = Some(outcome);

@@ -104,10 +104,6 @@ macro_rules! known_names {
                     _ => None,
                 }
             }
-
-            /// Every slot, in order.
-            #[cfg(test)]
-            const ALL: [Self; Self::NAMES.len()] = [$(Self::$slot),*];
         }
     };
 }
@@ -181,53 +177,52 @@ impl HitBuilder {
     }
 
     /// The event data, checked for an event name and the protocol version.
-    fn finish(mut self, user_agent: Option<&str>) -> Result<EventData, String> {
-        let client_hints: Map<String, Value> =
-            std::mem::take(&mut self.client_hints).into_iter().collect();
+    fn finish(self, user_agent: Option<&str>) -> Result<EventData, String> {
+        let HitBuilder {
+            mut known,
+            others,
+            user_properties,
+            client_hints,
+            system_properties,
+            mut user_data,
+            address,
+            mut items,
+        } = self;
+        let client_hints: Map<String, Value> = client_hints.into_iter().collect();
         for (slot, map) in [
-            (
-                Known::UserProperties,
-                std::mem::take(&mut self.user_properties),
-            ),
+            (Known::UserProperties, user_properties),
             (Known::ClientHints, client_hints),
-            (
-                Known::SystemProperties,
-                std::mem::take(&mut self.system_properties),
-            ),
+            (Known::SystemProperties, system_properties),
         ] {
             if !map.is_empty() {
-                self.set(slot, Value::Object(map));
+                known.set(slot as usize, Value::Object(map));
             }
         }
-        let address = std::mem::take(&mut self.address);
         if !address.is_empty() {
-            self.user_data
-                .insert("address".into(), Value::Object(address));
+            user_data.insert("address".into(), Value::Object(address));
         }
-        if !self.user_data.is_empty() {
-            let user_data = std::mem::take(&mut self.user_data);
-            self.set(Known::UserData, Value::Object(user_data));
+        if !user_data.is_empty() {
+            known.set(Known::UserData as usize, Value::Object(user_data));
         }
-        if !self.items.is_empty() {
-            let mut items = std::mem::take(&mut self.items);
+        if !items.is_empty() {
             items.sort_by_key(|(i, _)| *i);
             let items = items.into_iter().map(|(_, v)| v).collect();
-            self.set(Known::Items, Value::Array(items));
+            known.set(Known::Items as usize, Value::Array(items));
         }
         if let Some(ua) = user_agent {
             // Last: the header wins over any parameter of that name.
-            self.set(Known::UserAgent, Value::String(ua.to_owned()));
+            known.set(Known::UserAgent as usize, Value::String(ua.to_owned()));
         }
-        match self.known.get(Known::EventName as usize) {
+        match known.get(Known::EventName as usize) {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => return Err("missing the event name (`en`)".into()),
         }
-        if let Some(Value::String(v)) = self.known.get(Known::ProtocolVersion as usize)
+        if let Some(Value::String(v)) = known.get(Known::ProtocolVersion as usize)
             && v != "2"
         {
             return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
         }
-        Ok(self.known.finish(self.others))
+        Ok(known.finish(others))
     }
 
     fn set(&mut self, slot: Known, value: Value) {
@@ -235,10 +230,11 @@ impl HitBuilder {
     }
 
     /// Sets a field whose name is only known at run time (`ep.NAME`, `x-ga-NAME`).
-    fn set_named(&mut self, name: String, value: Value) {
+    /// A name with a slot costs no allocation.
+    fn set_named(&mut self, name: Cow<'_, str>, value: Value) {
         match Known::of(&name) {
             Some(slot) => self.known.set(slot, value),
-            None => self.others.push((Key::Owned(name), value)),
+            None => self.others.push((Key::Owned(name.into_owned()), value)),
         }
     }
 
@@ -277,8 +273,8 @@ impl HitBuilder {
 
     fn other(&mut self, name: &str, value: Cow<'_, str>) {
         match name.as_bytes() {
-            [b'e', b'p', b'.', ..] => self.set_named(name[3..].to_owned(), Value::from(value)),
-            [b'e', b'p', b'n', b'.', ..] => self.set_named(name[4..].to_owned(), number(&value)),
+            [b'e', b'p', b'.', ..] => self.set_named(name[3..].into(), Value::from(value)),
+            [b'e', b'p', b'n', b'.', ..] => self.set_named(name[4..].into(), number(&value)),
             [b'u', b'p', b'.', ..] => {
                 self.user_properties
                     .insert(name[3..].to_owned(), Value::from(value));
@@ -318,7 +314,7 @@ impl HitBuilder {
 
     /// A parameter outside the table: `x-ga-NAME`.
     fn unmapped(&mut self, name: &str, value: Cow<'_, str>) {
-        self.set_named(format!("x-ga-{name}"), Value::from(value));
+        self.set_named(format!("x-ga-{name}").into(), Value::from(value));
     }
 
     /// `em=tv.1~em.HASH~ph.HASH~fn.HASH…`: user-provided data, hashed in the browser.
