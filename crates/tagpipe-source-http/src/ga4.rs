@@ -290,6 +290,10 @@ impl HitBuilder {
                         "uafvl" => full_version_list(&value),
                         _ => Value::from(value),
                     };
+                    if self.client_hints.is_empty() {
+                        // gtag sends all eight: one allocation, not a growing list.
+                        self.client_hints.reserve_exact(8);
+                    }
                     self.client_hints.push((hint.to_owned(), v));
                 }
                 None => self.unmapped(name, value),
