@@ -174,16 +174,21 @@ impl Driver {
                     return Exit::Closed;
                 }
             }
-            // Linger for more, up to the batch timeout.
+            // Linger for more, up to the batch timeout. The timer and the abort and handover
+            // waits are set up once per batch, not again for every event that wakes the loop
+            // (a timer entry and two waiter registrations each time).
             if batch.len() < max_events && !timeout.is_zero() {
-                let deadline = Instant::now() + timeout;
+                let linger = tokio::time::sleep_until(Instant::now() + timeout);
+                let aborted = self.abort.cancelled();
+                let handover = requested(&mut self.handover);
+                tokio::pin!(linger, aborted, handover);
                 while batch.len() < max_events {
                     let room = max_events - batch.len();
                     tokio::select! {
                         biased;
-                        () = self.abort.cancelled() => return Exit::Aborted,
-                        reply = requested(&mut self.handover) => return Exit::HandedOver(reply),
-                        () = tokio::time::sleep_until(deadline) => break,
+                        () = &mut aborted => return Exit::Aborted,
+                        reply = &mut handover => return Exit::HandedOver(reply),
+                        () = &mut linger => break,
                         n = queue.recv_many(batch, room) => if n == 0 { break },
                     }
                 }
