@@ -10,8 +10,8 @@
 //!   `'static` and cost no allocation; other names are owned;
 //! - each field also keeps the first eight bytes of its name as an integer, so a look-up is a
 //!   binary search of integer compares with one full name compare at the end (sinks and
-//!   processors look up a few dozen fields per event), and sorting a batch of fields
-//!   ([`EventData::from_fields`]) rarely compares names at all;
+//!   processors look up a few dozen fields per event), and sorting a batch of fields (collecting
+//!   an iterator of `(name, value)`) rarely compares names at all;
 //! - freeing is one pass over one allocation;
 //! - iteration and serialisation are in key order, exactly as with `serde_json::Map`, so every
 //!   output (sink requests, BigQuery rows, console lines, buffers) is byte-for-byte what it was.
@@ -83,18 +83,6 @@ impl EventData {
         Self {
             fields: Vec::with_capacity(capacity),
         }
-    }
-
-    /// Event data from fields in any order; of repeated names the last one wins (as with
-    /// inserting them one by one). One sort, where single inserts would shift the vector each
-    /// time.
-    pub fn from_fields(fields: Vec<(Key, Value)>) -> Self {
-        Self::from_unsorted(
-            fields
-                .into_iter()
-                .map(|(name, value)| Field::new(name, value))
-                .collect(),
-        )
     }
 
     fn from_unsorted(mut fields: Vec<Field>) -> Self {
@@ -363,6 +351,8 @@ impl Iterator for IntoIter {
 
 impl ExactSizeIterator for IntoIter {}
 
+/// Event data from fields in any order; of repeated names the last one wins (as with inserting
+/// them one by one). One sort, where single inserts would shift the vector each time.
 impl<K: Into<Key>> FromIterator<(K, Value)> for EventData {
     fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
         Self::from_unsorted(

@@ -11,7 +11,7 @@ fn map_of(value: Value) -> Map<String, Value> {
 
 #[test]
 fn fields_from_any_order_are_sorted_and_the_last_repeat_wins() {
-    let data = EventData::from_fields(vec![
+    let data = EventData::from_iter(vec![
         (Key::Borrowed("page_location"), json!("a")),
         (Key::Owned("client_id".into()), json!("c")),
         (Key::Borrowed("event_name"), json!("first")),
@@ -142,7 +142,7 @@ fn sorting_agrees_with_string_order_for_shared_prefixes_and_repeats() {
     for (i, n) in names.iter().enumerate() {
         expected.insert((*n).to_owned(), json!(i));
     }
-    let data = EventData::from_fields(fields);
+    let data = EventData::from_iter(fields);
     let got: Vec<(String, Value)> = data
         .iter()
         .map(|(k, v)| (k.to_owned(), v.clone()))
@@ -167,7 +167,7 @@ fn sorting_agrees_with_a_btree_map_on_many_generated_name_sets() {
             expected.insert(name.clone(), json!(i));
             fields.push((Key::Owned(name), json!(i)));
         }
-        let data = EventData::from_fields(fields);
+        let data = EventData::from_iter(fields);
         let got: Vec<(&str, &Value)> = data.iter().collect();
         let want: Vec<(&str, &Value)> = expected.iter().map(|(k, v)| (k.as_str(), v)).collect();
         assert_eq!(got, want);
