@@ -21,9 +21,16 @@
 //! order, the unset ones dropped at the end — no search, no sort, no field copied per name.
 //!
 //! Nested objects stay `serde_json::Value`s: only the top level is hot.
+//!
+//! A field that is costly to build and seldom read can be [`Deferred`]: its source keeps the
+//! text it would be built from, and the value is built the first time anything reads it (GA4's
+//! `client_hints`, two dozen allocations per hit that a Spotify-only pipeline never reads).
+//! Every reader — look-ups, iteration, serialisation, comparison — sees the built value; only
+//! [`EventData::fields`] lets a pass over the fields read names without building values.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -52,11 +59,101 @@ struct Field {
     /// [`name_prefix`] of `name`: orders fields as their names do, unless equal.
     prefix: u64,
     name: Key,
-    value: Value,
+    value: FieldValue,
+}
+
+/// A field's value: built, or built on first read. As small as a `Value` (the box fits in
+/// `Value`'s unused tags).
+#[derive(Clone)]
+enum FieldValue {
+    Ready(Value),
+    Deferred(Box<Deferred>),
+}
+
+impl FieldValue {
+    /// The value, built now if deferred.
+    fn get(&self) -> &Value {
+        match self {
+            Self::Ready(value) => value,
+            Self::Deferred(deferred) => deferred.get(),
+        }
+    }
+
+    /// Mutable access: a deferred value is built and becomes an ordinary one.
+    fn get_mut(&mut self) -> &mut Value {
+        if let Self::Deferred(deferred) = self {
+            *self = Self::Ready(deferred.take_value());
+        }
+        match self {
+            Self::Ready(value) => value,
+            Self::Deferred(_) => unreachable!("a deferred value was just replaced"),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Self::Ready(value) => value,
+            Self::Deferred(deferred) => deferred.into_value(),
+        }
+    }
+}
+
+impl PartialEq for FieldValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+/// A field value built the first time it is read, from text its source kept (in whatever form
+/// the source chose; `build` reads it back). For fields that are costly to build — many small
+/// allocations — and that few pipelines read: an event that nobody asks for the field costs the
+/// text and this box, not the value's tree. Reading it is safe from any thread; it is built once.
+#[derive(Clone)]
+pub struct Deferred {
+    text: String,
+    build: fn(&str) -> Value,
+    value: OnceLock<Value>,
+}
+
+impl Deferred {
+    /// A value `build(&text)` will give on first read.
+    pub fn new(text: String, build: fn(&str) -> Value) -> Self {
+        Self {
+            text,
+            build,
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The value, built now if no one read it yet.
+    pub fn get(&self) -> &Value {
+        self.value.get_or_init(|| (self.build)(&self.text))
+    }
+
+    /// The value, owned.
+    pub fn into_value(mut self) -> Value {
+        self.take_value()
+    }
+
+    fn take_value(&mut self) -> Value {
+        self.value
+            .take()
+            .unwrap_or_else(|| (self.build)(&self.text))
+    }
+}
+
+impl fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.get(), f)
+    }
 }
 
 impl Field {
     fn new(name: Key, value: Value) -> Self {
+        Self::with(name, FieldValue::Ready(value))
+    }
+
+    fn with(name: Key, value: FieldValue) -> Self {
         Self {
             prefix: name_prefix(&name),
             name,
@@ -124,12 +221,14 @@ impl EventData {
 
     /// The value of field `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.position(key).ok().map(|i| &self.fields[i].value)
+        self.position(key).ok().map(|i| self.fields[i].value.get())
     }
 
     /// Mutable access to the value of field `key`.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.position(key).ok().map(|i| &mut self.fields[i].value)
+        self.position(key)
+            .ok()
+            .map(|i| self.fields[i].value.get_mut())
     }
 
     /// Whether field `key` exists.
@@ -152,7 +251,7 @@ impl EventData {
             return None;
         }
         match self.position_with(field.prefix, &field.name) {
-            Ok(i) => Some(std::mem::replace(&mut self.fields[i].value, field.value)),
+            Ok(i) => Some(std::mem::replace(&mut self.fields[i].value, field.value).into_value()),
             Err(i) => {
                 self.fields.insert(i, field);
                 None
@@ -174,22 +273,30 @@ impl EventData {
                 i
             }
         };
-        &mut self.fields[i].value
+        self.fields[i].value.get_mut()
     }
 
     /// Removes field `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.position(key).ok().map(|i| self.fields.remove(i).value)
+        self.position(key)
+            .ok()
+            .map(|i| self.fields.remove(i).value.into_value())
     }
 
     /// Keeps only the fields for which `keep` returns `true`.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
-        self.fields.retain_mut(|f| keep(&f.name, &mut f.value));
+        self.fields.retain_mut(|f| keep(&f.name, f.value.get_mut()));
     }
 
     /// The fields in key order.
     pub fn iter(&self) -> Iter<'_> {
         Iter(self.fields.iter())
+    }
+
+    /// The fields in key order, each value built only when asked for (see [`Deferred`]): for a
+    /// pass that reads the values of a few names only.
+    pub fn fields(&self) -> impl Iterator<Item = FieldRef<'_>> {
+        self.fields.iter().map(FieldRef)
     }
 
     /// The field names in order.
@@ -199,19 +306,19 @@ impl EventData {
 
     /// The values in key order.
     pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.fields.iter().map(|f| &f.value)
+        self.fields.iter().map(|f| f.value.get())
     }
 
     /// Mutable access to the values, in key order.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
-        self.fields.iter_mut().map(|f| &mut f.value)
+        self.fields.iter_mut().map(|f| f.value.get_mut())
     }
 
     /// The fields as a `serde_json::Map` (for a JSON `Value` of the whole object).
     pub fn into_map(self) -> Map<String, Value> {
         self.fields
             .into_iter()
-            .map(|f| (f.name.into_owned(), f.value))
+            .map(|f| (f.name.into_owned(), f.value.into_value()))
             .collect()
     }
 
@@ -269,6 +376,15 @@ impl SlotBuilder {
     /// Sets slot `slot` (a position in the table), replacing what it had. Positions past the
     /// table are ignored.
     pub fn set(&mut self, slot: usize, value: Value) {
+        self.set_field(slot, FieldValue::Ready(value));
+    }
+
+    /// Sets slot `slot` to a value built on first read (see [`Deferred`]).
+    pub fn set_deferred(&mut self, slot: usize, value: Deferred) {
+        self.set_field(slot, FieldValue::Deferred(Box::new(value)));
+    }
+
+    fn set_field(&mut self, slot: usize, value: FieldValue) {
         if let Some(field) = self.fields.get_mut(slot) {
             field.value = value;
             self.filled |= 1 << slot;
@@ -278,7 +394,7 @@ impl SlotBuilder {
     /// The value of slot `slot`, if set.
     pub fn get(&self, slot: usize) -> Option<&Value> {
         let field = self.fields.get(slot)?;
-        (self.filled & (1 << slot) != 0).then_some(&field.value)
+        (self.filled & (1 << slot) != 0).then(|| field.value.get())
     }
 
     /// The event data: the slots that were set, then `others` inserted in order (of repeated
@@ -299,6 +415,23 @@ impl SlotBuilder {
     }
 }
 
+/// One field of [`EventData`] (from [`EventData::fields`]): its name, and its value built on
+/// request.
+#[derive(Clone, Copy)]
+pub struct FieldRef<'a>(&'a Field);
+
+impl<'a> FieldRef<'a> {
+    /// The field's name.
+    pub fn name(self) -> &'a str {
+        &self.0.name
+    }
+
+    /// The field's value (built now, if it was deferred and no one read it yet).
+    pub fn value(self) -> &'a Value {
+        self.0.value.get()
+    }
+}
+
 /// The fields of [`EventData`] in key order, as `(name, value)`.
 pub struct Iter<'a>(std::slice::Iter<'a, Field>);
 
@@ -306,7 +439,7 @@ impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|f| (f.name.as_ref(), &f.value))
+        self.0.next().map(|f| (f.name.as_ref(), f.value.get()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -341,7 +474,7 @@ impl Iterator for IntoIter {
     type Item = (Key, Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|f| (f.name, f.value))
+        self.0.next().map(|f| (f.name, f.value.into_value()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -421,7 +554,7 @@ impl Serialize for EventData {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
         for f in &self.fields {
-            map.serialize_entry(f.name.as_ref(), &f.value)?;
+            map.serialize_entry(f.name.as_ref(), f.value.get())?;
         }
         map.end()
     }

@@ -211,9 +211,11 @@ struct Known<'a> {
 impl<'a> Known<'a> {
     fn of(data: &'a EventData) -> Self {
         let mut known = Self::default();
-        for (name, value) in data {
+        // `fields`: the values of other fields are not built (a deferred one, like GA4's
+        // `client_hints`, stays unbuilt).
+        for field in data.fields() {
             // Byte patterns: a length check and integer compares per field.
-            let slot = match name.as_bytes() {
+            let slot = match field.name().as_bytes() {
                 b"page_location" => &mut known.page_location,
                 b"event_name" => &mut known.event_name,
                 b"event_time" => &mut known.event_time,
@@ -235,7 +237,7 @@ impl<'a> Known<'a> {
                 b"x-ga-page_id" => &mut known.page_id,
                 _ => continue,
             };
-            *slot = Some(value);
+            *slot = Some(field.value());
         }
         known
     }

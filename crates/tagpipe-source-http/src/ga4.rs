@@ -22,13 +22,17 @@
 //!
 //! `user_agent` comes from the `User-Agent` header. A number parameter whose value is not a
 //! number keeps its text rather than being dropped.
+//!
+//! `client_hints` is [deferred](tagpipe_core::event_data::Deferred): the hit keeps the hints'
+//! text, and the object (two dozen small allocations, with `full_version_list`) is built the
+//! first time a processor or sink reads it — never, in a pipeline that only sends to Spotify.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
-use tagpipe_core::event_data::{Key, SlotBuilder};
+use tagpipe_core::event_data::{Deferred, Key, SlotBuilder};
 
 use crate::urlencoded;
 
@@ -148,9 +152,9 @@ struct HitBuilder {
     /// Fields with names outside [`Known`], in parameter order.
     others: Vec<(Key, Value)>,
     user_properties: Map<String, Value>,
-    /// In parameter order, which gtag sends alphabetically by hint name: the map is built at the
-    /// end from an (almost always) sorted batch.
-    client_hints: Vec<(String, Value)>,
+    /// The client hints' decoded values in parameter order, in [`ClientHints`]' text form:
+    /// the object is built on first read.
+    client_hints: ClientHints,
     system_properties: Map<String, Value>,
     user_data: Map<String, Value>,
     address: Map<String, Value>,
@@ -164,7 +168,7 @@ impl HitBuilder {
             known: SlotBuilder::new(&Known::NAMES),
             others: Vec::new(),
             user_properties: Map::new(),
-            client_hints: Vec::new(),
+            client_hints: ClientHints::default(),
             system_properties: Map::new(),
             user_data: Map::new(),
             address: Map::new(),
@@ -188,10 +192,11 @@ impl HitBuilder {
             address,
             mut items,
         } = self;
-        let client_hints: Map<String, Value> = client_hints.into_iter().collect();
+        if !client_hints.0.is_empty() {
+            known.set_deferred(Known::ClientHints as usize, client_hints.deferred());
+        }
         for (slot, map) in [
             (Known::UserProperties, user_properties),
-            (Known::ClientHints, client_hints),
             (Known::SystemProperties, system_properties),
         ] {
             if !map.is_empty() {
@@ -283,19 +288,8 @@ impl HitBuilder {
                 self.user_properties
                     .insert(name[4..].to_owned(), number(&value));
             }
-            [b'u', b'a', ..] => match client_hint(name) {
-                Some(hint) => {
-                    let v = match name {
-                        "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
-                        "uafvl" => full_version_list(&value),
-                        _ => Value::from(value),
-                    };
-                    if self.client_hints.is_empty() {
-                        // gtag sends all eight: one allocation, not a growing list.
-                        self.client_hints.reserve_exact(8);
-                    }
-                    self.client_hints.push((hint.to_owned(), v));
-                }
+            [b'u', b'a', ..] => match ClientHints::index(name) {
+                Some(hint) => self.client_hints.push(hint, &value),
                 None => self.unmapped(name, value),
             },
             [b'p', b'r', digits @ ..]
@@ -366,18 +360,70 @@ fn address_text(addr: IpAddr) -> String {
     text
 }
 
-fn client_hint(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "uaa" => "architecture",
-        "uab" => "bitness",
-        "uafvl" => "full_version_list",
-        "uamb" => "mobile",
-        "uam" => "model",
-        "uap" => "platform",
-        "uapv" => "platform_version",
-        "uaw" => "wow64",
-        _ => return None,
-    })
+/// A hit's client hints as text: per hint parameter, in order, its index in
+/// [`ClientHints::PARAMETERS`] (one digit), the decoded value's length in bytes, `:`, and the
+/// value. One allocation per hit; [`ClientHints::build`] reads it back into the object.
+#[derive(Default)]
+struct ClientHints(String);
+
+impl ClientHints {
+    /// The hint parameters and their `client_hints` names.
+    const PARAMETERS: [(&'static str, &'static str); 8] = [
+        ("uaa", "architecture"),
+        ("uab", "bitness"),
+        ("uafvl", "full_version_list"),
+        ("uamb", "mobile"),
+        ("uam", "model"),
+        ("uap", "platform"),
+        ("uapv", "platform_version"),
+        ("uaw", "wow64"),
+    ];
+
+    /// The index of a hint parameter.
+    fn index(parameter: &str) -> Option<usize> {
+        Self::PARAMETERS.iter().position(|(p, _)| *p == parameter)
+    }
+
+    fn push(&mut self, hint: usize, value: &str) {
+        use std::fmt::Write as _;
+        if self.0.is_empty() {
+            // gtag sends all eight, ~100 bytes: one allocation, not a growing string.
+            self.0.reserve(160);
+        }
+        let _ = write!(self.0, "{hint}{}:{value}", value.len());
+    }
+
+    fn deferred(self) -> Deferred {
+        Deferred::new(self.0, Self::build)
+    }
+
+    /// The `client_hints` object from the text form (later hints of a name win).
+    fn build(text: &str) -> Value {
+        let mut hints = Map::new();
+        let mut rest = text;
+        while let Some((index, len, after)) = Self::next_entry(rest) {
+            let (value, after) = after.split_at(len);
+            rest = after;
+            let (parameter, name) = Self::PARAMETERS[index];
+            let value = match parameter {
+                "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
+                "uafvl" => full_version_list(value),
+                _ => Value::String(value.to_owned()),
+            };
+            hints.insert(name.to_owned(), value);
+        }
+        Value::Object(hints)
+    }
+
+    /// One entry's hint index and value length, and the text from its value on; `None` at the
+    /// end (or on text this module did not write).
+    fn next_entry(text: &str) -> Option<(usize, usize, &str)> {
+        let index = usize::from(text.as_bytes().first()?.wrapping_sub(b'0'));
+        let (len, after) = text.get(1..)?.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        (index < Self::PARAMETERS.len() && len <= after.len() && after.is_char_boundary(len))
+            .then_some((index, len, after))
+    }
 }
 
 /// `Chromium;128.0.6613.120|Google%20Chrome;128.0.6613.120` → `[{brand, version}, …]`

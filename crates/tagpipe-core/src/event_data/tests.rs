@@ -1,6 +1,6 @@
 use serde_json::{Map, Value, json};
 
-use super::{EventData, Key, SlotBuilder};
+use super::{Deferred, EventData, FieldRef, Key, SlotBuilder};
 
 fn map_of(value: Value) -> Map<String, Value> {
     match value {
@@ -276,4 +276,84 @@ fn a_slot_builder_ignores_slots_past_its_table_and_sorts_an_unsorted_table() {
     let keys: Vec<&str> = data.keys().collect();
     assert_eq!(keys, ["alpha", "beta", "zeta"]);
     assert_eq!(data.get("beta"), Some(&json!(3)));
+}
+
+/// Builds `{"built": <text>}` and counts its calls (per test: each test uses its own text).
+fn count_builds(text: &str) -> Value {
+    BUILDS.with(|b| b.set(b.get() + 1));
+    json!({ "built": text })
+}
+
+thread_local! {
+    static BUILDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn builds() -> usize {
+    BUILDS.with(std::cell::Cell::get)
+}
+
+fn with_deferred() -> EventData {
+    let mut slots = SlotBuilder::new(&["a", "hints", "z"]);
+    slots.set(0, json!(1));
+    slots.set_deferred(1, Deferred::new("raw".into(), count_builds));
+    slots.set(2, json!(2));
+    slots.finish([])
+}
+
+#[test]
+fn a_deferred_field_is_built_once_on_first_read() {
+    let data = with_deferred();
+    let eager = EventData::from_iter([
+        ("a", json!(1)),
+        ("hints", json!({"built": "raw"})),
+        ("z", json!(2)),
+    ]);
+    // Names and other values: nothing built.
+    let names: Vec<&str> = data.fields().map(FieldRef::name).collect();
+    assert_eq!(names, ["a", "hints", "z"]);
+    assert_eq!(data.fields().next().map(FieldRef::value), Some(&json!(1)));
+    assert_eq!(data.get("z"), Some(&json!(2)));
+    assert_eq!(builds(), 0);
+    // The first read builds it; later reads (and copies made after it) reuse it.
+    assert_eq!(data.get("hints"), Some(&json!({"built": "raw"})));
+    assert_eq!(data["hints"], json!({"built": "raw"}));
+    let copy = data.clone();
+    assert_eq!(copy.get("hints"), Some(&json!({"built": "raw"})));
+    assert_eq!(builds(), 1);
+    // Every other reader sees the built value.
+    assert_eq!(data, eager);
+    assert_eq!(
+        serde_json::to_string(&data).unwrap(),
+        serde_json::to_string(&eager).unwrap()
+    );
+    assert_eq!(format!("{data:?}"), format!("{eager:?}"));
+    assert_eq!(data.clone().into_value(), eager.clone().into_value());
+    assert_eq!(builds(), 1);
+}
+
+#[test]
+fn a_deferred_field_unread_is_built_by_whatever_takes_or_changes_it() {
+    let expected = json!({"built": "raw"});
+    assert_eq!(with_deferred().remove("hints"), Some(expected.clone()));
+    assert_eq!(
+        with_deferred().insert("hints", json!(0)),
+        Some(expected.clone())
+    );
+    let mut data = with_deferred();
+    data.get_mut("hints").unwrap()["more"] = json!(true);
+    assert_eq!(data["hints"], json!({"built": "raw", "more": true}));
+    let mut data = with_deferred();
+    data.retain(|name, _| name != "a");
+    assert_eq!(data.into_value(), json!({"hints": expected, "z": 2}));
+    let owned: Vec<(Key, Value)> = with_deferred().into_iter().collect();
+    assert_eq!(owned[1], (Key::Borrowed("hints"), expected.clone()));
+    let iterated: Vec<Value> = with_deferred().values().cloned().collect();
+    assert_eq!(iterated, [json!(1), expected.clone(), json!(2)]);
+    assert_eq!(builds(), 6);
+    // An unread copy builds on its own.
+    let data = with_deferred();
+    let copy = data.clone();
+    assert_eq!(copy.get("hints"), Some(&expected));
+    assert_eq!(data.get("hints"), Some(&expected));
+    assert_eq!(builds(), 8);
 }

@@ -327,3 +327,66 @@ fn full_version_lists_split_on_the_last_semicolon_and_skip_empty_entries() {
         json!([{"brand": "B%2", "version": "1"}])
     );
 }
+
+/// The client hints' text form reads back exactly what was pushed, whatever the values hold
+/// (digits, the `:` separator, multi-byte characters, empty values, repeats: the last wins).
+#[test]
+fn client_hints_text_reads_back_every_value() {
+    use super::ClientHints;
+    let values = ["", "x86", "1:2:3", "9", "Ünïcode ✓", "12:", ":", "?1", "0"];
+    let mut random = tagpipe_core::random::Repeatable::new(0x5EED_0004);
+    for _ in 0..500 {
+        let mut hints = ClientHints::default();
+        let mut expected = serde_json::Map::new();
+        for _ in 0..random.below(12) {
+            let index = random.below(ClientHints::PARAMETERS.len());
+            let value = values[random.below(values.len())];
+            hints.push(index, value);
+            let (parameter, name) = ClientHints::PARAMETERS[index];
+            let built = match parameter {
+                "uamb" | "uaw" => Value::Bool(value == "1" || value == "?1"),
+                "uafvl" => super::full_version_list(value),
+                _ => Value::String(value.to_owned()),
+            };
+            expected.insert(name.to_owned(), built);
+        }
+        let text = hints.0.clone();
+        assert_eq!(
+            hints.deferred().into_value(),
+            Value::Object(expected),
+            "{text:?}"
+        );
+    }
+    // Text this module did not write ends the read rather than panicking.
+    for broken in ["9", "8:x", "03:ab", "0x:a", "12", "0", "01:é"] {
+        let _ = ClientHints::build(broken);
+    }
+}
+
+/// A hit's `client_hints` is kept as text until read: a pass over the fields that reads the
+/// other values (as the Spotify sink's does) leaves it unbuilt, and reading it gives the object.
+#[test]
+fn client_hints_read_whole_after_a_pass_that_skips_them() {
+    let q = "v=2&en=page_view&uaa=arm&uamb=%3F1&uafvl=A%3B1%7CB%3B2&uap=Android";
+    let event = parse_hits(q.as_bytes(), b"", "203.0.113.7".parse().unwrap(), None, 1)
+        .expect("valid hit")
+        .remove(0);
+    for field in event.fields() {
+        if field.name() != "client_hints" {
+            let _ = field.value();
+        }
+    }
+    let hints = event.get("client_hints").expect("client hints");
+    assert_eq!(
+        hints,
+        &json!({
+            "architecture": "arm",
+            "mobile": true,
+            "full_version_list": [
+                {"brand": "A", "version": "1"},
+                {"brand": "B", "version": "2"}
+            ],
+            "platform": "Android"
+        })
+    );
+}
