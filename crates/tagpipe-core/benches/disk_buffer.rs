@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
                         tasks.spawn(async move {
                             for _ in 0..EVENTS / PUSHERS + usize::from(p < EVENTS % PUSHERS) {
                                 let item = QueuedEvent {
-                                    event: Event::new(data.clone(), context.clone()),
+                                    event: Event::new(data.clone(), context.clone()).into(),
                                     token: DeliveryToken::new(None, id.clone()),
                                     seq: None,
                                 };
@@ -80,7 +80,7 @@ fn bench(c: &mut Criterion) {
                 rt.block_on(async {
                     for _ in 0..EVENTS {
                         let item = QueuedEvent {
-                            event: Event::new(data.clone(), context.clone()),
+                            event: Event::new(data.clone(), context.clone()).into(),
                             token: DeliveryToken::new(None, id.clone()),
                             seq: None,
                         };

@@ -32,7 +32,8 @@ fn setup(destinations: usize) -> (Dispatcher, Vec<Arc<SinkStats>>) {
         let parts = SinkParts {
             service: service_fn(|events: Vec<Event>| async move {
                 Ok(vec![DestinationOutcome::sent(); events.len()])
-            }),
+            })
+            .into(),
             batch: BatchSettings {
                 max_events: 500,
                 timeout: Duration::ZERO,

@@ -5,9 +5,11 @@
 //! [`SinkConfig`] — a pure `validate` (no I/O) and a `build` — and the matching
 //! `*Component` trait that names its type for the registry (`const TYPE`).
 
+use std::any::Any;
 use std::fmt::{self, Debug};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -127,10 +129,88 @@ pub trait ProcessorComponent: ProcessorConfig + DeserializeOwned {
 /// An `Err` fails the whole batch with the error's message.
 pub type SinkService = BoxService<Vec<Event>, Vec<DestinationOutcome>, BoxError>;
 
+/// What a sink's [`Prepare`] made of one event: opaque to the runtime, taken back by the sink's
+/// [`PreparedService`] with [`Prepared::downcast`].
+pub struct Prepared(Box<dyn Any + Send>);
+
+impl Prepared {
+    /// Wraps a sink's own per-event form.
+    pub fn new<T: Any + Send>(value: T) -> Self {
+        Self(Box::new(value))
+    }
+
+    /// The sink's form back, or `self` when it is another type.
+    pub fn downcast<T: Any>(self) -> Result<T, Self> {
+        self.0.downcast::<T>().map(|b| *b).map_err(Self)
+    }
+}
+
+impl Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Sink-specific content (it may hold personal data): never printed.
+        f.write_str("Prepared(..)")
+    }
+}
+
+/// A sink's per-event work — turning an event into what its requests carry — done as the event
+/// enters the sink's memory queue, on the thread that accepted the event, rather than later in
+/// the sink's driver.
+///
+/// Why: an event is a few dozen small allocations made where its request was parsed. Built into
+/// the sink's form there, it is read while still in that core's cache and freed by the thread
+/// that allocated it; the queue then carries one compact item per event instead of the event
+/// (less memory while waiting, and no reads and frees across cores, which cost more than the
+/// building itself). The OpenTelemetry Collector's exporters queue requests, not telemetry, for
+/// the same reason.
+///
+/// The runtime uses it for a sink's memory queue when the sink has no dead-letter sink (dead
+/// letters need the event itself); otherwise events are queued and the driver prepares them
+/// just before each call. Events already queued when a reload changes the sink are sent as
+/// prepared by the configuration that accepted them (a reload that replaces the sink with one
+/// of a type that does not prepare fails them, with that reason).
+pub trait Prepare: Send + Sync + 'static {
+    /// This sink's form of `event`. Must not block: it runs inside the request that carried the
+    /// event.
+    fn prepare(&self, event: &Event) -> Prepared;
+}
+
+/// A preparing sink's service: a batch of prepared events in, one outcome per event out.
+pub type PreparedService = BoxService<Vec<Prepared>, Vec<DestinationOutcome>, BoxError>;
+
+/// A preparing sink's two halves (see [`Prepare`]).
+pub struct PreparedSink {
+    /// Makes each event's prepared form.
+    pub prepare: Arc<dyn Prepare>,
+    /// Sends batches of prepared events.
+    pub service: PreparedService,
+}
+
+/// How the shared driver calls a sink.
+pub enum SinkCalls {
+    /// With batches of events.
+    Events(SinkService),
+    /// With batches of prepared events (see [`Prepare`]). Events queued as such — in a disk
+    /// buffer, or for a sink with a dead-letter sink (which needs the events) — are prepared by
+    /// the driver just before each call.
+    Prepared(PreparedSink),
+}
+
+impl From<SinkService> for SinkCalls {
+    fn from(service: SinkService) -> Self {
+        Self::Events(service)
+    }
+}
+
+impl From<PreparedSink> for SinkCalls {
+    fn from(sink: PreparedSink) -> Self {
+        Self::Prepared(sink)
+    }
+}
+
 /// A built sink: its service and how the shared driver should feed it.
 pub struct SinkParts {
-    /// The service the driver calls with batches.
-    pub service: SinkService,
+    /// What the driver calls with batches: a service over events, or a preparing sink.
+    pub service: SinkCalls,
     /// How events are grouped into calls.
     pub batch: BatchSettings,
     /// How many calls may be in flight at once (at least 1).
@@ -146,6 +226,7 @@ impl Debug for SinkParts {
             .field("batch", &self.batch)
             .field("concurrency", &self.concurrency)
             .field("wait_for_delivery", &self.wait_for_delivery)
+            .field("prepares", &matches!(self.service, SinkCalls::Prepared(_)))
             .finish_non_exhaustive()
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::ack::DeliveryToken;
 use crate::event::{Event, EventData, RequestContext};
 use crate::id::ComponentId;
-use crate::queue::QueuedEvent;
+use crate::queue::{Queued, QueuedEvent};
 
 const EVENTS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("events");
 
@@ -214,7 +214,12 @@ impl DiskQueue {
         mut item: QueuedEvent,
         block: bool,
     ) -> Result<(), (Full, QueuedEvent)> {
-        let record = encode(&item.event);
+        // A disk buffer's input never prepares events (`SinkInput::prepare_with`); a prepared
+        // item could not be stored, so it is refused like one that does not fit.
+        let Queued::Event(event) = &item.event else {
+            return Err((Full, item));
+        };
+        let record = encode(event);
         let size = record.len();
         loop {
             let notified = self.space_ready.notified();
@@ -362,7 +367,7 @@ impl DiskQueue {
                         .remove(&seq)
                         .unwrap_or_else(|| DeliveryToken::new(None, self.sink.clone()));
                     out.push(QueuedEvent {
-                        event,
+                        event: Queued::Event(event),
                         token,
                         seq: Some(seq),
                     });
@@ -563,7 +568,10 @@ mod tests {
             .unwrap()
             .clone();
         QueuedEvent {
-            event: Event::new(data.into(), Arc::new(RequestContext::detached())),
+            event: Queued::Event(Event::new(
+                data.into(),
+                Arc::new(RequestContext::detached()),
+            )),
             token: DeliveryToken::new(None, ComponentId::parse("s").unwrap()),
             seq: None,
         }
@@ -590,7 +598,7 @@ mod tests {
     #[tokio::test]
     async fn max_bytes_bounds_the_buffer() {
         let path = dir("bytes").join("buffer.redb");
-        let one = encode(&event(1).event).len();
+        let one = encode(event(1).event.as_event().unwrap()).len();
         let q = open(&path, 100, Some(one * 2));
         q.push(event(1), false).await.unwrap();
         q.push(event(2), false).await.unwrap();
@@ -629,7 +637,7 @@ mod tests {
         assert_eq!(q.recv_many(&mut out, 100).await, 7);
         let ns: Vec<u64> = out
             .iter()
-            .map(|e| e.event.data["n"].as_u64().unwrap())
+            .map(|e| e.event.as_event().unwrap().data["n"].as_u64().unwrap())
             .collect();
         assert_eq!(ns, [4, 5, 6, 7, 8, 9, 99]);
     }
@@ -645,8 +653,8 @@ mod tests {
 
     #[test]
     fn salvage_keeps_intact_records_and_counts_damaged_ones() {
-        let good = encode(&event(1).event);
-        let mut bad = encode(&event(2).event);
+        let good = encode(event(1).event.as_event().unwrap());
+        let mut bad = encode(event(2).event.as_event().unwrap());
         let last = bad.len() - 3;
         bad[last] ^= 0x20;
         let mut raw = b"\x00garbage".to_vec();
@@ -661,7 +669,7 @@ mod tests {
 
     #[test]
     fn corrupt_records_are_detected() {
-        let mut record = encode(&event(1).event);
+        let mut record = encode(event(1).event.as_event().unwrap());
         assert!(decode(&record).is_some());
         let last = record.len() - 2;
         record[last] ^= 0x55;

@@ -16,10 +16,12 @@ use tower::{Service, ServiceExt};
 
 use crate::ack::{DeliveryToken, DestinationOutcome, Outcome};
 use crate::batch::BatchSettings;
-use crate::component::{SinkParts, SinkService};
+use crate::component::{
+    BoxError, BoxFuture, Prepared, PreparedService, PreparedSink, SinkCalls, SinkParts, SinkService,
+};
 use crate::event::Event;
 use crate::id::ComponentId;
-use crate::queue::{QueueRx, QueuedEvent, SinkInput, SinkStats};
+use crate::queue::{QueueRx, Queued, QueuedEvent, SinkInput, SinkStats};
 use crate::telemetry::{self, SinkInstruments};
 
 /// How a sink's driver ended.
@@ -106,7 +108,7 @@ pub async fn run(
         sink,
         permits: Arc::new(Semaphore::new(parts.concurrency.max(1))),
         batch_settings: parts.batch,
-        service: parts.service,
+        calls: parts.service,
         stats,
         dead_letter,
         instruments,
@@ -137,10 +139,82 @@ pub async fn run(
     driver.finish(aborted, queue, batch).await
 }
 
+impl SinkCalls {
+    async fn ready(&mut self) -> Result<(), BoxError> {
+        match self {
+            Self::Events(service) => service.ready().await.map(|_| ()),
+            Self::Prepared(sink) => sink.service.ready().await.map(|_| ()),
+        }
+    }
+
+    /// Calls the sink with `batch` (emptied), keeping each event's token — with a copy of its
+    /// event (two `Arc` clones) only when `keep_events`, for dead letters. Without a copy, an
+    /// event is freed as soon as the sink's service lets go of it (the Spotify and BigQuery
+    /// sinks: once their requests are built) and every other sink is done with it, not when
+    /// the batch's outcome comes. Prepared items an events service cannot send (queued before
+    /// a reload changed the sink) fail at once; `None` when nothing is left to send. Events
+    /// queued as such for a preparing sink (a disk buffer, a sink with a dead-letter sink, a
+    /// queue taken over from a driver that queued events) are prepared here.
+    fn call(
+        &mut self,
+        batch: &mut Vec<QueuedEvent>,
+        keep_events: bool,
+        stats: &SinkStats,
+    ) -> Option<(Tokens, CallFuture)> {
+        let mut tokens = Vec::with_capacity(batch.len());
+        match self {
+            Self::Events(service) => {
+                let mut events = Vec::with_capacity(batch.len());
+                for item in batch.drain(..) {
+                    match item.event {
+                        Queued::Event(event) => {
+                            tokens.push((item.token, keep_events.then(|| event.clone())));
+                            events.push(event);
+                        }
+                        Queued::Prepared(_) => {
+                            let outcome = DestinationOutcome::failed(
+                                "queued in a form an earlier configuration of this sink prepared, \
+                                 which the reloaded sink cannot send",
+                            );
+                            count(stats, outcome.outcome, 1);
+                            telemetry::outcome(item.token.sink(), &outcome);
+                            item.token.complete(outcome);
+                        }
+                    }
+                }
+                (!events.is_empty()).then(|| (tokens, service.call(events)))
+            }
+            Self::Prepared(PreparedSink { prepare, service }) => {
+                let mut prepared: Vec<Prepared> = Vec::with_capacity(batch.len());
+                for item in batch.drain(..) {
+                    let kept = match item.event {
+                        Queued::Prepared(p) => {
+                            prepared.push(p);
+                            None
+                        }
+                        Queued::Event(event) => {
+                            prepared.push(prepare.prepare(&event));
+                            keep_events.then_some(event)
+                        }
+                    };
+                    tokens.push((item.token, kept));
+                }
+                (!prepared.is_empty()).then(|| (tokens, service.call(prepared)))
+            }
+        }
+    }
+}
+
+/// Each event's token in a batch, with a copy of the event when it may be dead-lettered.
+type Tokens = Vec<(DeliveryToken, Option<Event>)>;
+
+/// One call of a sink's service.
+type CallFuture = BoxFuture<'static, Result<Vec<DestinationOutcome>, BoxError>>;
+
 /// One sink's driver state.
 struct Driver {
     sink: ComponentId,
-    service: SinkService,
+    calls: SinkCalls,
     batch_settings: BatchSettings,
     permits: Arc<Semaphore>,
     stats: Arc<SinkStats>,
@@ -203,7 +277,7 @@ impl Driver {
                 biased;
                 () = self.abort.cancelled() => return Exit::Aborted,
                 reply = requested(&mut self.handover) => return Exit::HandedOver(reply),
-                ready = self.service.ready() => ready.map(|_| ()),
+                ready = self.calls.ready() => ready,
             };
             self.call(queue, batch, permit, ready);
         }
@@ -221,11 +295,9 @@ impl Driver {
         self.instruments.depth.set(queue.len() as f64);
         self.instruments.batch_size.record(batch.len() as f64);
         let seqs: Vec<u64> = batch.iter().filter_map(|item| item.seq).collect();
-        let (events, tokens) = split(batch, self.dead_letter.is_some());
-        let count = tokens.len();
         if let Err(error) = ready {
             tracing::warn!(sink = %self.sink, %error, "sink not ready; failing batch");
-            let tokens = tokens.into_iter().map(|(token, _)| token).collect();
+            let tokens = batch.drain(..).map(|item| item.token).collect();
             complete_all(
                 tokens,
                 &DestinationOutcome::failed(error.to_string()),
@@ -233,8 +305,15 @@ impl Driver {
             );
             return;
         }
+        let Some((tokens, call)) = self
+            .calls
+            .call(batch, self.dead_letter.is_some(), &self.stats)
+        else {
+            // Every item already has its outcome (prepared items only come from memory queues).
+            return;
+        };
+        let count = tokens.len();
         self.in_flight_events.fetch_add(count, Ordering::Relaxed);
-        let call = self.service.call(events);
         let stats = self.stats.clone();
         let counter = self.in_flight_events.clone();
         let sink_id = self.sink.clone();
@@ -336,23 +415,6 @@ async fn requested(
     std::future::pending().await
 }
 
-/// The events for the service, and each token — with a copy of its event (two `Arc` clones)
-/// only when `keep_events`, for dead letters. Without a copy, an event is freed as soon as the
-/// sink's service lets go of it (the Spotify and BigQuery sinks: once their requests are built)
-/// and every other sink is done with it, not when the batch's outcome comes.
-fn split(
-    batch: &mut Vec<QueuedEvent>,
-    keep_events: bool,
-) -> (Vec<Event>, Vec<(DeliveryToken, Option<Event>)>) {
-    let mut events = Vec::with_capacity(batch.len());
-    let mut tokens = Vec::with_capacity(batch.len());
-    for item in batch.drain(..) {
-        tokens.push((item.token, keep_events.then(|| item.event.clone())));
-        events.push(item.event);
-    }
-    (events, tokens)
-}
-
 fn complete_all(tokens: Vec<DeliveryToken>, outcome: &DestinationOutcome, stats: &SinkStats) {
     count(stats, outcome.outcome, tokens.len());
     for token in &tokens {
@@ -374,8 +436,8 @@ fn count(stats: &SinkStats, outcome: Outcome, n: usize) {
 
 async fn complete_batch(
     sink: &ComponentId,
-    tokens: Vec<(DeliveryToken, Option<Event>)>,
-    result: Result<Vec<DestinationOutcome>, crate::component::BoxError>,
+    tokens: Tokens,
+    result: Result<Vec<DestinationOutcome>, BoxError>,
     stats: &SinkStats,
     dead_letter: Option<&SinkInput>,
     instruments: &SinkInstruments,
@@ -441,7 +503,7 @@ async fn send_dead_letter(
         .data_mut()
         .insert("dead_letter", serde_json::Value::Object(note));
     let item = QueuedEvent {
-        event,
+        event: Queued::Event(event),
         token: DeliveryToken::new(None, target.id.clone()),
         seq: None,
     };
@@ -468,10 +530,34 @@ where
     F: Fn(Arc<T>, Vec<Event>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Vec<DestinationOutcome>> + Send + 'static,
 {
-    service_fn(move |events| {
-        let outcomes = deliver(state.clone(), events);
+    shared_state_service(state, deliver)
+}
+
+/// [`service_with`] for a sink's prepared path ([`crate::component::PreparedSink`]): each batch
+/// of prepared events goes to `deliver(state, batch)`.
+pub fn prepared_service_with<T, F, Fut>(state: Arc<T>, deliver: F) -> PreparedService
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, Vec<Prepared>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<DestinationOutcome>> + Send + 'static,
+{
+    shared_state_service(state, deliver)
+}
+
+fn shared_state_service<R, T, F, Fut>(
+    state: Arc<T>,
+    deliver: F,
+) -> tower::util::BoxService<Vec<R>, Vec<DestinationOutcome>, BoxError>
+where
+    R: Send + 'static,
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, Vec<R>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<DestinationOutcome>> + Send + 'static,
+{
+    tower::util::BoxService::new(tower::service_fn(move |batch| {
+        let outcomes = deliver(state.clone(), batch);
         async move { Ok(outcomes.await) }
-    })
+    }))
 }
 
 /// A sink service from a closure over batches — handy for simple sinks and tests.
@@ -484,3 +570,6 @@ where
 {
     SinkService::new(tower::service_fn(f))
 }
+
+#[cfg(test)]
+mod tests;

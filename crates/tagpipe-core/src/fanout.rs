@@ -1,7 +1,9 @@
 //! The fan-out service at the end of every pipeline: one event into every sink's queue.
 //!
 //! No deep copy: each sink gets the same `Arc`ed data and context plus its own
-//! [`DeliveryToken`]. A full queue follows its sink's `when_full`: `drop_newest` fails the event
+//! [`DeliveryToken`] — or, for a sink that prepares events as they are queued
+//! ([`crate::component::Prepare`]), its own prepared form, made here on the accepting thread.
+//! A full queue follows its sink's `when_full`: `drop_newest` fails the event
 //! for that sink only, `block` waits for room (after every other sink has already got it).
 
 use std::future::Future;
@@ -66,7 +68,7 @@ impl Service<Event> for FanOut {
         let mut waiting: Vec<(SinkInput, QueuedEvent)> = Vec::new();
         for sink in self.sinks.iter() {
             let item = QueuedEvent {
-                event: event.clone(),
+                event: sink.queued(&event),
                 token: DeliveryToken::new(ack.clone(), sink.id.clone()),
                 seq: None,
             };

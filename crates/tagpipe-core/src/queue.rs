@@ -8,6 +8,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::ack::DeliveryToken;
+use crate::component::{Prepare, Prepared};
 use crate::disk::DiskQueue;
 use crate::event::Event;
 use crate::id::ComponentId;
@@ -117,12 +118,37 @@ pub enum WhenFull {
 /// An event waiting in a sink's queue, with the obligation to report its outcome.
 #[derive(Debug)]
 pub struct QueuedEvent {
-    /// The event (its acknowledgement moved into `token`).
-    pub event: Event,
+    /// The event (its acknowledgement moved into `token`), or what the sink made of it.
+    pub event: Queued,
     /// Reports this sink's outcome for the event.
     pub token: DeliveryToken,
     /// Its record in a disk buffer, removed once the event has an outcome.
     pub seq: Option<u64>,
+}
+
+/// What waits in a sink's queue for one event.
+#[derive(Debug)]
+pub enum Queued {
+    /// The event itself.
+    Event(Event),
+    /// The sink's prepared form of it (see [`Prepare`]): the event was freed when queued.
+    Prepared(Prepared),
+}
+
+impl Queued {
+    /// The event, unless it was prepared.
+    pub fn as_event(&self) -> Option<&Event> {
+        match self {
+            Self::Event(event) => Some(event),
+            Self::Prepared(_) => None,
+        }
+    }
+}
+
+impl From<Event> for Queued {
+    fn from(event: Event) -> Self {
+        Self::Event(event)
+    }
 }
 
 /// Counters of one sink's queue, shared between its inputs and its driver.
@@ -152,7 +178,7 @@ impl SinkStats {
 }
 
 /// The sending side of one sink's queue.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SinkInput {
     /// The sink's ID.
     pub id: ComponentId,
@@ -160,9 +186,36 @@ pub struct SinkInput {
     pub(crate) when_full: WhenFull,
     /// The sink's counters.
     pub stats: Arc<SinkStats>,
+    /// Set for a memory queue whose sink prepares events as they are queued (see [`Prepare`]).
+    pub(crate) prepare: Option<Arc<dyn Prepare>>,
+}
+
+impl std::fmt::Debug for SinkInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkInput")
+            .field("id", &self.id)
+            .field("tx", &self.tx)
+            .field("when_full", &self.when_full)
+            .field("prepares", &self.prepare.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SinkInput {
+    /// Lets the sink prepare events as they enter its queue — a memory queue only (a disk
+    /// buffer stores events); `None` queues events.
+    pub fn prepare_with(&mut self, prepare: Option<Arc<dyn Prepare>>) {
+        self.prepare = prepare.filter(|_| matches!(self.tx, QueueTx::Memory(_)));
+    }
+
+    /// What goes into the queue for `event`: the sink's prepared form, or the event.
+    pub(crate) fn queued(&self, event: &Event) -> Queued {
+        match &self.prepare {
+            Some(prepare) => Queued::Prepared(prepare.prepare(event)),
+            None => Queued::Event(event.clone()),
+        }
+    }
+
     /// Puts an event in the queue, waiting for room when `block` (a disk buffer answers once the
     /// event is on disk). On refusal the event comes back with the reason.
     pub(crate) async fn send(
@@ -286,6 +339,7 @@ pub fn channel(
             tx,
             when_full: config.when_full,
             stats: stats.clone(),
+            prepare: None,
         },
         rx,
         stats,

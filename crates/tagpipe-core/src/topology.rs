@@ -25,8 +25,8 @@ use tower::util::BoxCloneSyncService;
 
 use crate::component::SourceComponent;
 use crate::component::{
-    BoxError, ProcessorConfig, ProcessorContext, RunningSource, SinkConfig, SinkContext, SinkParts,
-    SourceConfig, SourceContext,
+    BoxError, ProcessorConfig, ProcessorContext, RunningSource, SinkCalls, SinkConfig, SinkContext,
+    SinkParts, SourceConfig, SourceContext,
 };
 use crate::driver::{self, DriverControl, DriverReport, Handover, HandoverRequest};
 use crate::fanout::FanOut;
@@ -398,7 +398,7 @@ impl Topology {
             } else {
                 report.rebuilt.push(id.to_string());
             }
-            let (input, start, stats) = if let Some(queue) = sink.queue.take() {
+            let (mut input, start, stats) = if let Some(queue) = sink.queue.take() {
                 queue
             } else {
                 let old = self.sinks.remove(&id).map(|old| (old.input, old.handover));
@@ -409,6 +409,14 @@ impl Topology {
                         error: error.into(),
                     })?
             };
+            // Events are prepared as they are queued unless dead letters may need them (the
+            // driver makes the same choice).
+            input.prepare_with(match &sink.parts.service {
+                SinkCalls::Prepared(prepared) if sink.entry.dead_letter.is_none() => {
+                    Some(prepared.prepare.clone())
+                }
+                _ => None,
+            });
             self.sink_stats.insert(id.clone(), stats.clone());
             let (control, handover) = DriverControl::new(self.abort.clone());
             self.sinks.insert(

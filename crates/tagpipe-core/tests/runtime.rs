@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde_json::json;
 use tagpipe_core::batch::BatchSettings;
 use tagpipe_core::component::{RunningSource, SinkParts};
-use tagpipe_core::driver::service_fn;
+use tagpipe_core::driver::{prepared_service_with, service_fn};
 use tagpipe_core::queue::{BufferConfig, WhenFull};
 use tagpipe_core::topology::{PipelineEntry, SinkEntry, Topology, TopologyConfig};
 use tagpipe_core::{
     BoxError, BoxFuture, ComponentId, DestinationOutcome, Dispatcher, Disposition, Event,
-    EventData, Outcome, PipelineService, ProcessorConfig, ProcessorContext, ProcessorLayer,
-    RequestContext, SinkConfig, SinkContext, SourceConfig, SourceContext,
+    EventData, Outcome, PipelineService, Prepare, PreparedSink, ProcessorConfig, ProcessorContext,
+    ProcessorLayer, RequestContext, SinkConfig, SinkContext, SourceConfig, SourceContext,
 };
 use tokio::sync::{Notify, oneshot};
 use tower::util::BoxCloneSyncServiceLayer;
@@ -61,6 +61,31 @@ struct TestSink {
     seen: Arc<Mutex<Vec<Vec<Event>>>>,
     gate: Arc<Notify>,
     dead_letter: Option<&'static str>,
+    /// Set for a sink that prepares events (into their names): each one prepared, with the
+    /// thread that prepared it, and then the names its prepared service was called with.
+    preparing: Option<Prepared>,
+}
+
+/// What a preparing [`TestSink`] saw.
+#[derive(Debug, Clone, Default)]
+struct Prepared {
+    by: Arc<Mutex<Vec<(String, std::thread::ThreadId)>>>,
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+/// Prepares an event into its name, noting the thread.
+struct NameOf(Prepared);
+
+impl Prepare for NameOf {
+    fn prepare(&self, event: &Event) -> tagpipe_core::Prepared {
+        let name = event.event_name().unwrap_or_default().to_owned();
+        self.0
+            .by
+            .lock()
+            .unwrap()
+            .push((name.clone(), std::thread::current().id()));
+        tagpipe_core::Prepared::new(name)
+    }
 }
 
 impl TestSink {
@@ -71,6 +96,14 @@ impl TestSink {
             seen: Arc::default(),
             gate: Arc::new(Notify::new()),
             dead_letter: None,
+            preparing: None,
+        }
+    }
+    /// A sink that prepares events as they are queued; `Accept` or `Reject` only.
+    fn preparing(behaviour: Behaviour) -> Self {
+        Self {
+            preparing: Some(Prepared::default()),
+            ..Self::new(behaviour)
         }
     }
     fn events(&self) -> usize {
@@ -81,6 +114,33 @@ impl TestSink {
 impl SinkConfig for TestSink {
     fn build(&self, _cx: SinkContext) -> BoxFuture<'_, Result<SinkParts, BoxError>> {
         let this = self.clone();
+        if let Some(prepared) = self.preparing.clone() {
+            let reject = matches!(self.behaviour, Behaviour::Reject);
+            let sink = PreparedSink {
+                prepare: Arc::new(NameOf(prepared.clone())),
+                service: prepared_service_with(Arc::new(prepared), move |seen, batch| async move {
+                    let n = batch.len();
+                    for item in batch {
+                        let name = item.downcast::<String>().expect("a name");
+                        seen.sent.lock().unwrap().push(name);
+                    }
+                    let outcome = if reject {
+                        DestinationOutcome::failed("rejected: HTTP 400: bad event")
+                    } else {
+                        DestinationOutcome::sent()
+                    };
+                    vec![outcome; n]
+                }),
+            };
+            return Box::pin(async move {
+                Ok(SinkParts {
+                    service: sink.into(),
+                    batch: this.batch,
+                    concurrency: 1,
+                    wait_for_delivery: false,
+                })
+            });
+        }
         Box::pin(async move {
             let service = service_fn(move |batch: Vec<Event>| {
                 let this = this.clone();
@@ -108,7 +168,7 @@ impl SinkConfig for TestSink {
                 }
             });
             Ok(SinkParts {
-                service,
+                service: service.into(),
                 batch: self.batch,
                 concurrency: 1,
                 wait_for_delivery: false,
@@ -562,6 +622,77 @@ async fn batches_in_flight_keep_their_events_only_for_a_dead_letter_sink() {
         assert_eq!(outcomes["spotify"].outcome, Outcome::Sent);
         assert!(h.finish().await.undelivered.is_empty());
     }
+}
+
+/// A sink that prepares its events gets each one prepared inside the fan-out — on the thread
+/// that accepted it, here the test's own — and the event is freed there, before the sink's
+/// driver even sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preparing_sink_prepares_events_where_they_are_accepted_and_frees_them_there() {
+    let sink = TestSink::preparing(Behaviour::Accept);
+    let seen = sink.preparing.clone().unwrap();
+    let h = start(
+        vec![("spotify", sink, BufferConfig::default())],
+        vec![("main", vec![], vec!["spotify"])],
+        Duration::from_secs(5),
+    )
+    .await;
+    let (e, ack) = event("purchase").with_acknowledgement();
+    let data = Arc::downgrade(&e.data);
+    h.dispatcher.send(e).await;
+    assert!(data.upgrade().is_none(), "the event was freed once queued");
+    let outcomes = within(ack).await;
+    assert_eq!(outcomes["spotify"].outcome, Outcome::Sent);
+    assert_eq!(
+        *seen.by.lock().unwrap(),
+        [("purchase".to_owned(), std::thread::current().id())]
+    );
+    assert_eq!(*seen.sent.lock().unwrap(), ["purchase"]);
+    assert!(h.finish().await.undelivered.is_empty());
+}
+
+/// With a dead-letter sink, a preparing sink's queue holds the events themselves: its driver
+/// prepares them just before the call, and a failed one is dead-lettered whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preparing_sink_with_a_dead_letter_sink_queues_events_and_dead_letters_them() {
+    let mut sink = TestSink::preparing(Behaviour::Reject);
+    sink.dead_letter = Some("file/dlq");
+    let seen = sink.preparing.clone().unwrap();
+    let dlq = TestSink::new(Behaviour::Accept);
+    let h = start(
+        vec![
+            ("spotify", sink, BufferConfig::default()),
+            ("file/dlq", dlq.clone(), BufferConfig::default()),
+        ],
+        vec![("main", vec![], vec!["spotify"])],
+        Duration::from_secs(5),
+    )
+    .await;
+    let (e, ack) = event("purchase").with_acknowledgement();
+    h.dispatcher.send(e).await;
+    let outcomes = within(ack).await;
+    assert_eq!(
+        outcomes["spotify"].reason.as_deref(),
+        Some("rejected: HTTP 400: bad event (dead-lettered to file/dlq)")
+    );
+    let by = seen.by.lock().unwrap().clone();
+    assert_eq!(by.len(), 1);
+    assert_ne!(
+        by[0].1,
+        std::thread::current().id(),
+        "prepared by the driver, not in the fan-out"
+    );
+    assert_eq!(*seen.sent.lock().unwrap(), ["purchase"]);
+    within(async {
+        while dlq.events() < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let kept = dlq.seen.lock().unwrap()[0][0].clone();
+    assert_eq!(kept.event_name(), Some("purchase"));
+    assert_eq!(kept.data["dead_letter"]["sink"], json!("spotify"));
+    assert!(h.finish().await.undelivered.is_empty());
 }
 
 /// The source of a reload config: never built again while its fingerprint is unchanged.

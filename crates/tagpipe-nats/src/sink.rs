@@ -46,7 +46,8 @@ impl SinkConfig for NatsSinkConfig {
             Ok(SinkParts {
                 service: service_with(shared, |publisher, events| async move {
                     publisher.publish_all(events).await
-                }),
+                })
+                .into(),
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 concurrency: self.concurrency.max(1),
                 wait_for_delivery: !self.optimistic,

@@ -120,7 +120,8 @@ impl SinkConfig for BigQuerySinkConfig {
                 service: tagpipe_core::driver::service_with(
                     Arc::new(shared),
                     |shared, events| async move { shared.write(events).await },
-                ),
+                )
+                .into(),
                 batch,
                 concurrency: self.concurrency,
                 wait_for_delivery: false,

@@ -65,7 +65,7 @@ impl SinkConfig for ConsoleSinkConfig {
                 Ok(vec![DestinationOutcome::sent(); events.len()])
             });
             Ok(SinkParts {
-                service,
+                service: service.into(),
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 concurrency: 1,
                 wait_for_delivery: false,

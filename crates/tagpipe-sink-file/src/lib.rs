@@ -78,7 +78,7 @@ impl SinkConfig for FileSinkConfig {
                 }
             });
             Ok(SinkParts {
-                service,
+                service: service.into(),
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 // One writer: lines from concurrent batches must not interleave.
                 concurrency: 1,

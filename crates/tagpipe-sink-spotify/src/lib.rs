@@ -8,6 +8,10 @@
 //! does what the tag cannot: batches, retries with backoff (honouring `Retry-After`), splits a
 //! batch the API finds too large, isolates a bad event, and reports every event's outcome.
 //!
+//! Each event becomes its CAPI JSON as it enters the sink's queue, on the thread that accepted
+//! it ([`tagpipe_core::Prepare`]): the queue holds one buffer per event, and batches are
+//! assembled from those buffers without touching the events again.
+//!
 //! ```yaml
 //! sinks:
 //!   spotify:
@@ -33,7 +37,8 @@ pub mod time;
 use std::sync::Arc;
 
 use tagpipe_core::batch::BatchSettings;
-use tagpipe_core::component::SinkParts;
+use tagpipe_core::component::{PreparedSink, SinkParts};
+use tagpipe_core::driver::prepared_service_with;
 use tagpipe_core::{BoxError, BoxFuture, SinkComponent, SinkConfig, SinkContext, ValidationError};
 
 pub use config::{ActionSource, DEFAULT_ENDPOINT, LogType, ServerEventData, SpotifySinkConfig};
@@ -100,11 +105,17 @@ impl SinkConfig for SpotifySinkConfig {
                 },
                 clock_ms,
             };
+            let shared = Arc::new(shared);
+            // Each event becomes its CAPI JSON as it is queued (see `tagpipe_core::Prepare`):
+            // the queue holds one buffer per event, and the event is freed where it was made.
+            let prepared = PreparedSink {
+                prepare: Arc::new(service::SpotifyPrepare(shared.clone())),
+                service: prepared_service_with(shared, |shared, batch| async move {
+                    shared.deliver_prepared(batch).await
+                }),
+            };
             Ok(SinkParts {
-                service: tagpipe_core::driver::service_with(
-                    Arc::new(shared),
-                    |shared, events| async move { shared.deliver(events).await },
-                ),
+                service: prepared.into(),
                 batch: self.batch.resolve(DEFAULT_BATCH),
                 concurrency: self.concurrency,
                 wait_for_delivery: !self.optimistic,

@@ -1,13 +1,17 @@
-//! The sink's service (a `tower::Service` through `service_with`): a batch of events → CAPI requests (split by size, retried with
-//! backoff, halved on 413, one by one after an unexplained 400) → one outcome per event.
+//! The sink's service: each event prepared as it is queued (its CAPI JSON, or its outcome when
+//! it is not sent — [`tagpipe_core::Prepare`]), then batches of prepared events → CAPI requests
+//! (split by size, retried with backoff, halved on 413, one by one after an unexplained 400) →
+//! one outcome per event.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 use tagpipe_core::logs::{DeliveryLog, LogKind};
-use tagpipe_core::{DestinationOutcome, Event, Outcome};
+use tagpipe_core::{DestinationOutcome, Event, Outcome, Prepare, Prepared};
 
 use crate::config::SpotifySinkConfig;
 use crate::logs::DeliveryLogger;
@@ -22,9 +26,33 @@ pub(crate) struct Shared {
     pub clock_ms: Option<i64>,
 }
 
+/// One event as the sink's queue holds it.
+enum Ready {
+    /// To send.
+    Send(Item),
+    /// Not sent (skipped or failed when prepared): its outcome.
+    Done(DestinationOutcome),
+}
+
+/// Prepares each event as it enters the sink's queue, on the thread that accepted it.
+pub(crate) struct SpotifyPrepare(pub Arc<Shared>);
+
+impl Prepare for SpotifyPrepare {
+    fn prepare(&self, event: &Event) -> Prepared {
+        Prepared::new(self.0.prepare(event))
+    }
+}
+
+thread_local! {
+    /// The length of the last CAPI JSON this thread wrote: events are alike, so a buffer of that
+    /// size is rarely grown while serialising.
+    static EXPECTED_LEN: Cell<usize> = const { Cell::new(512) };
+}
+
 /// One event ready to send, with where its outcome goes.
 #[derive(Clone)]
 struct Item {
+    /// Its position in the batch being sent.
     index: usize,
     /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their bodies.
     json: Vec<u8>,
@@ -55,47 +83,54 @@ impl Shared {
             .unwrap_or_else(|| i64::try_from(tagpipe_core::logs::now_ms()).unwrap_or(i64::MAX))
     }
 
-    pub(crate) async fn deliver(&self, events: Vec<Event>) -> Vec<DestinationOutcome> {
-        let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; events.len()];
-        let mut items = Vec::with_capacity(events.len());
-        let now = self.now_ms();
-        // Events of a batch are alike: each event's buffer starts at the size of the one
-        // before, so it is rarely grown while serialising.
-        let mut expected_len = 512;
-        for (index, event) in events.iter().enumerate() {
-            // A batch of hundreds of events takes a millisecond or more to build: let the
-            // requests waiting on this worker thread run in between (tokio's cooperative budget).
-            tokio::task::coop::consume_budget().await;
-            let debug = event.context.debug;
-            let trace_id = event.context.trace_id.clone();
-            match build(&event.data, &event.context, &self.config, now) {
-                Built::Send(payload) => items.push(Item {
-                    index,
-                    json: {
-                        let mut json = Vec::with_capacity(expected_len + 32);
-                        if serde_json::to_writer(&mut json, &payload).is_err() {
-                            json.clear();
-                        }
-                        expected_len = json.len();
-                        json
-                    },
-                    name: payload.event_name,
-                    trace_id,
-                    debug,
-                }),
-                Built::Skip(reason) => {
-                    self.message(event, &reason, debug);
-                    outcomes[index] = Some(DestinationOutcome::skipped(reason));
+    /// The CAPI JSON of one event, or its outcome when it is not sent (with its log message).
+    fn prepare(&self, event: &Event) -> Ready {
+        let debug = event.context.debug;
+        match build(&event.data, &event.context, &self.config, self.now_ms()) {
+            Built::Send(payload) => {
+                let expected_len = EXPECTED_LEN.get();
+                let mut json = Vec::with_capacity(expected_len + 32);
+                if serde_json::to_writer(&mut json, &payload).is_err() {
+                    json.clear();
                 }
-                Built::Fail(reason) => {
-                    self.message(event, &reason, debug);
-                    outcomes[index] = Some(DestinationOutcome::failed(reason));
+                EXPECTED_LEN.set(json.len());
+                Ready::Send(Item {
+                    index: 0,
+                    json,
+                    name: payload.event_name,
+                    trace_id: event.context.trace_id.clone(),
+                    debug,
+                })
+            }
+            Built::Skip(reason) => {
+                self.message(event, &reason, debug);
+                Ready::Done(DestinationOutcome::skipped(reason))
+            }
+            Built::Fail(reason) => {
+                self.message(event, &reason, debug);
+                Ready::Done(DestinationOutcome::failed(reason))
+            }
+        }
+    }
+
+    /// Sends a batch of prepared events: one outcome per event, in order.
+    pub(crate) async fn deliver_prepared(&self, batch: Vec<Prepared>) -> Vec<DestinationOutcome> {
+        let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; batch.len()];
+        let mut items = Vec::with_capacity(batch.len());
+        for (index, prepared) in batch.into_iter().enumerate() {
+            match prepared.downcast::<Ready>() {
+                Ok(Ready::Send(mut item)) => {
+                    item.index = index;
+                    items.push(item);
+                }
+                Ok(Ready::Done(outcome)) => outcomes[index] = Some(outcome),
+                Err(_) => {
+                    outcomes[index] = Some(DestinationOutcome::failed(
+                        "not prepared by a Spotify sink (internal error)",
+                    ));
                 }
             }
         }
-        // The requests carry everything from here: the events go now (unless the driver keeps
-        // them for a dead-letter sink) rather than stay in memory for the whole exchange.
-        drop(events);
         if self.config.dry_run {
             for item in items {
                 let mut record = self.record(LogKind::Request, std::slice::from_ref(&item));

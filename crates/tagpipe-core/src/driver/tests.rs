@@ -1,0 +1,118 @@
+//! How a driver turns a batch into one call of its sink: events or prepared events.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::component::Prepare;
+use crate::event::RequestContext;
+
+fn sink() -> ComponentId {
+    ComponentId::parse("console").unwrap()
+}
+
+/// An event queued for `console`, and the receiver of its outcomes.
+fn queued(event: Queued) -> (QueuedEvent, crate::ack::AckReceiver) {
+    let (mut carrier, ack) = Event::new(
+        crate::EventData::new(),
+        Arc::new(RequestContext::detached()),
+    )
+    .with_acknowledgement();
+    let item = QueuedEvent {
+        event,
+        token: DeliveryToken::new(carrier.ack.take(), sink()),
+        seq: None,
+    };
+    (item, ack)
+}
+
+fn named(name: &str) -> Event {
+    let mut data = crate::EventData::new();
+    data.insert("event_name", name.into());
+    Event::new(data, Arc::new(RequestContext::detached()))
+}
+
+fn accept_all() -> SinkService {
+    service_fn(
+        |events: Vec<Event>| async move { Ok(vec![DestinationOutcome::sent(); events.len()]) },
+    )
+}
+
+/// After a reload replaced a preparing sink with one that takes events, what the old one
+/// prepared cannot be sent: it fails at once, with why, and the events go on.
+#[tokio::test]
+async fn an_events_sink_fails_prepared_items_with_the_reason_and_sends_the_events() {
+    let stats = SinkStats::default();
+    let mut calls = SinkCalls::Events(accept_all());
+    let (prepared, prepared_ack) = queued(Queued::Prepared(Prepared::new(7_u8)));
+    let (event, event_ack) = queued(Queued::Event(named("purchase")));
+    let mut batch = vec![prepared, event];
+    let (tokens, call) = calls
+        .call(&mut batch, false, &stats)
+        .expect("an event to send");
+    assert!(batch.is_empty());
+    assert_eq!(tokens.len(), 1);
+    let failed = prepared_ack.await;
+    assert_eq!(failed["console"].outcome, Outcome::Failed);
+    assert!(
+        failed["console"]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("an earlier configuration of this sink prepared"),
+        "{failed:?}"
+    );
+    assert_eq!(SinkStats::get(&stats.failed), 1);
+    assert_eq!(call.await.unwrap().len(), 1);
+    drop(tokens);
+    drop(event_ack);
+    // Nothing left to send: no call at all.
+    let (prepared, _ack) = queued(Queued::Prepared(Prepared::new(7_u8)));
+    assert!(calls.call(&mut vec![prepared], false, &stats).is_none());
+}
+
+struct Upper;
+
+impl Prepare for Upper {
+    fn prepare(&self, event: &Event) -> Prepared {
+        Prepared::new(event.event_name().unwrap_or_default().to_uppercase())
+    }
+}
+
+/// A preparing sink gets one batch of prepared items: queued events are prepared by the driver
+/// (and kept for dead letters when asked), prepared ones passed on as they are.
+#[tokio::test]
+async fn a_preparing_sink_gets_queued_events_prepared_by_the_driver() {
+    let stats = SinkStats::default();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut calls = SinkCalls::Prepared(PreparedSink {
+        prepare: Arc::new(Upper),
+        service: prepared_service_with(seen.clone(), |seen, batch| async move {
+            let n = batch.len();
+            for item in batch {
+                seen.lock()
+                    .unwrap()
+                    .push(item.downcast::<String>().unwrap());
+            }
+            vec![DestinationOutcome::sent(); n]
+        }),
+    });
+    for keep_events in [false, true] {
+        let mut batch = vec![
+            QueuedEvent {
+                event: Queued::Prepared(Prepared::new("EARLY".to_owned())),
+                token: DeliveryToken::new(None, sink()),
+                seq: None,
+            },
+            QueuedEvent {
+                event: Queued::Event(named("late")),
+                token: DeliveryToken::new(None, sink()),
+                seq: None,
+            },
+        ];
+        let (tokens, call) = calls.call(&mut batch, keep_events, &stats).unwrap();
+        assert_eq!(call.await.unwrap().len(), 2);
+        let kept: Vec<bool> = tokens.iter().map(|(_, event)| event.is_some()).collect();
+        assert_eq!(kept, [false, keep_events]);
+    }
+    assert_eq!(*seen.lock().unwrap(), ["EARLY", "LATE", "EARLY", "LATE"]);
+}
