@@ -385,12 +385,27 @@ impl ClientHints {
     }
 
     fn push(&mut self, hint: usize, value: &str) {
-        use std::fmt::Write as _;
         if self.0.is_empty() {
             // gtag sends all eight, ~100 bytes: one allocation, not a growing string.
             self.0.reserve(160);
         }
-        let _ = write!(self.0, "{hint}{}:{value}", value.len());
+        // Digits by hand: `write!` costs ~500 instructions per hint, a sixteenth of a hit.
+        self.0
+            .push(char::from(b'0' + u8::try_from(hint % 10).unwrap_or(0)));
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut len = value.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + u8::try_from(len % 10).unwrap_or(0);
+            len /= 10;
+            if len == 0 {
+                break;
+            }
+        }
+        self.0.extend(digits[at..].iter().map(|&d| char::from(d)));
+        self.0.push(':');
+        self.0.push_str(value);
     }
 
     fn deferred(self) -> Deferred {

@@ -333,7 +333,19 @@ fn full_version_lists_split_on_the_last_semicolon_and_skip_empty_entries() {
 #[test]
 fn client_hints_text_reads_back_every_value() {
     use super::ClientHints;
-    let values = ["", "x86", "1:2:3", "9", "Ünïcode ✓", "12:", ":", "?1", "0"];
+    let long = "Brand;1.2|".repeat(13);
+    let values = [
+        "",
+        "x86",
+        "1:2:3",
+        "9",
+        "Ünïcode ✓",
+        "12:",
+        ":",
+        "?1",
+        "0",
+        &long,
+    ];
     let mut random = tagpipe_core::random::Repeatable::new(0x5EED_0004);
     for _ in 0..500 {
         let mut hints = ClientHints::default();
