@@ -17,7 +17,7 @@ use tower::{Service, ServiceExt};
 use crate::ack::{DeliveryToken, DestinationOutcome, Outcome};
 use crate::batch::BatchSettings;
 use crate::component::{
-    BoxError, BoxFuture, Prepared, PreparedService, PreparedSink, SinkCalls, SinkParts, SinkService,
+    BoxError, BoxFuture, Prepared, PreparedSink, SinkCalls, SinkParts, SinkService,
 };
 use crate::event::Event;
 use crate::id::ComponentId;
@@ -524,27 +524,9 @@ async fn send_dead_letter(
 /// The service of a sink whose state is shared by every call: each batch goes to
 /// `deliver(state, batch)`, which answers one outcome per event (the service is always ready).
 /// Most sinks are this: `service_with(Arc::new(client), |c, batch| async move { c.send(batch).await })`.
-pub fn service_with<T, F, Fut>(state: Arc<T>, deliver: F) -> SinkService
-where
-    T: Send + Sync + 'static,
-    F: Fn(Arc<T>, Vec<Event>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Vec<DestinationOutcome>> + Send + 'static,
-{
-    shared_state_service(state, deliver)
-}
-
-/// [`service_with`] for a sink's prepared path ([`crate::component::PreparedSink`]): each batch
-/// of prepared events goes to `deliver(state, batch)`.
-pub fn prepared_service_with<T, F, Fut>(state: Arc<T>, deliver: F) -> PreparedService
-where
-    T: Send + Sync + 'static,
-    F: Fn(Arc<T>, Vec<Prepared>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Vec<DestinationOutcome>> + Send + 'static,
-{
-    shared_state_service(state, deliver)
-}
-
-fn shared_state_service<R, T, F, Fut>(
+/// Batches are of events ([`SinkService`]) or, for a preparing sink, of prepared events
+/// ([`PreparedService`](crate::component::PreparedService)).
+pub fn service_with<R, T, F, Fut>(
     state: Arc<T>,
     deliver: F,
 ) -> tower::util::BoxService<Vec<R>, Vec<DestinationOutcome>, BoxError>

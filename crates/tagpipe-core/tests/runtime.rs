@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use tagpipe_core::batch::BatchSettings;
 use tagpipe_core::component::{RunningSource, SinkParts};
-use tagpipe_core::driver::{prepared_service_with, service_fn};
+use tagpipe_core::driver::{service_fn, service_with};
 use tagpipe_core::queue::{BufferConfig, WhenFull};
 use tagpipe_core::topology::{PipelineEntry, SinkEntry, Topology, TopologyConfig};
 use tagpipe_core::{
@@ -118,19 +118,23 @@ impl SinkConfig for TestSink {
             let reject = matches!(self.behaviour, Behaviour::Reject);
             let sink = PreparedSink {
                 prepare: Arc::new(NameOf(prepared.clone())),
-                service: prepared_service_with(Arc::new(prepared), move |seen, batch| async move {
-                    let n = batch.len();
-                    for item in batch {
-                        let name = item.downcast::<String>().expect("a name");
-                        seen.sent.lock().unwrap().push(name);
-                    }
-                    let outcome = if reject {
-                        DestinationOutcome::failed("rejected: HTTP 400: bad event")
-                    } else {
-                        DestinationOutcome::sent()
-                    };
-                    vec![outcome; n]
-                }),
+                service: service_with(
+                    Arc::new(prepared),
+                    move |seen, batch: Vec<tagpipe_core::Prepared>| async move {
+                        let n = batch.len();
+                        for item in batch {
+                            let name = item.downcast::<String>().expect("a name");
+                            seen.sent.lock().unwrap().push(name);
+                        }
+                        let outcome = if reject {
+                            DestinationOutcome::failed("rejected: HTTP 400: bad event")
+                                .with_request(json!({"sent": true}))
+                        } else {
+                            DestinationOutcome::sent()
+                        };
+                        vec![outcome; n]
+                    },
+                ),
             };
             return Box::pin(async move {
                 Ok(SinkParts {
@@ -540,47 +544,67 @@ async fn the_shutdown_deadline_fails_and_counts_what_is_left() {
     }
 }
 
-#[tokio::test]
+/// Events a sink fails for good go to its dead-letter sink whole. A preparing sink's queue then
+/// holds the events themselves: its driver prepares them just before the call (on a worker
+/// thread, not in the fan-out on the test's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_failed_for_good_go_to_the_dead_letter_sink() {
-    let mut rejecting = TestSink::new(Behaviour::Reject);
-    rejecting.dead_letter = Some("file/dlq");
-    let dlq = TestSink::new(Behaviour::Accept);
-    let h = start(
-        vec![
-            ("spotify", rejecting, BufferConfig::default()),
-            ("file/dlq", dlq.clone(), BufferConfig::default()),
-        ],
-        vec![("main", vec![], vec!["spotify"])],
-        Duration::from_secs(5),
-    )
-    .await;
-    let (e, ack) = event("purchase").with_acknowledgement();
-    h.dispatcher.send(e).await;
-    let outcomes = within(ack).await;
-    assert_eq!(outcomes["spotify"].outcome, Outcome::Failed);
-    assert_eq!(
-        outcomes["spotify"].reason.as_deref(),
-        Some("rejected: HTTP 400: bad event (dead-lettered to file/dlq)")
-    );
-    assert!(
-        !outcomes.contains_key("file/dlq"),
-        "the dead letter is a new delivery"
-    );
-    within(async {
-        while dlq.events() < 1 {
-            tokio::task::yield_now().await;
+    for preparing in [false, true] {
+        let mut rejecting = if preparing {
+            TestSink::preparing(Behaviour::Reject)
+        } else {
+            TestSink::new(Behaviour::Reject)
+        };
+        rejecting.dead_letter = Some("file/dlq");
+        let prepared = rejecting.preparing.clone();
+        let dlq = TestSink::new(Behaviour::Accept);
+        let h = start(
+            vec![
+                ("spotify", rejecting, BufferConfig::default()),
+                ("file/dlq", dlq.clone(), BufferConfig::default()),
+            ],
+            vec![("main", vec![], vec!["spotify"])],
+            Duration::from_secs(5),
+        )
+        .await;
+        let (e, ack) = event("purchase").with_acknowledgement();
+        h.dispatcher.send(e).await;
+        let outcomes = within(ack).await;
+        assert_eq!(outcomes["spotify"].outcome, Outcome::Failed);
+        assert_eq!(
+            outcomes["spotify"].reason.as_deref(),
+            Some("rejected: HTTP 400: bad event (dead-lettered to file/dlq)")
+        );
+        assert!(
+            !outcomes.contains_key("file/dlq"),
+            "the dead letter is a new delivery"
+        );
+        within(async {
+            while dlq.events() < 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        let kept = dlq.seen.lock().unwrap()[0][0].clone();
+        assert_eq!(kept.event_name(), Some("purchase"));
+        assert_eq!(kept.data["dead_letter"]["sink"], json!("spotify"));
+        assert_eq!(
+            kept.data["dead_letter"]["reason"],
+            json!("rejected: HTTP 400: bad event")
+        );
+        assert_eq!(kept.data["dead_letter"]["request"], json!({"sent": true}));
+        if let Some(prepared) = prepared {
+            let by = prepared.by.lock().unwrap().clone();
+            assert_eq!(by.len(), 1);
+            assert_ne!(
+                by[0].1,
+                std::thread::current().id(),
+                "prepared by the driver, not in the fan-out"
+            );
+            assert_eq!(*prepared.sent.lock().unwrap(), ["purchase"]);
         }
-    })
-    .await;
-    let kept = dlq.seen.lock().unwrap()[0][0].clone();
-    assert_eq!(kept.event_name(), Some("purchase"));
-    assert_eq!(kept.data["dead_letter"]["sink"], json!("spotify"));
-    assert_eq!(
-        kept.data["dead_letter"]["reason"],
-        json!("rejected: HTTP 400: bad event")
-    );
-    assert_eq!(kept.data["dead_letter"]["request"], json!({"sent": true}));
-    assert!(h.finish().await.undelivered.is_empty());
+        assert!(h.finish().await.undelivered.is_empty());
+    }
 }
 
 /// A batch in flight does not keep its events alive once the sink has let go of them — unless
@@ -648,50 +672,6 @@ async fn a_preparing_sink_prepares_events_where_they_are_accepted_and_frees_them
         [("purchase".to_owned(), std::thread::current().id())]
     );
     assert_eq!(*seen.sent.lock().unwrap(), ["purchase"]);
-    assert!(h.finish().await.undelivered.is_empty());
-}
-
-/// With a dead-letter sink, a preparing sink's queue holds the events themselves: its driver
-/// prepares them just before the call, and a failed one is dead-lettered whole.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_preparing_sink_with_a_dead_letter_sink_queues_events_and_dead_letters_them() {
-    let mut sink = TestSink::preparing(Behaviour::Reject);
-    sink.dead_letter = Some("file/dlq");
-    let seen = sink.preparing.clone().unwrap();
-    let dlq = TestSink::new(Behaviour::Accept);
-    let h = start(
-        vec![
-            ("spotify", sink, BufferConfig::default()),
-            ("file/dlq", dlq.clone(), BufferConfig::default()),
-        ],
-        vec![("main", vec![], vec!["spotify"])],
-        Duration::from_secs(5),
-    )
-    .await;
-    let (e, ack) = event("purchase").with_acknowledgement();
-    h.dispatcher.send(e).await;
-    let outcomes = within(ack).await;
-    assert_eq!(
-        outcomes["spotify"].reason.as_deref(),
-        Some("rejected: HTTP 400: bad event (dead-lettered to file/dlq)")
-    );
-    let by = seen.by.lock().unwrap().clone();
-    assert_eq!(by.len(), 1);
-    assert_ne!(
-        by[0].1,
-        std::thread::current().id(),
-        "prepared by the driver, not in the fan-out"
-    );
-    assert_eq!(*seen.sent.lock().unwrap(), ["purchase"]);
-    within(async {
-        while dlq.events() < 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    let kept = dlq.seen.lock().unwrap()[0][0].clone();
-    assert_eq!(kept.event_name(), Some("purchase"));
-    assert_eq!(kept.data["dead_letter"]["sink"], json!("spotify"));
     assert!(h.finish().await.undelivered.is_empty());
 }
 

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use tagpipe_core::batch::BatchSettings;
 use tagpipe_core::component::{PreparedSink, SinkParts};
-use tagpipe_core::driver::prepared_service_with;
+use tagpipe_core::driver::service_with;
 use tagpipe_core::{BoxError, BoxFuture, SinkComponent, SinkConfig, SinkContext, ValidationError};
 
 pub use config::{ActionSource, DEFAULT_ENDPOINT, LogType, ServerEventData, SpotifySinkConfig};
@@ -110,7 +110,7 @@ impl SinkConfig for SpotifySinkConfig {
             // the queue holds one buffer per event, and the event is freed where it was made.
             let prepared = PreparedSink {
                 prepare: Arc::new(service::SpotifyPrepare(shared.clone())),
-                service: prepared_service_with(shared, |shared, batch| async move {
+                service: service_with(shared, |shared, batch| async move {
                     shared.deliver_prepared(batch).await
                 }),
             };

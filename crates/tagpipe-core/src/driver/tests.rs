@@ -86,7 +86,7 @@ async fn a_preparing_sink_gets_queued_events_prepared_by_the_driver() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut calls = SinkCalls::Prepared(PreparedSink {
         prepare: Arc::new(Upper),
-        service: prepared_service_with(seen.clone(), |seen, batch| async move {
+        service: service_with(seen.clone(), |seen, batch: Vec<Prepared>| async move {
             let n = batch.len();
             for item in batch {
                 seen.lock()
