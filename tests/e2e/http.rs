@@ -290,6 +290,44 @@ fn a_slow_client_is_cut_off() {
     assert_eq!(reply.status, 408);
 }
 
+/// Headers that never complete — on a fresh connection, and on a keep-alive connection after a
+/// request was answered — are cut off after `read_timeout` (1s here): the connection is closed
+/// rather than held open.
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::Read as _;
+    let (t, _) = start("slow-headers");
+    let hit = "GET /g/collect?v=2&tid=G-1&cid=1.2&en=page_view HTTP/1.1\r\nHost: x\r\n\r\n";
+    for answered_first in [false, true] {
+        let mut stream = TcpStream::connect(t.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        if answered_first {
+            stream.write_all(hit.as_bytes()).unwrap();
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 204");
+        }
+        stream
+            .write_all(b"GET /g/collect?v=2 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        // Ends (EOF or reset) once the server gives up; a 20 s read timeout guards a hang.
+        let ended = stream.read_to_end(&mut rest);
+        let waited = started.elapsed();
+        assert!(
+            ended.is_ok() || waited < Duration::from_secs(19),
+            "the server never cut the connection off (answered first: {answered_first})"
+        );
+        assert!(
+            waited >= Duration::from_millis(900),
+            "cut off before read_timeout: {waited:?}"
+        );
+    }
+}
+
 #[test]
 fn cors_preflight_and_credentials() {
     let (t, strict) = start("cors");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tagpipe_core::{BoxError, ComponentId, Dispatcher};
@@ -144,7 +144,6 @@ pub(crate) async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(server.config.read_timeout);
     server.ready.store(true, Ordering::Relaxed);
     tracing::info!(source = %server.id, listen = %server.config.listen, "http source listening");
@@ -182,7 +181,13 @@ pub(crate) async fn serve(
                 Ok::<_, Infallible>(reply)
             }
         });
-        let connection = builder
+        // Each connection gets its own header timer: one tokio sleep per connection, not one
+        // per request (see `header_timer`).
+        let mut connection_builder = builder.clone();
+        connection_builder
+            .http1()
+            .timer(crate::header_timer::ConnectionTimer::default());
+        let connection = connection_builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
