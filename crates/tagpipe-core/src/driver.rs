@@ -149,13 +149,13 @@ impl SinkCalls {
 
     /// Calls the sink with `batch` (emptied), keeping each event's token — with a copy of its
     /// event (two `Arc` clones) only when `keep_events`, for dead letters. Without a copy, an
-    /// event is freed as soon as the sink's service lets go of it (the Spotify and BigQuery
-    /// sinks: once their requests are built) and every other sink is done with it, not when
-    /// the batch's outcome comes. Prepared items an events service cannot send (queued before
-    /// a reload changed the sink) fail at once; `None` when nothing is left to send. Events
-    /// queued as such for a preparing sink (a disk buffer, a sink with a dead-letter sink, a
-    /// queue taken over from a driver that queued events) are prepared here.
-    fn call(
+    /// event is freed as soon as the sink lets go of it (the BigQuery sink: once its request is
+    /// built; a preparing sink: once prepared) and every other sink is done with it, not when
+    /// the batch's outcome comes. Events queued as such for a preparing sink (a disk buffer, a
+    /// sink with a dead-letter sink, a queue taken over from a driver that queued events) are
+    /// prepared here. Prepared items an events service cannot send fail at once; `None` when
+    /// nothing is left to send.
+    async fn call(
         &mut self,
         batch: &mut Vec<QueuedEvent>,
         keep_events: bool,
@@ -165,22 +165,27 @@ impl SinkCalls {
         match self {
             Self::Events(service) => {
                 let mut events = Vec::with_capacity(batch.len());
+                let mut unsendable = Vec::new();
                 for item in batch.drain(..) {
                     match item.event {
                         Queued::Event(event) => {
                             tokens.push((item.token, keep_events.then(|| event.clone())));
                             events.push(event);
                         }
-                        Queued::Prepared(_) => {
-                            let outcome = DestinationOutcome::failed(
-                                "queued in a form an earlier configuration of this sink prepared, \
-                                 which the reloaded sink cannot send",
-                            );
-                            count(stats, outcome.outcome, 1);
-                            telemetry::outcome(item.token.sink(), &outcome);
-                            item.token.complete(outcome);
-                        }
+                        // A reload gives a sink of another type a new queue (`Topology::apply`):
+                        // a safety net, not a path events take.
+                        Queued::Prepared(_) => unsendable.push(item.token),
                     }
+                }
+                if !unsendable.is_empty() {
+                    complete_all(
+                        unsendable,
+                        &DestinationOutcome::failed(
+                            "queued in a form another type of sink prepared, which this sink \
+                             cannot send",
+                        ),
+                        stats,
+                    );
                 }
                 (!events.is_empty()).then(|| (tokens, service.call(events)))
             }
@@ -193,6 +198,9 @@ impl SinkCalls {
                             None
                         }
                         Queued::Event(event) => {
+                            // Hundreds of events take a millisecond or more to prepare: let
+                            // the requests waiting on this worker run in between.
+                            tokio::task::coop::consume_budget().await;
                             prepared.push(prepare.prepare(&event));
                             keep_events.then_some(event)
                         }
@@ -279,12 +287,12 @@ impl Driver {
                 reply = requested(&mut self.handover) => return Exit::HandedOver(reply),
                 ready = self.calls.ready() => ready,
             };
-            self.call(queue, batch, permit, ready);
+            self.call(queue, batch, permit, ready).await;
         }
     }
 
     /// Sends one batch (or fails it when the service is not ready).
-    fn call(
+    async fn call(
         &mut self,
         queue: &QueueRx,
         batch: &mut Vec<QueuedEvent>,
@@ -308,6 +316,7 @@ impl Driver {
         let Some((tokens, call)) = self
             .calls
             .call(batch, self.dead_letter.is_some(), &self.stats)
+            .await
         else {
             // Every item already has its outcome (prepared items only come from memory queues).
             return;

@@ -67,19 +67,24 @@ impl Service<Event> for FanOut {
         let ack = event.ack.take();
         let mut waiting: Vec<(SinkInput, QueuedEvent)> = Vec::new();
         for sink in self.sinks.iter() {
-            let item = QueuedEvent {
+            let item = |sink: &SinkInput| QueuedEvent {
                 event: sink.queued(&event),
                 token: DeliveryToken::new(ack.clone(), sink.id.clone()),
                 seq: None,
             };
             let QueueTx::Memory(tx) = &sink.tx else {
                 // A disk buffer answers once the event is on disk.
-                waiting.push((sink.clone(), item));
+                waiting.push((sink.clone(), item(sink)));
                 continue;
             };
-            match tx.try_send(item) {
-                Ok(()) => SinkStats::add(&sink.stats.queued, 1),
-                Err(TrySendError::Full(item)) => match sink.when_full {
+            // Room first, then the item: a sink that prepares events does not prepare one that
+            // a full queue drops.
+            match tx.try_reserve() {
+                Ok(permit) => {
+                    permit.send(item(sink));
+                    SinkStats::add(&sink.stats.queued, 1);
+                }
+                Err(TrySendError::Full(())) => match sink.when_full {
                     WhenFull::DropNewest => {
                         SinkStats::add(&sink.stats.dropped_full, 1);
                         SinkStats::add(&sink.stats.failed, 1);
@@ -87,13 +92,13 @@ impl Service<Event> for FanOut {
                             "queue full: event dropped (when_full: drop_newest)",
                         );
                         crate::telemetry::outcome(&sink.id, &outcome);
-                        item.token.complete(outcome);
+                        DeliveryToken::new(ack.clone(), sink.id.clone()).complete(outcome);
                     }
-                    WhenFull::Block => waiting.push((sink.clone(), item)),
+                    WhenFull::Block => waiting.push((sink.clone(), item(sink))),
                 },
-                Err(TrySendError::Closed(item)) => {
+                Err(TrySendError::Closed(())) => {
                     SinkStats::add(&sink.stats.failed, 1);
-                    item.token
+                    DeliveryToken::new(ack.clone(), sink.id.clone())
                         .complete(DestinationOutcome::failed("sink has stopped"));
                 }
             }

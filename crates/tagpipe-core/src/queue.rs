@@ -208,6 +208,11 @@ impl SinkInput {
         self.prepare = prepare.filter(|_| matches!(self.tx, QueueTx::Memory(_)));
     }
 
+    /// Whether events are prepared as they enter this queue.
+    pub(crate) fn prepares(&self) -> bool {
+        self.prepare.is_some()
+    }
+
     /// What goes into the queue for `event`: the sink's prepared form, or the event.
     pub(crate) fn queued(&self, event: &Event) -> Queued {
         match &self.prepare {

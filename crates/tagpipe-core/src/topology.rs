@@ -379,6 +379,17 @@ impl Topology {
             });
         }
         for sink in &mut built {
+            // A queue holding what the old sink prepared goes to a sink that cannot send it
+            // (its type changed): the old service delivers that queue, the new sink gets a new one.
+            if matches!(sink.change, SinkChange::Replace)
+                && matches!(sink.parts.service, SinkCalls::Events(_))
+                && self
+                    .sinks
+                    .get(&sink.entry.id)
+                    .is_some_and(|old| old.input.prepares())
+            {
+                sink.change = SinkChange::Requeue;
+            }
             if matches!(sink.change, SinkChange::Add | SinkChange::Requeue) {
                 let (input, rx, stats) = queue::channel(sink.entry.id.clone(), &sink.entry.buffer)
                     .map_err(|error| BuildError {

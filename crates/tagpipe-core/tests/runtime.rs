@@ -73,12 +73,15 @@ struct Prepared {
     sent: Arc<Mutex<Vec<String>>>,
 }
 
-/// Prepares an event into its name, noting the thread.
+/// Prepares an event into its name (`name#n` for a numbered one), noting the thread.
 struct NameOf(Prepared);
 
 impl Prepare for NameOf {
     fn prepare(&self, event: &Event) -> tagpipe_core::Prepared {
-        let name = event.event_name().unwrap_or_default().to_owned();
+        let mut name = event.event_name().unwrap_or_default().to_owned();
+        if let Some(n) = event.data.get("n") {
+            name = format!("{name}#{n}");
+        }
         self.0
             .by
             .lock()
@@ -99,7 +102,7 @@ impl TestSink {
             preparing: None,
         }
     }
-    /// A sink that prepares events as they are queued; `Accept` or `Reject` only.
+    /// A sink that prepares events as they are queued; `Accept`, `Reject` or `Gated` only.
     fn preparing(behaviour: Behaviour) -> Self {
         Self {
             preparing: Some(Prepared::default()),
@@ -116,23 +119,30 @@ impl SinkConfig for TestSink {
         let this = self.clone();
         if let Some(prepared) = self.preparing.clone() {
             let reject = matches!(self.behaviour, Behaviour::Reject);
+            let gate = matches!(self.behaviour, Behaviour::Gated).then(|| self.gate.clone());
             let sink = PreparedSink {
                 prepare: Arc::new(NameOf(prepared.clone())),
                 service: service_with(
                     Arc::new(prepared),
-                    move |seen, batch: Vec<tagpipe_core::Prepared>| async move {
-                        let n = batch.len();
-                        for item in batch {
-                            let name = item.downcast::<String>().expect("a name");
-                            seen.sent.lock().unwrap().push(name);
+                    move |seen, batch: Vec<tagpipe_core::Prepared>| {
+                        let gate = gate.clone();
+                        async move {
+                            if let Some(gate) = gate {
+                                gate.notified().await;
+                            }
+                            let n = batch.len();
+                            for item in batch {
+                                let name = item.downcast::<String>().expect("a name");
+                                seen.sent.lock().unwrap().push(name);
+                            }
+                            let outcome = if reject {
+                                DestinationOutcome::failed("rejected: HTTP 400: bad event")
+                                    .with_request(json!({"sent": true}))
+                            } else {
+                                DestinationOutcome::sent()
+                            };
+                            vec![outcome; n]
                         }
-                        let outcome = if reject {
-                            DestinationOutcome::failed("rejected: HTTP 400: bad event")
-                                .with_request(json!({"sent": true}))
-                        } else {
-                            DestinationOutcome::sent()
-                        };
-                        vec![outcome; n]
                     },
                 ),
             };
@@ -673,6 +683,82 @@ async fn a_preparing_sink_prepares_events_where_they_are_accepted_and_frees_them
     );
     assert_eq!(*seen.sent.lock().unwrap(), ["purchase"]);
     assert!(h.finish().await.undelivered.is_empty());
+}
+
+/// A reload that replaces a preparing sink with one of another type, which cannot send what the
+/// old one prepared, gives the new sink a new queue: the old service delivers the old queue —
+/// nothing fails, nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_another_type_of_sink_leaves_the_prepared_queue_to_the_old_service() {
+    let old = TestSink::preparing(Behaviour::Gated);
+    let prepared = old.preparing.clone().unwrap();
+    let h = start(
+        vec![("out", old.clone(), buffer(1000, WhenFull::Block))],
+        vec![("main", vec![], vec!["out"])],
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut acks = Vec::new();
+    let mut send = async |range: std::ops::Range<usize>| {
+        for n in range {
+            let (e, ack) = numbered(n).with_acknowledgement();
+            h.dispatcher.send(e).await;
+            acks.push(ack);
+        }
+    };
+    // The old service holds its first call at the gate: the rest wait in its queue, prepared.
+    send(0..50).await;
+    let new = TestSink::new(Behaviour::Accept);
+    let reload = topology_config(
+        same_source(),
+        vec![("out", new.clone(), buffer(1000, WhenFull::Block))],
+        vec![("main", vec![], vec!["out"])],
+        Duration::from_secs(5),
+        &[("out", 2)],
+    );
+    h.reloads.send(reload).await.unwrap();
+    within(async {
+        while new.events() == 0 {
+            send(1000..1001).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let mut waiting = std::pin::pin!(futures_join_all(acks));
+    let outcomes = within(async {
+        loop {
+            old.gate.notify_one();
+            tokio::select! {
+                outcomes = &mut waiting => break outcomes,
+                () = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.values().all(|o| o.outcome == Outcome::Sent)),
+        "{outcomes:?}"
+    );
+    let sent = prepared.sent.lock().unwrap().clone();
+    let expected: Vec<String> = (0..50).map(|n| format!("page_view#{n}")).collect();
+    assert_eq!(
+        sent[..50],
+        expected[..],
+        "the old service sent the old queue, in order"
+    );
+    assert!(numbers(&new).iter().all(|&n| n == 1000));
+    assert!(h.finish().await.undelivered.is_empty());
+}
+
+/// Waits for every future, in order.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::with_capacity(futures.len());
+    for f in futures {
+        out.push(f.await);
+    }
+    out
 }
 
 /// The source of a reload config: never built again while its fingerprint is unchanged.

@@ -8,9 +8,10 @@
 //! does what the tag cannot: batches, retries with backoff (honouring `Retry-After`), splits a
 //! batch the API finds too large, isolates a bad event, and reports every event's outcome.
 //!
-//! Each event becomes its CAPI JSON as it enters the sink's queue, on the thread that accepted
-//! it ([`tagpipe_core::Prepare`]): the queue holds one buffer per event, and batches are
-//! assembled from those buffers without touching the events again.
+//! Each event becomes its CAPI JSON as it enters the sink's memory queue, on the thread that
+//! accepted it ([`tagpipe_core::Prepare`]): the queue holds one buffer per event, and batches
+//! are assembled from those buffers without touching the events again. With a disk buffer or a
+//! dead-letter sink the queue holds the events, and each is built just before it is sent.
 //!
 //! ```yaml
 //! sinks:

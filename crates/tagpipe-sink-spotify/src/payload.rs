@@ -63,7 +63,8 @@ impl CapiEvent {
     }
 }
 
-/// Builds the CAPI event for `data`, with `now_ms` as the time of events that carry none.
+/// Builds the CAPI event for `data`, with `now_ms` as the time of events that carry none (the
+/// sink passes when the event's request was received).
 pub fn build(
     data: &EventData,
     context: &RequestContext,

@@ -78,15 +78,27 @@ enum Attempt {
 }
 
 impl Shared {
-    fn now_ms(&self) -> i64 {
-        self.clock_ms
-            .unwrap_or_else(|| i64::try_from(tagpipe_core::logs::now_ms()).unwrap_or(i64::MAX))
+    /// The time of an event that carries none: when its request was received (kept in disk
+    /// buffers too), or the tests' fixed clock.
+    fn received_ms(&self, event: &Event) -> i64 {
+        self.clock_ms.unwrap_or_else(|| {
+            event
+                .context
+                .received_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        })
     }
 
     /// The CAPI JSON of one event, or its outcome when it is not sent (with its log message).
     fn prepare(&self, event: &Event) -> Ready {
         let debug = event.context.debug;
-        match build(&event.data, &event.context, &self.config, self.now_ms()) {
+        match build(
+            &event.data,
+            &event.context,
+            &self.config,
+            self.received_ms(event),
+        ) {
             Built::Send(payload) => {
                 let expected_len = EXPECTED_LEN.get();
                 let mut json = Vec::with_capacity(expected_len + 32);

@@ -390,20 +390,8 @@ impl ClientHints {
             self.0.reserve(160);
         }
         // Digits by hand: `write!` costs ~500 instructions per hint, a sixteenth of a hit.
-        self.0
-            .push(char::from(b'0' + u8::try_from(hint % 10).unwrap_or(0)));
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut len = value.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + u8::try_from(len % 10).unwrap_or(0);
-            len /= 10;
-            if len == 0 {
-                break;
-            }
-        }
-        self.0.extend(digits[at..].iter().map(|&d| char::from(d)));
+        push_decimal(&mut self.0, hint);
+        push_decimal(&mut self.0, value.len());
         self.0.push(':');
         self.0.push_str(value);
     }
@@ -466,6 +454,14 @@ fn full_version_list(value: &str) -> Value {
         list.push(Value::Object(m));
     }
     Value::Array(list)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(char::from(b"0123456789"[n % 10]));
 }
 
 /// A number when the text is one (integers stay integers), else the text.

@@ -37,8 +37,8 @@ fn accept_all() -> SinkService {
     )
 }
 
-/// After a reload replaced a preparing sink with one that takes events, what the old one
-/// prepared cannot be sent: it fails at once, with why, and the events go on.
+/// Should prepared items ever reach a sink that takes events (a reload gives such a sink a new
+/// queue), they fail at once, with why, and the events go on.
 #[tokio::test]
 async fn an_events_sink_fails_prepared_items_with_the_reason_and_sends_the_events() {
     let stats = SinkStats::default();
@@ -48,6 +48,7 @@ async fn an_events_sink_fails_prepared_items_with_the_reason_and_sends_the_event
     let mut batch = vec![prepared, event];
     let (tokens, call) = calls
         .call(&mut batch, false, &stats)
+        .await
         .expect("an event to send");
     assert!(batch.is_empty());
     assert_eq!(tokens.len(), 1);
@@ -58,7 +59,7 @@ async fn an_events_sink_fails_prepared_items_with_the_reason_and_sends_the_event
             .reason
             .as_deref()
             .unwrap()
-            .contains("an earlier configuration of this sink prepared"),
+            .contains("another type of sink prepared"),
         "{failed:?}"
     );
     assert_eq!(SinkStats::get(&stats.failed), 1);
@@ -67,7 +68,12 @@ async fn an_events_sink_fails_prepared_items_with_the_reason_and_sends_the_event
     drop(event_ack);
     // Nothing left to send: no call at all.
     let (prepared, _ack) = queued(Queued::Prepared(Prepared::new(7_u8)));
-    assert!(calls.call(&mut vec![prepared], false, &stats).is_none());
+    assert!(
+        calls
+            .call(&mut vec![prepared], false, &stats)
+            .await
+            .is_none()
+    );
 }
 
 struct Upper;
@@ -109,7 +115,7 @@ async fn a_preparing_sink_gets_queued_events_prepared_by_the_driver() {
                 seq: None,
             },
         ];
-        let (tokens, call) = calls.call(&mut batch, keep_events, &stats).unwrap();
+        let (tokens, call) = calls.call(&mut batch, keep_events, &stats).await.unwrap();
         assert_eq!(call.await.unwrap().len(), 2);
         let kept: Vec<bool> = tokens.iter().map(|(_, event)| event.is_some()).collect();
         assert_eq!(kept, [false, keep_events]);

@@ -369,14 +369,38 @@ fn client_hints_text_reads_back_every_value() {
             "{text:?}"
         );
     }
-    // Text this module did not write ends the read rather than panicking.
+    // Fixed cases, spelled out.
+    let mut hints = ClientHints::default();
+    hints.push(0, "x86");
+    hints.push(3, "?1");
+    hints.push(2, "A;1|B%20C;2");
+    hints.push(7, "0");
+    hints.push(0, "arm");
+    assert_eq!(hints.0, "03:x8632:?1211:A;1|B%20C;271:003:arm");
+    assert_eq!(
+        hints.deferred().into_value(),
+        json!({
+            "architecture": "arm",
+            "full_version_list": [
+                {"brand": "A", "version": "1"},
+                {"brand": "B C", "version": "2"}
+            ],
+            "mobile": true,
+            "wow64": false
+        })
+    );
+    // Text this module did not write ends the read where it stops making sense.
     for broken in ["9", "8:x", "03:ab", "0x:a", "12", "0", "01:é"] {
-        let _ = ClientHints::build(broken);
+        assert_eq!(ClientHints::build(broken), json!({}), "{broken:?}");
     }
+    assert_eq!(
+        ClientHints::build("02:x86ZZ"),
+        json!({"architecture": "x8"})
+    );
 }
 
-/// A hit's `client_hints` is kept as text until read: a pass over the fields that reads the
-/// other values (as the Spotify sink's does) leaves it unbuilt, and reading it gives the object.
+/// A hit's `client_hints` (kept as text until read; `EventData`'s own tests check that a pass
+/// over the other fields builds nothing) read after such a pass is the whole object.
 #[test]
 fn client_hints_read_whole_after_a_pass_that_skips_them() {
     let q = "v=2&en=page_view&uaa=arm&uamb=%3F1&uafvl=A%3B1%7CB%3B2&uap=Android";
