@@ -26,6 +26,10 @@ pub(crate) async fn read(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large(max));
     }
+    if hyper::body::Body::is_end_stream(&body) {
+        // No body (a GA4 GET, nearly always): nothing to wait for, so no timer to set up.
+        return decode(Bytes::new(), headers, max);
+    }
     let collected = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await;
     let raw = match collected {
         Err(_) => {
