@@ -306,6 +306,16 @@ async fn start(
     }
 }
 
+/// One sink, fed by the test source through one pipeline, with a 5 s shutdown deadline.
+async fn start_one(id: &str, sink: TestSink, buffer: BufferConfig) -> Harness {
+    start(
+        vec![(id, sink, buffer)],
+        vec![("main", vec![], vec![id])],
+        Duration::from_secs(5),
+    )
+    .await
+}
+
 impl Harness {
     /// Graceful shutdown, as a signal would do it, once the test lets go of its dispatcher.
     async fn finish(self) -> tagpipe_core::topology::ShutdownReport {
@@ -665,12 +675,7 @@ async fn batches_in_flight_keep_their_events_only_for_a_dead_letter_sink() {
 async fn a_preparing_sink_prepares_events_where_they_are_accepted_and_frees_them_there() {
     let sink = TestSink::preparing(Behaviour::Accept);
     let seen = sink.preparing.clone().unwrap();
-    let h = start(
-        vec![("spotify", sink, BufferConfig::default())],
-        vec![("main", vec![], vec!["spotify"])],
-        Duration::from_secs(5),
-    )
-    .await;
+    let h = start_one("spotify", sink, BufferConfig::default()).await;
     let (e, ack) = event("purchase").with_acknowledgement();
     let data = Arc::downgrade(&e.data);
     h.dispatcher.send(e).await;
@@ -692,12 +697,7 @@ async fn a_preparing_sink_prepares_events_where_they_are_accepted_and_frees_them
 async fn a_reload_to_another_type_of_sink_leaves_the_prepared_queue_to_the_old_service() {
     let old = TestSink::preparing(Behaviour::Gated);
     let prepared = old.preparing.clone().unwrap();
-    let h = start(
-        vec![("out", old.clone(), buffer(1000, WhenFull::Block))],
-        vec![("main", vec![], vec!["out"])],
-        Duration::from_secs(5),
-    )
-    .await;
+    let h = start_one("out", old.clone(), buffer(1000, WhenFull::Block)).await;
     let mut acks = Vec::new();
     let mut send = async |range: std::ops::Range<usize>| {
         for n in range {
