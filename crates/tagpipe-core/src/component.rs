@@ -166,12 +166,21 @@ impl Debug for Prepared {
 /// The runtime uses it for a sink's memory queue when the sink has no dead-letter sink (dead
 /// letters need the event itself); otherwise events are queued and the driver prepares them
 /// just before each call. Events already queued when a reload changes the sink are sent as
-/// prepared by the configuration that accepted them (a reload that replaces the sink with one
-/// of a type that does not prepare fails them, with that reason).
-pub trait Prepare: Send + Sync + 'static {
+/// prepared by the configuration that accepted them; a reload that replaces the sink with one
+/// whose preparer is of another type (or that does not prepare) gives it a new queue, and the
+/// old service delivers the old one.
+pub trait Prepare: Any + Send + Sync {
     /// This sink's form of `event`. Must not block: it runs inside the request that carried the
     /// event.
     fn prepare(&self, event: &Event) -> Prepared;
+}
+
+impl dyn Prepare {
+    /// Which form this preparer makes (its type): a service that takes one preparer's items can
+    /// send those of another preparer of the same type.
+    pub fn form(&self) -> std::any::TypeId {
+        (self as &dyn Any).type_id()
+    }
 }
 
 /// A preparing sink's service: a batch of prepared events in, one outcome per event out.

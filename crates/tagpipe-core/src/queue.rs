@@ -208,9 +208,10 @@ impl SinkInput {
         self.prepare = prepare.filter(|_| matches!(self.tx, QueueTx::Memory(_)));
     }
 
-    /// Whether events are prepared as they enter this queue.
-    pub(crate) fn prepares(&self) -> bool {
-        self.prepare.is_some()
+    /// The form events take as they enter this queue ([`Prepare::form`]), when they are
+    /// prepared.
+    pub(crate) fn prepared_form(&self) -> Option<std::any::TypeId> {
+        self.prepare.as_deref().map(<dyn Prepare>::form)
     }
 
     /// What goes into the queue for `event`: the sink's prepared form, or the event.

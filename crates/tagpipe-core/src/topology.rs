@@ -379,14 +379,19 @@ impl Topology {
             });
         }
         for sink in &mut built {
-            // A queue holding what the old sink prepared goes to a sink that cannot send it
-            // (its type changed): the old service delivers that queue, the new sink gets a new one.
+            // A queue holding what the old sink prepared goes only to a sink that takes the same
+            // form (its preparer is of the same type); otherwise the old service delivers that
+            // queue and the new sink gets a new one.
+            let new_form = match &sink.parts.service {
+                SinkCalls::Prepared(prepared) => Some(prepared.prepare.form()),
+                SinkCalls::Events(_) => None,
+            };
             if matches!(sink.change, SinkChange::Replace)
-                && matches!(sink.parts.service, SinkCalls::Events(_))
                 && self
                     .sinks
                     .get(&sink.entry.id)
-                    .is_some_and(|old| old.input.prepares())
+                    .and_then(|old| old.input.prepared_form())
+                    .is_some_and(|old_form| Some(old_form) != new_form)
             {
                 sink.change = SinkChange::Requeue;
             }

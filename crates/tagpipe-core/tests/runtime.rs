@@ -64,6 +64,8 @@ struct TestSink {
     /// Set for a sink that prepares events (into their names): each one prepared, with the
     /// thread that prepared it, and then the names its prepared service was called with.
     preparing: Option<Prepared>,
+    /// Prepares with [`OtherForm`] rather than [`NameOf`]: the same items, another preparer type.
+    other_form: bool,
 }
 
 /// What a preparing [`TestSink`] saw.
@@ -91,6 +93,15 @@ impl Prepare for NameOf {
     }
 }
 
+/// [`NameOf`] under another type: to the runtime, another form of prepared item.
+struct OtherForm(NameOf);
+
+impl Prepare for OtherForm {
+    fn prepare(&self, event: &Event) -> tagpipe_core::Prepared {
+        self.0.prepare(event)
+    }
+}
+
 impl TestSink {
     fn new(behaviour: Behaviour) -> Self {
         Self {
@@ -100,6 +111,7 @@ impl TestSink {
             gate: Arc::new(Notify::new()),
             dead_letter: None,
             preparing: None,
+            other_form: false,
         }
     }
     /// A sink that prepares events as they are queued; `Accept`, `Reject` or `Gated` only.
@@ -112,6 +124,13 @@ impl TestSink {
     fn events(&self) -> usize {
         self.seen.lock().unwrap().iter().map(Vec::len).sum()
     }
+    /// What a preparing sink's service was called with.
+    fn prepared_sent(&self) -> Vec<String> {
+        self.preparing
+            .as_ref()
+            .map(|p| p.sent.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
 }
 
 impl SinkConfig for TestSink {
@@ -121,7 +140,11 @@ impl SinkConfig for TestSink {
             let reject = matches!(self.behaviour, Behaviour::Reject);
             let gate = matches!(self.behaviour, Behaviour::Gated).then(|| self.gate.clone());
             let sink = PreparedSink {
-                prepare: Arc::new(NameOf(prepared.clone())),
+                prepare: if self.other_form {
+                    Arc::new(OtherForm(NameOf(prepared.clone())))
+                } else {
+                    Arc::new(NameOf(prepared.clone()))
+                },
                 service: service_with(
                     Arc::new(prepared),
                     move |seen, batch: Vec<tagpipe_core::Prepared>| {
@@ -690,13 +713,11 @@ async fn a_preparing_sink_prepares_events_where_they_are_accepted_and_frees_them
     assert!(h.finish().await.undelivered.is_empty());
 }
 
-/// A reload that replaces a preparing sink with one of another type, which cannot send what the
-/// old one prepared, gives the new sink a new queue: the old service delivers the old queue —
-/// nothing fails, nothing is sent twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_to_another_type_of_sink_leaves_the_prepared_queue_to_the_old_service() {
+/// Reloads a preparing sink whose service holds its first call while the rest of 50 events wait
+/// in its queue, prepared, replacing it with `new`; then releases the old service. Every event
+/// must be sent; answers what the old service sent.
+async fn reload_a_held_preparing_sink(new: &TestSink) -> Vec<String> {
     let old = TestSink::preparing(Behaviour::Gated);
-    let prepared = old.preparing.clone().unwrap();
     let h = start_one("out", old.clone(), buffer(1000, WhenFull::Block)).await;
     let mut acks = Vec::new();
     let mut send = async |range: std::ops::Range<usize>| {
@@ -706,9 +727,7 @@ async fn a_reload_to_another_type_of_sink_leaves_the_prepared_queue_to_the_old_s
             acks.push(ack);
         }
     };
-    // The old service holds its first call at the gate: the rest wait in its queue, prepared.
     send(0..50).await;
-    let new = TestSink::new(Behaviour::Accept);
     let reload = topology_config(
         same_source(),
         vec![("out", new.clone(), buffer(1000, WhenFull::Block))],
@@ -718,7 +737,7 @@ async fn a_reload_to_another_type_of_sink_leaves_the_prepared_queue_to_the_old_s
     );
     h.reloads.send(reload).await.unwrap();
     within(async {
-        while new.events() == 0 {
+        while new.events() + new.prepared_sent().len() == 0 {
             send(1000..1001).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -741,15 +760,45 @@ async fn a_reload_to_another_type_of_sink_leaves_the_prepared_queue_to_the_old_s
             .all(|o| o.values().all(|o| o.outcome == Outcome::Sent)),
         "{outcomes:?}"
     );
-    let sent = prepared.sent.lock().unwrap().clone();
-    let expected: Vec<String> = (0..50).map(|n| format!("page_view#{n}")).collect();
-    assert_eq!(
-        sent[..50],
-        expected[..],
-        "the old service sent the old queue, in order"
-    );
-    assert!(numbers(&new).iter().all(|&n| n == 1000));
     assert!(h.finish().await.undelivered.is_empty());
+    old.prepared_sent()
+}
+
+fn page_views(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|n| format!("page_view#{n}")).collect()
+}
+
+/// A reload that replaces a preparing sink with one that cannot send what it prepared — a sink
+/// that takes events, or one whose preparer is of another type — gives the new sink a new
+/// queue: the old service delivers the old queue, in order; nothing fails or is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_another_form_of_sink_leaves_the_prepared_queue_to_the_old_service() {
+    // The old service sends the old queue first, then whatever reached it before the switch.
+    let old_sent_all = |sent: Vec<String>| {
+        assert_eq!(sent[..50], page_views(0..50)[..]);
+        assert!(sent[50..].iter().all(|n| n == "page_view#1000"), "{sent:?}");
+    };
+    let events = TestSink::new(Behaviour::Accept);
+    old_sent_all(reload_a_held_preparing_sink(&events).await);
+    assert!(numbers(&events).iter().all(|&n| n == 1000));
+
+    let mut other = TestSink::preparing(Behaviour::Accept);
+    other.other_form = true;
+    old_sent_all(reload_a_held_preparing_sink(&other).await);
+    assert!(other.prepared_sent().iter().all(|n| n == "page_view#1000"));
+}
+
+/// A reload that replaces a preparing sink with one of the same form (a changed setting) hands
+/// the queue over: the new service sends what the old one had prepared and not yet sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_the_same_form_of_sink_hands_the_prepared_queue_over() {
+    let same = TestSink::preparing(Behaviour::Accept);
+    let mut sent = reload_a_held_preparing_sink(&same).await;
+    // At most the call it held (if its driver had started it before the reload).
+    assert!(sent.len() <= 1, "the old service sent {sent:?}");
+    let taken_over = 50 - sent.len();
+    sent.extend_from_slice(&same.prepared_sent()[..taken_over]);
+    assert_eq!(sent, page_views(0..50), "each once, in order");
 }
 
 /// Waits for every future, in order.
