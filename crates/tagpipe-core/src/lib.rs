@@ -25,6 +25,7 @@ pub mod duration;
 pub mod event;
 pub mod event_data;
 pub mod fanout;
+pub mod fixed_histogram;
 pub mod id;
 pub mod logs;
 pub mod path;

@@ -5,7 +5,7 @@
 //! acknowledgements.
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tower::{Service, ServiceExt};
 
@@ -19,9 +19,15 @@ use crate::processor::{Disposition, PipelineService};
 pub struct Pipeline {
     name: Arc<str>,
     service: PipelineService,
+    /// Copies of `service` that finished their last call, reused by the next: a copy of a
+    /// service stack costs one allocation per layer (a GA4 hit is one event per request).
+    idle: Arc<Mutex<Vec<PipelineService>>>,
     sinks: Arc<[ComponentId]>,
     wait_for_delivery: bool,
 }
+
+/// At most this many idle copies are kept per pipeline (about one per request in flight).
+const MAX_IDLE_SERVICES: usize = 64;
 
 impl Pipeline {
     /// A pipeline whose `service` (processors over the fan-out) ends in `sinks`.
@@ -29,6 +35,7 @@ impl Pipeline {
         Self {
             name: Arc::from(name),
             service,
+            idle: Arc::default(),
             sinks: sinks.into(),
             wait_for_delivery: false,
         }
@@ -53,7 +60,25 @@ impl Pipeline {
     /// Runs events through the pipeline, one after another, recording a processor's skip or
     /// failure as the outcome at every sink of the pipeline.
     async fn process(&self, events: impl Iterator<Item = Event>) {
-        let mut service = self.service.clone();
+        let reused = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut service = reused.unwrap_or_else(|| self.service.clone());
+        self.process_with(&mut service, events).await;
+        // Only a copy whose calls all ended goes back (a cancelled request drops its copy).
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_SERVICES {
+            idle.push(service);
+        }
+    }
+
+    async fn process_with(
+        &self,
+        service: &mut PipelineService,
+        events: impl Iterator<Item = Event>,
+    ) {
         for event in events {
             // Keep the tracker alive until a skip or failure has been recorded.
             let ack = event.ack.clone();

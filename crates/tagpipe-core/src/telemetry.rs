@@ -17,6 +17,10 @@
 //! | `tagpipe_http_request_duration_seconds` | histogram | `source`, `endpoint` |
 //! | `tagpipe_build_info` | gauge (1) | `version` |
 //!
+//! `tagpipe_http_request_duration_seconds` is a [`FixedHistogram`](crate::fixed_histogram) (fixed
+//! buckets, two atomic additions per request); the other histograms go through the recorder,
+//! whose samples the binary drains every few seconds.
+//!
 //! Label values are component IDs, endpoint names, status codes and reason *kinds* (the text
 //! before the first `:`), never free text or secrets, so cardinality stays bounded.
 
@@ -36,9 +40,15 @@ pub fn set_renderer(render: impl Fn() -> String + Send + Sync + 'static) {
     let _ = RENDERER.set(Box::new(render));
 }
 
-/// The Prometheus text exposition of every metric, or `None` when no recorder is installed.
+/// The Prometheus text exposition of every metric (the recorder's and the
+/// [`FixedHistogram`](crate::fixed_histogram::FixedHistogram)s), or `None` when no recorder is
+/// installed.
 pub fn render() -> Option<String> {
-    RENDERER.get().map(|render| render())
+    RENDERER.get().map(|render| {
+        let mut text = render();
+        crate::fixed_histogram::render_all(&mut text);
+        text
+    })
 }
 
 /// A reason's kind, for a bounded label: the text before the first `:` (or the first three

@@ -2,12 +2,15 @@
 //! its defects fixed: email-only events are sent, times are correct RFC 3339, a numeric `amount`
 //! is a number, and an `event_id` is derived when the event has none.
 //!
-//! The event is a typed [`CapiEvent`] serialised straight to the request's JSON: no intermediate
-//! JSON tree per event (a tree is made only for debug answers and dead letters).
+//! The event is a typed [`CapiEvent`] that borrows what it can from the event data and the
+//! sink's settings, serialised straight to the request's JSON: no intermediate JSON tree and no
+//! copies of the event's strings per event (a tree is made only for debug answers and dead
+//! letters).
 
 use std::borrow::Cow;
 
 use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tagpipe_core::{EventData, RequestContext};
@@ -21,56 +24,136 @@ const DEBUG_RENDERER: &str = "https://gtm-msr.appspot.com/";
 
 /// What to do with one event.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Built {
+pub enum Built<'a> {
     /// Send this CAPI event.
-    Send(CapiEvent),
+    Send(CapiEvent<'a>),
     /// Not sent on purpose.
     Skip(String),
     /// Cannot be sent: required data missing.
     Fail(String),
 }
 
-/// One event of a CAPI request's `conversion_events.events`. Fields serialise in alphabetical
-/// order (the order the tag's JSON objects have), absent ones are left out.
+/// One event of a CAPI request's `conversion_events.events`, borrowing from the event data and
+/// the sink's settings it was built from. Fields serialise in alphabetical order (the order the
+/// tag's JSON objects have), absent ones are left out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CapiEvent {
+pub struct CapiEvent<'a> {
     /// `WEB`, `APP` or `OFFLINE`, when configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action_source: Option<&'static str>,
     /// `amount`, `currency` and the configured extra details.
-    pub event_details: Map<String, Value>,
+    pub event_details: Object<'a>,
     /// The deduplication id: configured, from the event, or derived.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
+    pub event_id: Option<Cow<'a, str>>,
     /// The event's name.
-    pub event_name: String,
+    pub event_name: Cow<'a, str>,
     /// The page the event happened on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_source_url: Option<String>,
+    pub event_source_url: Option<Cow<'a, str>>,
     /// RFC 3339 time.
     pub event_time: String,
     /// Present (and `true`) only when targeting is opted out.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub opt_out_targeting: bool,
     /// Hashed emails and phone, IP address, device id and the configured extras.
-    pub user_data: Map<String, Value>,
+    pub user_data: Object<'a>,
 }
 
-impl CapiEvent {
+impl CapiEvent<'_> {
     /// The event as a JSON tree (debug answers, dead letters, tests).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
+/// A JSON object of a CAPI event (`event_details`, `user_data`): a few members kept in key
+/// order, as a JSON map orders them, without a map's allocations.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Object<'a>(Vec<(Cow<'a, str>, Member<'a>)>);
+
+/// A member's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Member<'a> {
+    /// A JSON string.
+    Text(Cow<'a, str>),
+    /// Any JSON value.
+    Value(Cow<'a, Value>),
+    /// Strings built here (hashes).
+    Texts(Vec<String>),
+}
+
+impl<'a> Object<'a> {
+    /// Sets `key`, replacing what it had.
+    pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: Member<'a>) {
+        let key = key.into();
+        match self
+            .0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
+        {
+            Ok(at) => self.0[at].1 = value,
+            Err(at) => self.0.insert(at, (key, value)),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Member<'a>> {
+        self.position(key).map(|at| &self.0[at].1)
+    }
+
+    /// Whether `key` is set.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<Member<'a>> {
+        self.position(key).map(|at| self.0.remove(at).1)
+    }
+
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok()
+    }
+}
+
+impl Serialize for Object<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key.as_ref(), value)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Member<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Member::Text(text) => serializer.serialize_str(text),
+            Member::Value(value) => value.serialize(serializer),
+            Member::Texts(texts) => texts.serialize(serializer),
+        }
+    }
+}
+
 /// Builds the CAPI event for `data`, with `now_ms` as the time of events that carry none (the
 /// sink passes when the event's request was received).
-pub fn build(
-    data: &EventData,
+pub fn build<'a>(
+    data: &'a EventData,
     context: &RequestContext,
-    config: &SpotifySinkConfig,
+    config: &'a SpotifySinkConfig,
     now_ms: i64,
-) -> Built {
+) -> Built<'a> {
     let known = Known::of(data);
     let page = known
         .page_location
@@ -81,9 +164,7 @@ pub fn build(
             "Measurement Protocol debug hit (gtm-msr.appspot.com): not sent".into(),
         );
     }
-    let event_name = known
-        .event_name
-        .map_or_else(String::new, |v| text(v).into_owned());
+    let event_name = known.event_name.map_or(Cow::Borrowed(""), text);
 
     let event_time = config
         .server_event_data
@@ -99,29 +180,30 @@ pub fn build(
     let event_id = config
         .server_event_data
         .event_id
-        .clone()
+        .as_deref()
         .filter(|s| !s.is_empty())
+        .map(Cow::Borrowed)
         .or_else(|| {
             first(&[known.event_id, known.event_id_camel])
-                .map(|v| text(v).into_owned())
+                .map(text)
                 .filter(|s| !s.is_empty())
         });
     let event_id = match event_id {
         Some(id) => Some(id),
-        None if config.derive_event_id => Some(derived_event_id(&known, &event_name, &event_time)),
+        None if config.derive_event_id => Some(Cow::Owned(derived_event_id(
+            &known,
+            &event_name,
+            &event_time,
+        ))),
         None => None,
     };
     let event_source_url = config
         .server_event_data
         .event_source_url
-        .clone()
-        .or_else(|| {
-            known
-                .page_location
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .filter(|s| !s.is_empty());
+        .as_deref()
+        .or_else(|| known.page_location.and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(Cow::Borrowed);
     let user_data = user_data(data, &known, config);
     let identified = [
         "ip_address",
@@ -130,7 +212,7 @@ pub fn build(
         "hashed_phone_number",
     ]
     .iter()
-    .any(|k| user_data.contains_key(*k));
+    .any(|k| user_data.contains_key(k));
 
     if event_name.is_empty() {
         return Built::Fail("event_name is empty".into());
@@ -275,39 +357,36 @@ fn as_number(v: &Value) -> Option<Value> {
     }
 }
 
-fn event_details(known: &Known<'_>, config: &SpotifySinkConfig) -> Map<String, Value> {
-    let mut details = Map::new();
+fn event_details<'a>(known: &Known<'a>, config: &'a SpotifySinkConfig) -> Object<'a> {
+    let mut details = Object::default();
     if let Some(amount) = known.value.and_then(as_number) {
-        details.insert("amount".into(), amount);
+        details.insert("amount", Member::Value(Cow::Owned(amount)));
     }
     if let Some(currency) = known.currency.filter(|v| given(v)) {
-        details.insert(
-            "currency".into(),
-            Value::String(text(currency).into_owned()),
-        );
+        details.insert("currency", Member::Text(text(currency)));
     }
     for (k, v) in &config.event_details {
         if !given(v) {
             continue;
         }
         let v = if k == "amount" {
-            as_number(v).unwrap_or_else(|| v.clone())
+            as_number(v).map_or(Cow::Borrowed(v), Cow::Owned)
         } else {
-            v.clone()
+            Cow::Borrowed(v)
         };
-        details.insert(k.clone(), v);
+        details.insert(k.as_str(), Member::Value(v));
     }
     details
 }
 
-fn user_data(
-    data: &EventData,
-    known: &Known<'_>,
-    config: &SpotifySinkConfig,
-) -> Map<String, Value> {
-    let mut user = Map::new();
+fn user_data<'a>(
+    data: &'a EventData,
+    known: &Known<'a>,
+    config: &'a SpotifySinkConfig,
+) -> Object<'a> {
+    let mut user = Object::default();
     // `email`, `email_address`, then `user_data.email`, `user_data.email_address`,
-    // `user_data.sha256_email_address`.
+    // `user_data.sha256_email_address`. Kept as found until hashed below.
     let nested = match known.user_data {
         Some(Value::Object(nested)) => Some(nested),
         _ => None,
@@ -316,98 +395,99 @@ fn user_data(
         nested.and_then(|n| first_nested(n, &["email", "email_address", "sha256_email_address"]))
     });
     if let Some(emails) = emails {
-        user.insert("hashed_emails".into(), email_list(emails));
+        user.insert("hashed_emails", Member::Value(Cow::Borrowed(emails)));
     }
     let phone = first(&[known.phone, known.phone_number]).or_else(|| {
         nested.and_then(|n| first_nested(n, &["phone", "phone_number", "sha256_phone_number"]))
     });
     if let Some(phone) = phone.and_then(first_value) {
-        user.insert("hashed_phone_number".into(), phone);
+        user.insert("hashed_phone_number", Member::Value(Cow::Borrowed(phone)));
     }
     if let Some(ip) = known.ip_override.filter(|v| given(v)) {
-        user.insert("ip_address".into(), Value::String(text(ip).into_owned()));
+        user.insert("ip_address", Member::Text(text(ip)));
     }
     for (k, v) in &config.user_data {
-        if !given(v) {
-            continue;
+        if given(v) {
+            user.insert(k.as_str(), Member::Value(Cow::Borrowed(v)));
         }
-        let v = if k == "hashed_emails" {
-            email_list(v)
-        } else {
-            v.clone()
-        };
-        user.insert(k.clone(), v);
     }
     if !user.contains_key("device_id")
         && let Some(id) = data.get(&config.device_id_field).filter(|v| given(v))
     {
-        user.insert("device_id".into(), Value::String(text(id).into_owned()));
+        user.insert("device_id", Member::Text(text(id)));
     }
     hash_user_data(&mut user);
     user
 }
 
-/// A string becomes `[s]`, an object its values, an array stays.
-fn email_list(v: &Value) -> Value {
+/// From an array or object, the first given value; otherwise the value.
+fn first_value(v: &Value) -> Option<&Value> {
     match v {
-        Value::Array(_) => v.clone(),
-        Value::Object(o) => Value::Array(o.values().cloned().collect()),
-        other => Value::Array(vec![other.clone()]),
+        Value::Array(a) => a.iter().find(|x| given(x)),
+        Value::Object(o) => o.values().find(|x| given(x)),
+        other => Some(other),
     }
 }
 
-/// From an array or object, the first value; otherwise the value.
-fn first_value(v: &Value) -> Option<Value> {
-    match v {
-        Value::Array(a) => a.iter().find(|x| given(x)).cloned(),
-        Value::Object(o) => o.values().find(|x| given(x)).cloned(),
-        other => Some(other.clone()),
-    }
-}
-
-/// Phone numbers lose spaces, `-`, `(`, `)`; emails and the phone are then hashed
+/// Emails are a list (a string is one email, an object's values are emails) and the phone one
+/// value; phone numbers lose spaces, `-`, `(`, `)`; both are then hashed
 /// (`sha256(trim(lowercase))`) unless already 64 hex characters. Absent-looking values go.
-fn hash_user_data(user: &mut Map<String, Value>) {
-    let hash = |s: &str, preset: Preset| -> String {
+fn hash_user_data(user: &mut Object<'_>) {
+    let mut normalised = String::new();
+    let mut phone_clean = String::new();
+    let mut hash = |s: &str, preset: Preset| -> String {
         if is_sha256_hex(s) {
             return s.to_owned();
         }
-        let mut normalised = String::new();
-        let phone_clean: String;
         let input = if preset == Preset::Phone {
-            let mut p = String::new();
-            normalise(s, Preset::Phone, false, &mut p);
-            phone_clean = p;
+            phone_clean.clear();
+            normalise(s, Preset::Phone, false, &mut phone_clean);
             phone_clean.as_str()
         } else {
             s
         };
+        normalised.clear();
         normalise(input, Preset::Email, false, &mut normalised);
         let mut out = String::with_capacity(64);
         sha256_hex(normalised.as_bytes(), &mut out);
         out
     };
-    if let Some(Value::Array(emails)) = user.get_mut("hashed_emails") {
-        let hashed: Vec<Value> = emails
-            .iter()
-            .filter(|v| given(v))
-            .map(|v| Value::String(hash(&text(v), Preset::Email)))
-            .collect();
-        if hashed.is_empty() {
-            user.remove("hashed_emails");
-        } else {
-            user.insert("hashed_emails".into(), Value::Array(hashed));
+    if let Some(emails) = user.remove("hashed_emails") {
+        let hashed: Vec<String> = match &emails {
+            Member::Value(v) => {
+                let mut hashed = Vec::with_capacity(1);
+                for_each_email(v, |email| {
+                    if given(email) {
+                        hashed.push(hash(&text(email), Preset::Email));
+                    }
+                });
+                hashed
+            }
+            Member::Text(t) => vec![hash(t, Preset::Email)],
+            Member::Texts(t) => t.clone(),
+        };
+        if !hashed.is_empty() {
+            user.insert("hashed_emails", Member::Texts(hashed));
         }
     }
-    if let Some(phone) = user.get("hashed_phone_number").cloned() {
-        if given(&phone) {
-            user.insert(
-                "hashed_phone_number".into(),
-                Value::String(hash(&text(&phone), Preset::Phone)),
-            );
-        } else {
-            user.remove("hashed_phone_number");
+    if let Some(phone) = user.remove("hashed_phone_number") {
+        let hashed = match &phone {
+            Member::Value(v) if given(v) => Some(hash(&text(v), Preset::Phone)),
+            Member::Text(t) => Some(hash(t, Preset::Phone)),
+            _ => None,
+        };
+        if let Some(hashed) = hashed {
+            user.insert("hashed_phone_number", Member::Text(Cow::Owned(hashed)));
         }
+    }
+}
+
+/// Each email of a value: an array's elements, an object's values, or the value itself.
+fn for_each_email<'v>(v: &'v Value, mut each: impl FnMut(&'v Value)) {
+    match v {
+        Value::Array(a) => a.iter().for_each(each),
+        Value::Object(o) => o.values().for_each(each),
+        other => each(other),
     }
 }
 

@@ -109,7 +109,7 @@ impl Shared {
                 Ready::Send(Item {
                     index: 0,
                     json,
-                    name: payload.event_name,
+                    name: payload.event_name.into_owned(),
                     trace_id: event.context.trace_id.clone(),
                     debug,
                 })

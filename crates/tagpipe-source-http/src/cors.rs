@@ -6,27 +6,20 @@ use http::{HeaderMap, HeaderValue, header};
 
 use crate::response::Reply;
 
-/// The origin to allow for this request, if any.
-pub(crate) fn allowed_origin<'h>(
-    headers: &'h HeaderMap,
-    allow_list: &[String],
-) -> Option<&'h HeaderValue> {
+/// The origin to allow for this request, if any (taken before the request's headers move into
+/// its events' context).
+pub(crate) fn allowed_origin(headers: &HeaderMap, allow_list: &[String]) -> Option<HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
     let text = origin.to_str().ok()?;
     (allow_list.is_empty() || allow_list.iter().any(|o| o.eq_ignore_ascii_case(text)))
-        .then_some(origin)
+        .then(|| origin.clone())
 }
 
-/// Adds the CORS answer headers when the origin is allowed.
-pub(crate) fn apply(
-    reply: &mut Reply,
-    request: &HeaderMap,
-    allow_list: &[String],
-    preflight: bool,
-) {
+/// Adds the CORS answer headers: `Vary: Origin` always, the rest when the origin is allowed.
+pub(crate) fn apply(reply: &mut Reply, origin: Option<&HeaderValue>) {
     let h = reply.headers_mut();
     h.append(header::VARY, HeaderValue::from_static("Origin"));
-    let Some(origin) = allowed_origin(request, allow_list) else {
+    let Some(origin) = origin else {
         return;
     };
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -34,17 +27,26 @@ pub(crate) fn apply(
         header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
         HeaderValue::from_static("true"),
     );
-    if preflight {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
-        );
-        if let Some(asked) = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
-        }
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
+}
+
+/// Answers a preflight (`OPTIONS`): the CORS headers plus the allowed methods, the headers the
+/// browser asked for, and how long the answer may be cached.
+pub(crate) fn apply_preflight(reply: &mut Reply, request: &HeaderMap, allow_list: &[String]) {
+    let origin = allowed_origin(request, allow_list);
+    apply(reply, origin.as_ref());
+    if origin.is_none() {
+        return;
     }
+    let h = reply.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    if let Some(asked) = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
 }

@@ -33,10 +33,16 @@ pub(crate) async fn handle(
     let browser = endpoint != Endpoint::Events;
     if parts.method == Method::OPTIONS {
         let mut reply = empty(StatusCode::NO_CONTENT);
-        cors::apply(&mut reply, &parts.headers, origins, true);
+        cors::apply_preflight(&mut reply, &parts.headers, origins);
         return reply;
     }
     let client = client_addr(peer, &parts.headers, &config.trusted_proxies);
+    // Read now: the headers move into the events' context.
+    let origin = if browser {
+        cors::allowed_origin(&parts.headers, origins)
+    } else {
+        None
+    };
     if browser && let Some(wait) = server.limiter.as_ref().and_then(|l| l.check(client)) {
         let mut reply = HttpError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -47,10 +53,10 @@ pub(crate) async fn handle(
             header::RETRY_AFTER,
             http::HeaderValue::from(wait.as_secs().max(1)),
         );
-        cors::apply(&mut reply, &parts.headers, origins, false);
+        cors::apply(&mut reply, origin.as_ref());
         return reply;
     }
-    let mut reply = match ingest(server, endpoint, &parts, body, client).await {
+    let mut reply = match ingest(server, endpoint, parts, body, client).await {
         Ok(reply) => reply,
         Err(error) => {
             tracing::debug!(source = %server.id, status = %error.status, error = %error.message, "request refused");
@@ -58,7 +64,7 @@ pub(crate) async fn handle(
         }
     };
     if browser {
-        cors::apply(&mut reply, &parts.headers, origins, false);
+        cors::apply(&mut reply, origin.as_ref());
     }
     reply
 }
@@ -66,7 +72,7 @@ pub(crate) async fn handle(
 async fn ingest(
     server: &Server,
     endpoint: Endpoint,
-    parts: &http::request::Parts,
+    parts: http::request::Parts,
     body: Incoming,
     client: IpAddr,
 ) -> Result<Reply, HttpError> {
@@ -87,9 +93,16 @@ async fn ingest(
         config.read_timeout,
     )
     .await?;
-    let query = parts.uri.query().unwrap_or("").as_bytes();
-    let mut context = RequestContext::from_headers(parts.headers.clone(), Some(client));
-    context.debug = config.debug.enabled && is_debug(&parts.headers);
+    let debug = config.debug.enabled && is_debug(&parts.headers);
+    let http::request::Parts {
+        method,
+        uri,
+        headers,
+        ..
+    } = parts;
+    let query = uri.query().unwrap_or("").as_bytes();
+    let mut context = RequestContext::from_headers(headers, Some(client));
+    context.debug = debug;
     let context = Arc::new(context);
 
     let max = config.max_events_per_request;
@@ -110,7 +123,7 @@ async fn ingest(
             (data, Answer::NoContent)
         }
         Endpoint::Data => {
-            let is_get = parts.method == Method::GET;
+            let is_get = method == Method::GET;
             let parsed = data_client::parse(
                 is_get,
                 query,

@@ -1,93 +1,100 @@
 //! The source's per-request metrics (`tagpipe_http_requests_total`,
-//! `tagpipe_http_request_duration_seconds`, `tagpipe_events_received_total`) with their handles
-//! looked up once per label set rather than in the recorder's registry on every request.
+//! `tagpipe_http_request_duration_seconds`, `tagpipe_events_received_total`), made once per
+//! endpoint label when the source is built, so a request only adds to them.
 //!
-//! Label sets are bounded (endpoint × status), so the cache stays small; a series appears on
-//! its first use, as before.
+//! The duration is a [`FixedHistogram`] (two atomic additions per request, nothing kept per
+//! sample). Statuses are looked up in a small cache per endpoint, since which ones occur is
+//! known only at run time; label sets stay bounded (endpoint × status).
 
 use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::StatusCode;
-use metrics::{Counter, Histogram};
+use metrics::Counter;
 use tagpipe_core::ComponentId;
+use tagpipe_core::fixed_histogram::FixedHistogram;
+
+/// Every `endpoint` label a request can have.
+pub(crate) const ENDPOINT_LABELS: [&str; 6] =
+    ["events", "ga4", "data", "health", "metrics", "other"];
 
 /// The metric handles of one HTTP source.
 pub(crate) struct RequestMetrics {
     source: String,
-    requests: RwLock<HashMap<(&'static str, StatusCode), Counter>>,
-    durations: RwLock<HashMap<&'static str, Histogram>>,
-    received: RwLock<HashMap<&'static str, Counter>>,
+    endpoints: [EndpointMetrics; ENDPOINT_LABELS.len()],
+}
+
+/// The handles of one endpoint label.
+struct EndpointMetrics {
+    label: &'static str,
+    duration: Arc<FixedHistogram>,
+    /// Made on first use: an endpoint that never ingests has no received series.
+    received: std::sync::OnceLock<Counter>,
+    requests: RwLock<HashMap<StatusCode, Counter>>,
 }
 
 impl RequestMetrics {
     pub(crate) fn new(source: &ComponentId) -> Self {
-        Self {
-            source: source.to_string(),
+        let source = source.to_string();
+        let endpoints = ENDPOINT_LABELS.map(|label| EndpointMetrics {
+            label,
+            duration: FixedHistogram::register(
+                "tagpipe_http_request_duration_seconds",
+                "Time from a request's arrival to its answer.",
+                &[("source", &source), ("endpoint", label)],
+            ),
+            received: std::sync::OnceLock::new(),
             requests: RwLock::default(),
-            durations: RwLock::default(),
-            received: RwLock::default(),
-        }
+        });
+        Self { source, endpoints }
+    }
+
+    fn endpoint(&self, label: &'static str) -> &EndpointMetrics {
+        // Labels come from `ENDPOINT_LABELS`; anything else counts as `other`.
+        self.endpoints
+            .iter()
+            .find(|e| e.label == label)
+            .unwrap_or(&self.endpoints[ENDPOINT_LABELS.len() - 1])
     }
 
     /// One answered request: its duration and its status.
     pub(crate) fn request(&self, endpoint: &'static str, status: StatusCode, took: Duration) {
-        with_handle(
-            &self.durations,
-            endpoint,
-            || {
-                metrics::histogram!("tagpipe_http_request_duration_seconds",
-                    "source" => self.source.clone(), "endpoint" => endpoint)
-            },
-            |h| h.record(took.as_secs_f64()),
-        );
-        with_handle(
-            &self.requests,
-            (endpoint, status),
-            || {
+        let metrics = self.endpoint(endpoint);
+        metrics.duration.record(took);
+        // A panic elsewhere while holding the lock leaves only complete handles: keep going.
+        if let Some(counter) = metrics
+            .requests
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&status)
+        {
+            counter.increment(1);
+            return;
+        }
+        metrics
+            .requests
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(status)
+            .or_insert_with(|| {
                 metrics::counter!("tagpipe_http_requests_total", "source" => self.source.clone(),
-                    "endpoint" => endpoint, "status" => status.as_str().to_owned())
-            },
-            |c| c.increment(1),
-        );
+                    "endpoint" => metrics.label, "status" => status.as_str().to_owned())
+            })
+            .increment(1);
     }
 
     /// Events accepted from one request.
     pub(crate) fn received(&self, endpoint: &'static str, events: u64) {
-        with_handle(
-            &self.received,
-            endpoint,
-            || {
+        let metrics = self.endpoint(endpoint);
+        metrics
+            .received
+            .get_or_init(|| {
                 metrics::counter!("tagpipe_events_received_total",
-                    "source" => self.source.clone(), "endpoint" => endpoint)
-            },
-            |c| c.increment(events),
-        );
+                    "source" => self.source.clone(), "endpoint" => metrics.label)
+            })
+            .increment(events);
     }
-}
-
-/// Runs `use_it` on the cached handle for `key`, registering it with `make` on first use.
-fn with_handle<K: Eq + Hash, H>(
-    cache: &RwLock<HashMap<K, H>>,
-    key: K,
-    make: impl FnOnce() -> H,
-    use_it: impl FnOnce(&H),
-) {
-    // A panic elsewhere while holding the lock leaves only complete handles: keep going.
-    if let Some(handle) = cache
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-    {
-        use_it(handle);
-        return;
-    }
-    let mut cache = cache
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    use_it(cache.entry(key).or_insert_with(make));
 }
 
 #[cfg(test)]
@@ -95,22 +102,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_handle_is_made_once_per_label_set() {
-        let cache: RwLock<HashMap<&str, u32>> = RwLock::default();
-        let mut made = 0;
-        let mut seen = Vec::new();
-        for key in ["ga4", "ga4", "events", "ga4"] {
-            with_handle(
-                &cache,
-                key,
-                || {
-                    made += 1;
-                    made
-                },
-                |h| seen.push(*h),
-            );
+    fn every_endpoint_label_has_its_own_handles_and_unknown_ones_count_as_other() {
+        let metrics =
+            RequestMetrics::new(&ComponentId::parse("http/request-metrics-test").unwrap());
+        for label in ENDPOINT_LABELS {
+            assert_eq!(metrics.endpoint(label).label, label);
         }
-        assert_eq!(made, 2);
-        assert_eq!(seen, [1, 1, 2, 1]);
+        assert_eq!(metrics.endpoint("nonsense").label, "other");
+        metrics.request("ga4", StatusCode::NO_CONTENT, Duration::from_millis(1));
+        metrics.request("ga4", StatusCode::NO_CONTENT, Duration::from_millis(1));
+        metrics.request("ga4", StatusCode::BAD_REQUEST, Duration::from_millis(1));
+        assert_eq!(metrics.endpoint("ga4").requests.read().unwrap().len(), 2);
     }
 }

@@ -17,7 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.log_format, cli.log_level.as_deref());
-    install_metrics();
+    let metrics = install_metrics();
     match cli.command {
         cli::Command::Validate { files } => cli::validate(&files),
         cli::Command::Import(command) => cli::import(&command),
@@ -36,6 +36,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if let Some(handle) = metrics {
+                // The recorder keeps a histogram's samples until they are drained: drain them
+                // every few seconds, or memory grows for as long as nobody scrapes `/metrics`.
+                runtime.spawn(async move {
+                    loop {
+                        tokio::time::sleep(METRICS_UPKEEP_INTERVAL).await;
+                        handle.run_upkeep();
+                    }
+                });
+            }
             let code = runtime.block_on(cli::run(config.as_deref(), require_healthy, watch_config));
             // A blocking read of standard input cannot be interrupted: do not wait for it.
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
@@ -44,31 +54,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// How often the recorder's histogram samples are drained when nobody scrapes `/metrics`.
+const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The Prometheus recorder behind `/metrics` (rendered on request; no listener of its own).
-fn install_metrics() {
-    let buckets = [
-        0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        30.0,
-    ];
+/// Returns its handle for the periodic upkeep.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
     let builder = match builder.set_buckets_for_metric(
         metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-        &buckets,
+        &tagpipe_core::fixed_histogram::SECONDS_BUCKETS,
     ) {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "metrics buckets not set");
-            return;
+            return None;
         }
     };
     match builder.install_recorder() {
         Ok(handle) => {
+            let rendering = handle.clone();
             tagpipe_core::telemetry::set_renderer(move || {
-                handle.run_upkeep();
-                handle.render()
+                rendering.run_upkeep();
+                rendering.render()
             });
             metrics::gauge!("tagpipe_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            Some(handle)
         }
-        Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
     }
 }
