@@ -209,3 +209,105 @@ impl Pipelines {
         &self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use tower::util::BoxCloneSyncService;
+
+    use super::*;
+    use crate::component::BoxError;
+    use crate::event::{EventData, RequestContext};
+
+    /// Forwards every event (or, while `stall` is set, never answers) and counts how often it
+    /// is copied and called.
+    #[derive(Default)]
+    struct Counting {
+        copies: Arc<AtomicUsize>,
+        calls: Arc<AtomicUsize>,
+        stall: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Clone for Counting {
+        fn clone(&self) -> Self {
+            self.copies.fetch_add(1, Ordering::Relaxed);
+            Self {
+                copies: self.copies.clone(),
+                calls: self.calls.clone(),
+                stall: self.stall.clone(),
+            }
+        }
+    }
+
+    impl Service<Event> for Counting {
+        type Response = Disposition;
+        type Error = BoxError;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Disposition, BoxError>> + Send>,
+        >;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Event) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.stall.load(Ordering::Relaxed) {
+                Box::pin(std::future::pending())
+            } else {
+                Box::pin(std::future::ready(Ok(Disposition::Forwarded)))
+            }
+        }
+    }
+
+    /// A pipeline over a [`Counting`] service, with the counters.
+    fn counting_pipeline() -> (Pipeline, Counting) {
+        let counting = Counting::default();
+        let service = BoxCloneSyncService::new(Counting {
+            copies: counting.copies.clone(),
+            calls: counting.calls.clone(),
+            stall: counting.stall.clone(),
+        });
+        (Pipeline::new("p", service, vec![]), counting)
+    }
+
+    fn event() -> Event {
+        Event::new(EventData::default(), Arc::new(RequestContext::detached()))
+    }
+
+    #[tokio::test]
+    async fn requests_reuse_an_idle_copy_of_the_pipeline_service() {
+        let (pipeline, counting) = counting_pipeline();
+        let dispatcher = Dispatcher::new(vec![pipeline]);
+        for _ in 0..5 {
+            dispatcher.send(event()).await;
+        }
+        dispatcher.send_all(vec![event(), event()]).await;
+        assert_eq!(counting.calls.load(Ordering::Relaxed), 7);
+        // The first request copies the service; every later one takes that copy back.
+        assert_eq!(counting.copies.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_drops_its_copy_and_the_next_makes_another() {
+        let (pipeline, counting) = counting_pipeline();
+        counting.stall.store(true, Ordering::Relaxed);
+        let cancelled = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            pipeline.process(std::iter::once(event())),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the stalled call should not finish");
+        assert!(pipeline.idle.lock().unwrap().is_empty());
+        counting.stall.store(false, Ordering::Relaxed);
+        pipeline.process(std::iter::once(event())).await;
+        pipeline.process(std::iter::once(event())).await;
+        assert_eq!(counting.calls.load(Ordering::Relaxed), 3);
+        // One copy went with the cancelled request, the next request made another and the
+        // last reused it.
+        assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
+        assert_eq!(pipeline.idle.lock().unwrap().len(), 1);
+    }
+}

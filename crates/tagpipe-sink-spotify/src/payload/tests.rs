@@ -160,3 +160,24 @@ fn derived_event_ids_hash_the_documented_fields() {
         .fold(String::new(), |s, b| s + &format!("{b:02x}"));
     assert_eq!(v["event_id"], expected.as_str());
 }
+
+#[test]
+fn objects_keep_key_order_and_one_member_per_key() {
+    use std::borrow::Cow;
+
+    use super::{Member, Object};
+    let mut object = Object::default();
+    for key in ["zeta", "amount", "currency", "b", "amount"] {
+        object.insert(key, Member::Text(Cow::Borrowed(key)));
+    }
+    object.insert("b", Member::Value(Cow::Owned(json!(2))));
+    assert_eq!(object.len(), 4);
+    assert_eq!(
+        serde_json::to_string(&object).unwrap(),
+        r#"{"amount":"amount","b":2,"currency":"currency","zeta":"zeta"}"#
+    );
+    assert!(object.remove("currency").is_some());
+    assert!(object.remove("currency").is_none());
+    assert!(!object.contains_key("currency"));
+    assert_eq!(object.get("b"), Some(&Member::Value(Cow::Owned(json!(2)))));
+}
