@@ -190,12 +190,16 @@ fn select(names: &[String]) -> Result<Vec<Scenario>, String> {
         .collect())
 }
 
+/// Runs every scenario `options.runs` times, in rounds (one run of each scenario per round):
+/// the machine's background load drifts over minutes, and rounds give every scenario — the
+/// ceiling included — the same mix of it, so the ratios compare like with like.
 fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
-    let mut results = Vec::new();
+    let mut results: Vec<(Scenario, Vec<scenarios::RunFigures>)> =
+        scenarios.iter().map(|&s| (s, Vec::new())).collect();
     let mut lost = false;
-    for &scenario in scenarios {
-        let mut runs = Vec::new();
-        for run in 0..options.runs {
+    for run in 0..options.runs {
+        for (scenario, runs) in &mut results {
+            let scenario = *scenario;
             eprintln!("{} — run {} of {}…", scenario.name(), run + 1, options.runs);
             match scenarios::run_once(scenario, options, run) {
                 Ok(figures) => {
@@ -218,12 +222,11 @@ fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
                 }
             }
         }
-        results.push((scenario, runs));
     }
     let header = format!(
         "Load: wrk, 1 thread, {} connections, {} s per run at full speed and {} s at half that rate \
-         (more connections, each waiting ~5 ms between requests), {} run(s) per scenario (medians); \
-         load generator, server and receiver share this machine's {} cores.",
+         (more connections, each waiting ~5 ms between requests), {} run(s) per scenario in rounds \
+         (medians); load generator, server and receiver share this machine's {} cores.",
         options.connections,
         options.duration.as_secs(),
         options.duration.as_secs(),
