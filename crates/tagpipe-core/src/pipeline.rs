@@ -150,7 +150,7 @@ impl Dispatcher {
     /// Sends one event into every pipeline. Returns once each pipeline's queues took it
     /// (waiting only for `when_full: block` queues that are full).
     pub async fn send(&self, event: Event) {
-        self.current().send_all(vec![event]).await;
+        self.current().send(event).await;
     }
 
     /// Sends events, in order, into every pipeline.
@@ -175,6 +175,17 @@ impl Dispatcher {
 pub struct Pipelines(Arc<[Pipeline]>);
 
 impl Pipelines {
+    /// Sends one event into every pipeline (no list to allocate, as for a GA4 hit).
+    pub async fn send(&self, event: Event) {
+        let Some((last, rest)) = self.0.split_last() else {
+            return;
+        };
+        for pipeline in rest {
+            pipeline.process(std::iter::once(event.clone())).await;
+        }
+        last.process(std::iter::once(event)).await;
+    }
+
     /// Sends events, in order, into every pipeline.
     pub async fn send_all(&self, events: Vec<Event>) {
         let Some((last, rest)) = self.0.split_last() else {

@@ -238,6 +238,13 @@ async fn deliver(
     // One snapshot for the whole request, even if a reload swaps the pipelines meanwhile.
     let output = server.output.current();
     if !debug && !output.waits_for_delivery() {
+        let mut data = data;
+        if data.len() == 1
+            && let Some(only) = data.pop()
+        {
+            output.send(Event::new(only, context.clone())).await;
+            return None;
+        }
         let events = data
             .into_iter()
             .map(|d| Event::new(d, context.clone()))
