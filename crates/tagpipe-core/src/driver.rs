@@ -467,6 +467,13 @@ async fn complete_batch(
             vec![DestinationOutcome::failed(error.to_string()); n]
         }
     };
+    // Sent stays sent (only failures are dead-lettered): counted once for the batch.
+    let sent = outcomes
+        .iter()
+        .filter(|o| o.outcome == Outcome::Sent)
+        .count();
+    count(stats, Outcome::Sent, sent);
+    instruments.sent.increment(sent as u64);
     for ((token, event), mut outcome) in tokens.into_iter().zip(outcomes) {
         // Completing (and freeing) hundreds of events delays the requests waiting on this
         // worker thread: yield whenever tokio's cooperative budget is spent.
@@ -480,10 +487,8 @@ async fn complete_batch(
             outcome.reason = Some(format!("{reason} (dead-lettered to {})", target.id));
             outcome.dead_lettered = true;
         }
-        count(stats, outcome.outcome, 1);
-        if outcome.outcome == Outcome::Sent {
-            instruments.sent.increment(1);
-        } else {
+        if outcome.outcome != Outcome::Sent {
+            count(stats, outcome.outcome, 1);
             telemetry::outcome(sink, &outcome);
         }
         token.complete(outcome);
