@@ -467,13 +467,6 @@ async fn complete_batch(
             vec![DestinationOutcome::failed(error.to_string()); n]
         }
     };
-    // Sent stays sent (only failures are dead-lettered): counted once for the batch.
-    let sent = outcomes
-        .iter()
-        .filter(|o| o.outcome == Outcome::Sent)
-        .count();
-    count(stats, Outcome::Sent, sent);
-    instruments.sent.increment(sent as u64);
     for ((token, event), mut outcome) in tokens.into_iter().zip(outcomes) {
         // Completing (and freeing) hundreds of events delays the requests waiting on this
         // worker thread: yield whenever tokio's cooperative budget is spent.
@@ -487,8 +480,10 @@ async fn complete_batch(
             outcome.reason = Some(format!("{reason} (dead-lettered to {})", target.id));
             outcome.dead_lettered = true;
         }
-        if outcome.outcome != Outcome::Sent {
-            count(stats, outcome.outcome, 1);
+        count(stats, outcome.outcome, 1);
+        if outcome.outcome == Outcome::Sent {
+            instruments.sent.increment(1);
+        } else {
             telemetry::outcome(sink, &outcome);
         }
         token.complete(outcome);

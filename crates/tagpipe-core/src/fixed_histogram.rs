@@ -104,8 +104,14 @@ impl FixedHistogram {
             };
         }
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{}_sum{{{}}} {sum}", self.name, self.labels);
-        let _ = writeln!(out, "{}_count{{{}}} {cumulative}", self.name, self.labels);
+        // No braces at all without labels (the text format has no empty `{}`).
+        let labels = if self.labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", self.labels)
+        };
+        let _ = writeln!(out, "{}_sum{labels} {sum}", self.name);
+        let _ = writeln!(out, "{}_count{labels} {cumulative}", self.name);
     }
 }
 
@@ -203,5 +209,19 @@ mod tests {
             out.contains("test_block_seconds_count{k=\"b\"} 0\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_series_without_labels_has_no_braces_but_its_buckets_have_le() {
+        let h = FixedHistogram::register("test_bare_seconds", "Bare.", &[]);
+        h.record(Duration::from_millis(1));
+        let mut out = String::new();
+        h.render_into(&mut out);
+        assert!(
+            out.contains("test_bare_seconds_bucket{le=\"0.001\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("test_bare_seconds_sum 0.001\n"), "{out}");
+        assert!(out.contains("test_bare_seconds_count 1\n"), "{out}");
     }
 }

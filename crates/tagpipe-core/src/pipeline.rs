@@ -19,8 +19,10 @@ use crate::processor::{Disposition, PipelineService};
 pub struct Pipeline {
     name: Arc<str>,
     service: PipelineService,
-    /// Copies of `service` that finished their last call, reused by the next: a copy of a
-    /// service stack costs one allocation per layer (a GA4 hit is one event per request).
+    /// Copies of `service` that finished their last calls without an error, reused by later
+    /// requests: a copy of a service stack costs one allocation per layer (a GA4 hit is one
+    /// event per request). A layer's service is thus used for many requests, one at a time,
+    /// as a tower service usually is; state it keeps per copy lasts across them.
     idle: Arc<Mutex<Vec<PipelineService>>>,
     sinks: Arc<[ComponentId]>,
     wait_for_delivery: bool,
@@ -66,19 +68,24 @@ impl Pipeline {
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         let mut service = reused.unwrap_or_else(|| self.service.clone());
-        self.process_with(&mut service, events).await;
-        // Only a copy whose calls all ended goes back (a cancelled request drops its copy).
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_SERVICES {
-            idle.push(service);
+        // Only a copy whose calls all ended, and ended without an error, goes back: a
+        // cancelled request drops its copy, and a service that failed (in `poll_ready` or in a
+        // call) may not be used again under tower's rules.
+        if self.process_with(&mut service, events).await {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_SERVICES {
+                idle.push(service);
+            }
         }
     }
 
+    /// [`Self::process`] with one copy of the service; whether it never failed.
     async fn process_with(
         &self,
         service: &mut PipelineService,
         events: impl Iterator<Item = Event>,
-    ) {
+    ) -> bool {
+        let mut healthy = true;
         for event in events {
             // Keep the tracker alive until a skip or failure has been recorded.
             let ack = event.ack.clone();
@@ -91,6 +98,7 @@ impl Pipeline {
                 Ok(Disposition::Skipped(reason)) => DestinationOutcome::skipped(reason),
                 Ok(Disposition::Failed(reason)) => DestinationOutcome::failed(reason),
                 Err(error) => {
+                    healthy = false;
                     tracing::warn!(pipeline = %self.name, %error, "processor error");
                     DestinationOutcome::failed(format!("pipeline {}: {error}", self.name))
                 }
@@ -100,6 +108,7 @@ impl Pipeline {
             }
             record_all(ack.as_ref(), &self.sinks, &outcome);
         }
+        healthy
     }
 }
 
@@ -232,13 +241,14 @@ mod tests {
     use crate::component::BoxError;
     use crate::event::{EventData, RequestContext};
 
-    /// Forwards every event (or, while `stall` is set, never answers) and counts how often it
-    /// is copied and called.
+    /// Forwards every event (or, while `stall` is set, never answers; while `fail` is set,
+    /// answers with an error) and counts how often it is copied and called.
     #[derive(Default)]
     struct Counting {
         copies: Arc<AtomicUsize>,
         calls: Arc<AtomicUsize>,
         stall: Arc<std::sync::atomic::AtomicBool>,
+        fail: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl Clone for Counting {
@@ -248,6 +258,7 @@ mod tests {
                 copies: self.copies.clone(),
                 calls: self.calls.clone(),
                 stall: self.stall.clone(),
+                fail: self.fail.clone(),
             }
         }
     }
@@ -267,6 +278,8 @@ mod tests {
             self.calls.fetch_add(1, Ordering::Relaxed);
             if self.stall.load(Ordering::Relaxed) {
                 Box::pin(std::future::pending())
+            } else if self.fail.load(Ordering::Relaxed) {
+                Box::pin(std::future::ready(Err("broken".into())))
             } else {
                 Box::pin(std::future::ready(Ok(Disposition::Forwarded)))
             }
@@ -280,6 +293,7 @@ mod tests {
             copies: counting.copies.clone(),
             calls: counting.calls.clone(),
             stall: counting.stall.clone(),
+            fail: counting.fail.clone(),
         });
         (Pipeline::new("p", service, vec![]), counting)
     }
@@ -318,6 +332,20 @@ mod tests {
         assert_eq!(counting.calls.load(Ordering::Relaxed), 3);
         // One copy went with the cancelled request, the next request made another and the
         // last reused it.
+        assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
+        assert_eq!(pipeline.idle.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_failed_is_not_reused() {
+        let (pipeline, counting) = counting_pipeline();
+        counting.fail.store(true, Ordering::Relaxed);
+        pipeline.process(std::iter::once(event())).await;
+        assert!(pipeline.idle.lock().unwrap().is_empty());
+        counting.fail.store(false, Ordering::Relaxed);
+        pipeline.process(std::iter::once(event())).await;
+        pipeline.process(std::iter::once(event())).await;
+        assert_eq!(counting.calls.load(Ordering::Relaxed), 3);
         assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
         assert_eq!(pipeline.idle.lock().unwrap().len(), 1);
     }

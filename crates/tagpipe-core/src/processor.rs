@@ -28,7 +28,9 @@ pub enum Disposition {
 /// The service a processor wraps: the rest of the pipeline.
 pub type PipelineService = BoxCloneSyncService<Event, Disposition, BoxError>;
 
-/// A processor, as built from its configuration.
+/// A processor, as built from its configuration. The pipeline keeps copies of the service stack
+/// it makes and reuses each for request after request (one at a time), dropping a copy whose
+/// `poll_ready` or call failed: state a processor's service keeps lasts across requests.
 pub type ProcessorLayer = BoxCloneSyncServiceLayer<PipelineService, Event, Disposition, BoxError>;
 
 /// The future of a processor's service: either an answer the processor gave itself (skip or

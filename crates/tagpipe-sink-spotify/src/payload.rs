@@ -259,11 +259,16 @@ fn optional_text(value: Option<&Value>) -> Cow<'_, str> {
 fn given(v: &Value) -> bool {
     match v {
         Value::Null => false,
-        Value::String(s) => !matches!(s.trim(), "" | "undefined" | "null"),
+        Value::String(s) => given_text(s),
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) => !o.is_empty(),
         _ => true,
     }
+}
+
+/// Whether a string counts as given (see [`given`]).
+fn given_text(s: &str) -> bool {
+    !matches!(s.trim(), "" | "undefined" | "null")
 }
 
 /// The event-data fields the payload reads, found in one pass over the event data (a look-up
@@ -463,8 +468,16 @@ fn hash_user_data(user: &mut Object<'_>) {
                 });
                 hashed
             }
-            Member::Text(t) => vec![hash(t, Preset::Email)],
-            Member::Texts(t) => t.clone(),
+            // Not put there by `user_data` (its emails are values), but held to the same rules.
+            Member::Text(t) => given_text(t)
+                .then(|| hash(t, Preset::Email))
+                .into_iter()
+                .collect(),
+            Member::Texts(t) => t
+                .iter()
+                .filter(|t| given_text(t))
+                .map(|t| hash(t, Preset::Email))
+                .collect(),
         };
         if !hashed.is_empty() {
             user.insert("hashed_emails", Member::Texts(hashed));
@@ -473,7 +486,7 @@ fn hash_user_data(user: &mut Object<'_>) {
     if let Some(phone) = user.remove("hashed_phone_number") {
         let hashed = match &phone {
             Member::Value(v) if given(v) => Some(hash(&text(v), Preset::Phone)),
-            Member::Text(t) => Some(hash(t, Preset::Phone)),
+            Member::Text(t) if given_text(t) => Some(hash(t, Preset::Phone)),
             _ => None,
         };
         if let Some(hashed) = hashed {

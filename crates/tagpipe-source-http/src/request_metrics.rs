@@ -1,13 +1,14 @@
 //! The source's per-request metrics (`tagpipe_http_requests_total`,
-//! `tagpipe_http_request_duration_seconds`, `tagpipe_events_received_total`), made once per
-//! endpoint label when the source is built, so a request only adds to them.
+//! `tagpipe_http_request_duration_seconds`, `tagpipe_events_received_total`): a slot per
+//! endpoint label made when the source is built, each handle made on its first use (a series
+//! appears once it counts something) and then only added to.
 //!
 //! The duration is a [`FixedHistogram`] (two atomic additions per request, nothing kept per
 //! sample). Statuses are looked up in a small cache per endpoint, since which ones occur is
 //! known only at run time; label sets stay bounded (endpoint × status).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -25,29 +26,26 @@ pub(crate) struct RequestMetrics {
     endpoints: [EndpointMetrics; ENDPOINT_LABELS.len()],
 }
 
-/// The handles of one endpoint label.
+/// The handles of one endpoint label, each made on first use.
 struct EndpointMetrics {
     label: &'static str,
-    duration: Arc<FixedHistogram>,
-    /// Made on first use: an endpoint that never ingests has no received series.
-    received: std::sync::OnceLock<Counter>,
+    duration: OnceLock<Arc<FixedHistogram>>,
+    received: OnceLock<Counter>,
     requests: RwLock<HashMap<StatusCode, Counter>>,
 }
 
 impl RequestMetrics {
     pub(crate) fn new(source: &ComponentId) -> Self {
-        let source = source.to_string();
         let endpoints = ENDPOINT_LABELS.map(|label| EndpointMetrics {
             label,
-            duration: FixedHistogram::register(
-                "tagpipe_http_request_duration_seconds",
-                "Time from a request's arrival to its answer.",
-                &[("source", &source), ("endpoint", label)],
-            ),
-            received: std::sync::OnceLock::new(),
+            duration: OnceLock::new(),
+            received: OnceLock::new(),
             requests: RwLock::default(),
         });
-        Self { source, endpoints }
+        Self {
+            source: source.to_string(),
+            endpoints,
+        }
     }
 
     fn endpoint(&self, label: &'static str) -> &EndpointMetrics {
@@ -61,7 +59,16 @@ impl RequestMetrics {
     /// One answered request: its duration and its status.
     pub(crate) fn request(&self, endpoint: &'static str, status: StatusCode, took: Duration) {
         let metrics = self.endpoint(endpoint);
-        metrics.duration.record(took);
+        metrics
+            .duration
+            .get_or_init(|| {
+                FixedHistogram::register(
+                    "tagpipe_http_request_duration_seconds",
+                    "Time from a request's arrival to its answer.",
+                    &[("source", &self.source), ("endpoint", metrics.label)],
+                )
+            })
+            .record(took);
         // A panic elsewhere while holding the lock leaves only complete handles: keep going.
         if let Some(counter) = metrics
             .requests
@@ -113,5 +120,9 @@ mod tests {
         metrics.request("ga4", StatusCode::NO_CONTENT, Duration::from_millis(1));
         metrics.request("ga4", StatusCode::BAD_REQUEST, Duration::from_millis(1));
         assert_eq!(metrics.endpoint("ga4").requests.read().unwrap().len(), 2);
+        // Series appear on first use only.
+        assert!(metrics.endpoint("ga4").duration.get().is_some());
+        assert!(metrics.endpoint("events").duration.get().is_none());
+        assert!(metrics.endpoint("events").received.get().is_none());
     }
 }

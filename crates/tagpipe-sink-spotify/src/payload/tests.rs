@@ -181,3 +181,60 @@ fn objects_keep_key_order_and_one_member_per_key() {
     assert!(!object.contains_key("currency"));
     assert_eq!(object.get("b"), Some(&Member::Value(Cow::Owned(json!(2)))));
 }
+
+/// The lower-case hex SHA-256 of `text`.
+fn sha256_hex_of(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::new(), |s, b| s + &format!("{b:02x}"))
+}
+
+#[test]
+fn email_lists_and_phone_lists_keep_only_given_entries() {
+    let cfg = config(json!({"derive_event_id": false}));
+    let v = sent(
+        json!({"event_name": "purchase",
+               "email": ["X@Example.com ", "undefined", null, {"nested": 1}],
+               "phone": ["", "+1 (555) 010-0000"]}),
+        &cfg,
+    );
+    // Absent-looking list entries go; a non-string entry is hashed as its JSON text.
+    assert_eq!(
+        v["user_data"]["hashed_emails"],
+        json!([
+            sha256_hex_of("x@example.com"),
+            sha256_hex_of("{\"nested\":1}")
+        ])
+    );
+    // The first given phone of a list, without spaces, `-`, `(`, `)`; the `+` stays.
+    assert_eq!(
+        v["user_data"]["hashed_phone_number"],
+        json!(sha256_hex_of("+15550100000"))
+    );
+}
+
+#[test]
+fn settings_override_emails_phone_and_amount_by_the_same_rules() {
+    let cfg = config(json!({"derive_event_id": false,
+        "user_data": {"hashed_emails": {"work": " A@Example.com ", "home": "undefined"},
+                      "hashed_phone_number": ["+1 555", "+1 666"]},
+        "event_details": {"amount": "12.50", "currency": 978}}));
+    let v = sent(
+        json!({"event_name": "purchase", "email": "ignored@example.com",
+               "phone": "+1 777", "value": 3, "currency": "EUR"}),
+        &cfg,
+    );
+    // An object's values are the emails; absent-looking ones go.
+    assert_eq!(
+        v["user_data"]["hashed_emails"],
+        json!([sha256_hex_of("a@example.com")])
+    );
+    // A phone list from the settings is taken whole, as its JSON text (the tag does the same).
+    assert_eq!(
+        v["user_data"]["hashed_phone_number"],
+        json!(sha256_hex_of("[\"+1555\",\"+1666\"]"))
+    );
+    // A numeric-text amount becomes a number; other details are kept as given.
+    assert_eq!(v["event_details"], json!({"amount": 12.5, "currency": 978}));
+}
