@@ -186,24 +186,24 @@ pub struct Pipelines(Arc<[Pipeline]>);
 impl Pipelines {
     /// Sends one event into every pipeline (no list to allocate, as for a GA4 hit).
     pub async fn send(&self, event: Event) {
-        let Some((last, rest)) = self.0.split_last() else {
-            return;
-        };
-        for pipeline in rest {
-            pipeline.process(std::iter::once(event.clone())).await;
-        }
-        last.process(std::iter::once(event)).await;
+        self.send_each(std::iter::once(event)).await;
     }
 
     /// Sends events, in order, into every pipeline.
     pub async fn send_all(&self, events: Vec<Event>) {
+        self.send_each(events.into_iter()).await;
+    }
+
+    /// Sends `events` into every pipeline: a copy of them into each but the last, which takes
+    /// them.
+    async fn send_each(&self, events: impl Iterator<Item = Event> + Clone) {
         let Some((last, rest)) = self.0.split_last() else {
             return;
         };
         for pipeline in rest {
-            pipeline.process(events.iter().cloned()).await;
+            pipeline.process(events.clone()).await;
         }
-        last.process(events.into_iter()).await;
+        last.process(events).await;
     }
 
     /// Every sink these pipelines reach, without duplicates.
@@ -348,5 +348,17 @@ mod tests {
         assert_eq!(counting.calls.load(Ordering::Relaxed), 3);
         assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
         assert_eq!(pipeline.idle.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_pipeline_gets_each_event() {
+        let (first, first_counts) = counting_pipeline();
+        let (second, second_counts) = counting_pipeline();
+        let dispatcher = Dispatcher::new(vec![first, second]);
+        dispatcher.send(event()).await;
+        dispatcher.send_all(vec![event(), event(), event()]).await;
+        dispatcher.send_all(Vec::new()).await;
+        assert_eq!(first_counts.calls.load(Ordering::Relaxed), 4);
+        assert_eq!(second_counts.calls.load(Ordering::Relaxed), 4);
     }
 }

@@ -5,6 +5,10 @@
 //! once under a few seconds of wrk load (4 connections). The difference of the two totals,
 //! divided by the requests wrk completed, is what one request costs — start-up, idle timers and
 //! shutdown cancel out. Repeated runs of one binary agree within a fraction of a percent.
+//!
+//! The same difference gives the heap allocations per request: the calls callgrind recorded to
+//! the allocator's entry points (mimalloc's `mi_malloc_aligned` and `mi_zalloc_aligned`, which
+//! Rust's global allocator calls).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,12 +29,23 @@ pub struct Instructions {
     pub idle_total: u64,
     /// Instructions of the loaded run.
     pub loaded_total: u64,
+    /// Heap allocations of the idle run.
+    pub idle_allocations: u64,
+    /// Heap allocations of the loaded run.
+    pub loaded_allocations: u64,
 }
 
 impl Instructions {
     /// Instructions one request costs.
     pub fn per_request(&self) -> f64 {
         self.loaded_total.saturating_sub(self.idle_total) as f64 / self.requests.max(1) as f64
+    }
+
+    /// Heap allocations one request costs.
+    pub fn allocations_per_request(&self) -> f64 {
+        self.loaded_allocations
+            .saturating_sub(self.idle_allocations) as f64
+            / self.requests.max(1) as f64
     }
 }
 
@@ -53,17 +68,25 @@ pub fn count(
         .ok_or("the ceiling is not tagpipe: nothing to count")?;
     let file = work_dir.join(format!("{}-callgrind.yaml", scenario.slug()));
     std::fs::write(&file, yaml).map_err(|e| format!("write {}: {e}", file.display()))?;
-    let idle_total = callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, false)?.0;
-    let (loaded_total, requests) =
-        callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, true)?;
+    let idle = callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, false)?;
+    let loaded = callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, true)?;
     Ok(Instructions {
-        requests,
-        idle_total,
-        loaded_total,
+        requests: loaded.requests,
+        idle_total: idle.instructions,
+        loaded_total: loaded.instructions,
+        idle_allocations: idle.allocations,
+        loaded_allocations: loaded.allocations,
     })
 }
 
-/// One run under callgrind: (instructions, requests completed).
+/// What one run under callgrind counted.
+struct Run {
+    instructions: u64,
+    allocations: u64,
+    requests: u64,
+}
+
+/// One run under callgrind.
 fn callgrind_run(
     scenario: Scenario,
     tagpipe: &Path,
@@ -72,20 +95,18 @@ fn callgrind_run(
     work_dir: &Path,
     duration: Duration,
     loaded: bool,
-) -> Result<(u64, u64), String> {
+) -> Result<Run, String> {
     let name = format!(
         "{}-callgrind-{}",
         scenario.slug(),
         if loaded { "loaded" } else { "idle" }
     );
     let log = work_dir.join(format!("{name}.log"));
+    let out = work_dir.join(format!("{name}.out"));
     let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let child = Command::new("valgrind")
         .arg("--tool=callgrind")
-        .arg(format!(
-            "--callgrind-out-file={}",
-            work_dir.join(format!("{name}.out")).display()
-        ))
+        .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(tagpipe)
         .args(["--log-level", "warn", "run", "-c"])
         .arg(pipeline)
@@ -109,9 +130,47 @@ fn callgrind_run(
     terminate(child.0.id())?;
     child.0.wait().map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
-    let total =
+    let instructions =
         collected(&text).ok_or_else(|| format!("no callgrind total in {}", log.display()))?;
-    Ok((total, requests))
+    let profile = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(Run {
+        instructions,
+        allocations: allocations(&profile),
+        requests,
+    })
+}
+
+/// The allocator's entry points whose calls count as allocations.
+const ALLOCATORS: [&str; 2] = ["mi_malloc_aligned", "mi_zalloc_aligned"];
+
+/// The calls to [`ALLOCATORS`] in a callgrind profile: the `calls=N …` line after each
+/// `cfn=` that names one (callgrind names a function once as `(id) name`, then by `(id)`).
+fn allocations(profile: &str) -> u64 {
+    let mut allocator_ids: Vec<&str> = Vec::new();
+    let mut callee_is_allocator = false;
+    let mut total = 0;
+    for line in profile.lines() {
+        if let Some(callee) = line.strip_prefix("cfn=") {
+            let (id, name) = match callee.split_once(' ') {
+                Some((id, name)) => (id, Some(name)),
+                None => (callee, None),
+            };
+            if name.is_some_and(|name| ALLOCATORS.contains(&name)) {
+                allocator_ids.push(id);
+            }
+            callee_is_allocator = allocator_ids.contains(&id);
+        } else if let Some(calls) = line.strip_prefix("calls=") {
+            if callee_is_allocator {
+                total += calls
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            callee_is_allocator = false;
+        }
+    }
+    total
 }
 
 /// The `Collected : N` total callgrind prints at exit.
@@ -134,7 +193,23 @@ mod tests {
             requests: 1000,
             idle_total: 30_000_000,
             loaded_total: 123_000_000,
+            idle_allocations: 2_000,
+            loaded_allocations: 52_000,
         };
         assert!((figures.per_request() - 93_000.0).abs() < f64::EPSILON);
+        assert!((figures.allocations_per_request() - 50.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn counts_the_calls_to_the_allocator_by_name_and_by_id() {
+        let profile = "fn=(1) main\n\
+            cfn=(2) mi_malloc_aligned\ncalls=3 0x10\n5 100\n\
+            cfn=(3) other\ncalls=7 0x20\n5 10\n\
+            fn=(4) parse\n\
+            cfn=(2)\ncalls=4 0x10\n6 80\n\
+            cfn=(5) mi_zalloc_aligned\ncalls=1 0x30\n7 20\n\
+            cfn=(6) mi_free\ncalls=9 0x40\n8 30\n";
+        assert_eq!(allocations(profile), 8);
+        assert_eq!(allocations("fn=(1) main\n"), 0);
     }
 }

@@ -58,8 +58,9 @@ enum Command {
         #[arg(long, default_value = "target/loadtest")]
         work_dir: PathBuf,
     },
-    /// Count tagpipe's instructions per request with callgrind (deterministic, for comparing
-    /// builds): an idle run and a loaded run of each scenario under valgrind.
+    /// Count tagpipe's instructions and heap allocations per request with callgrind
+    /// (deterministic, for comparing builds): an idle run and a loaded run of each scenario
+    /// under valgrind.
     Instructions {
         /// The tagpipe binary to measure.
         #[arg(long)]
@@ -117,8 +118,10 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             };
             let selected = select(&names)?;
             let work_dir = scenarios::work_dir(&work_dir)?;
-            println!("| scenario | requests | instructions per request | per event |");
-            println!("|---|---|---|---|");
+            println!(
+                "| scenario | requests | instructions per request | per event | heap allocations per request |"
+            );
+            println!("|---|---|---|---|---|");
             for scenario in selected {
                 let figures = instructions::count(
                     scenario,
@@ -129,10 +132,11 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| format!("{}: {e}", scenario.slug()))?;
                 let per_request = figures.per_request();
                 println!(
-                    "| {} | {} | {per_request:.0} | {:.0} |",
+                    "| {} | {} | {per_request:.0} | {:.0} | {:.1} |",
                     scenario.name(),
                     figures.requests,
-                    per_request / scenario.events_per_request() as f64
+                    per_request / scenario.events_per_request() as f64,
+                    figures.allocations_per_request()
                 );
             }
             Ok(ExitCode::SUCCESS)
