@@ -5,8 +5,9 @@
 #   ./scripts/loadtest.sh            # release build, 3 runs × 10 s per scenario (~5 minutes)
 #   ./scripts/loadtest.sh --quick    # smoke test (CI): debug build, 1 run × 1 s per scenario
 #   ./scripts/loadtest.sh instructions [--scenario ga4 …] [--tagpipe BIN]
-#                                    # instructions per request under callgrind (deterministic;
-#                                    # for comparing builds), idle vs loaded run (~1 minute)
+#                                    # instructions and heap allocations per request under
+#                                    # callgrind (deterministic; for comparing builds), idle vs
+#                                    # loaded run (~1 minute)
 #
 # Other arguments go to `tagpipe-loadtest run` (--runs, --duration, --connections).
 # Installs wrk from the distribution's packages when it is missing.
