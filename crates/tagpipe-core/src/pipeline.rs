@@ -315,6 +315,19 @@ mod tests {
         assert_eq!(counting.copies.load(Ordering::Relaxed), 1);
     }
 
+    /// After one request lost its copy (none is idle): the next request makes a second copy
+    /// and the one after reuses it.
+    async fn assert_the_next_requests_make_one_new_copy(pipeline: &Pipeline, counting: &Counting) {
+        assert!(pipeline.idle.lock().unwrap().is_empty());
+        counting.stall.store(false, Ordering::Relaxed);
+        counting.fail.store(false, Ordering::Relaxed);
+        pipeline.process(std::iter::once(event())).await;
+        pipeline.process(std::iter::once(event())).await;
+        assert_eq!(counting.calls.load(Ordering::Relaxed), 3);
+        assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
+        assert_eq!(pipeline.idle.lock().unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn a_cancelled_request_drops_its_copy_and_the_next_makes_another() {
         let (pipeline, counting) = counting_pipeline();
@@ -325,15 +338,7 @@ mod tests {
         )
         .await;
         assert!(cancelled.is_err(), "the stalled call should not finish");
-        assert!(pipeline.idle.lock().unwrap().is_empty());
-        counting.stall.store(false, Ordering::Relaxed);
-        pipeline.process(std::iter::once(event())).await;
-        pipeline.process(std::iter::once(event())).await;
-        assert_eq!(counting.calls.load(Ordering::Relaxed), 3);
-        // One copy went with the cancelled request, the next request made another and the
-        // last reused it.
-        assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
-        assert_eq!(pipeline.idle.lock().unwrap().len(), 1);
+        assert_the_next_requests_make_one_new_copy(&pipeline, &counting).await;
     }
 
     #[tokio::test]
@@ -341,13 +346,7 @@ mod tests {
         let (pipeline, counting) = counting_pipeline();
         counting.fail.store(true, Ordering::Relaxed);
         pipeline.process(std::iter::once(event())).await;
-        assert!(pipeline.idle.lock().unwrap().is_empty());
-        counting.fail.store(false, Ordering::Relaxed);
-        pipeline.process(std::iter::once(event())).await;
-        pipeline.process(std::iter::once(event())).await;
-        assert_eq!(counting.calls.load(Ordering::Relaxed), 3);
-        assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
-        assert_eq!(pipeline.idle.lock().unwrap().len(), 1);
+        assert_the_next_requests_make_one_new_copy(&pipeline, &counting).await;
     }
 
     #[tokio::test]
