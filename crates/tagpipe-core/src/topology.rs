@@ -302,24 +302,6 @@ impl Topology {
             };
             changes.push(change);
         }
-        // A kept sink whose dead-letter sink gets a new queue must send to that queue: it is
-        // rebuilt too.
-        let requeued: Vec<ComponentId> = sinks
-            .iter()
-            .zip(&changes)
-            .filter(|(_, c)| matches!(c, SinkChange::Add | SinkChange::Requeue))
-            .map(|(s, _)| s.id.clone())
-            .collect();
-        for (entry, change) in sinks.iter().zip(changes.iter_mut()) {
-            if matches!(change, SinkChange::Keep)
-                && entry
-                    .dead_letter
-                    .as_ref()
-                    .is_some_and(|d| requeued.contains(d))
-            {
-                *change = SinkChange::Replace;
-            }
-        }
 
         // 2. Build what changed: processors, then sinks (health check, service, new queues).
         let mut new_layers: HashMap<ComponentId, ProcessorSlot> = HashMap::new();
@@ -343,58 +325,84 @@ impl Topology {
                 },
             );
         }
+        // Sinks are built in rounds: a kept sink whose dead-letter sink gets a new queue (added,
+        // requeued — also for the form of what it prepares, known once built) must send to that
+        // queue, so it is rebuilt in the next round.
         let mut built: Vec<BuiltSink> = Vec::new();
-        for (entry, change) in sinks.into_iter().zip(changes) {
-            if matches!(change, SinkChange::Keep) {
-                continue;
+        let mut pending: Vec<(SinkEntry, SinkChange)> = sinks.into_iter().zip(changes).collect();
+        loop {
+            let (round, kept): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(_, change)| !matches!(change, SinkChange::Keep));
+            pending = kept;
+            if round.is_empty() {
+                break;
             }
-            match entry.config.healthcheck().await {
-                Ok(()) => {}
-                Err(error) if require_healthy => {
-                    return Err(BuildError {
-                        component: entry.id.clone(),
-                        error: format!("health check failed: {error}").into(),
-                    });
+            for (entry, change) in round {
+                match entry.config.healthcheck().await {
+                    Ok(()) => {}
+                    Err(error) if require_healthy => {
+                        return Err(BuildError {
+                            component: entry.id.clone(),
+                            error: format!("health check failed: {error}").into(),
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(sink = %entry.id, %error, "health check failed; starting anyway (use --require-healthy to stop instead)");
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(sink = %entry.id, %error, "health check failed; starting anyway (use --require-healthy to stop instead)");
+                let publishes_logs = !log_sinks.contains(&entry.id);
+                let cx = SinkContext {
+                    id: entry.id.clone(),
+                    logs: publishes_logs.then(|| self.logs.clone()),
+                };
+                let parts = entry.config.build(cx).await.map_err(|error| BuildError {
+                    component: entry.id.clone(),
+                    error,
+                })?;
+                // A queue holding what the old sink prepared goes only to a sink that takes the
+                // same form (its preparer is of the same type); otherwise the old service
+                // delivers that queue and the new sink gets a new one.
+                let new_form = match &parts.service {
+                    SinkCalls::Prepared(prepared) => Some(prepared.prepare.form()),
+                    SinkCalls::Events(_) => None,
+                };
+                let change = if matches!(change, SinkChange::Replace)
+                    && self
+                        .sinks
+                        .get(&entry.id)
+                        .and_then(|old| old.input.prepared_form())
+                        .is_some_and(|old_form| Some(old_form) != new_form)
+                {
+                    SinkChange::Requeue
+                } else {
+                    change
+                };
+                built.push(BuiltSink {
+                    fingerprint: fingerprint(&entry.id),
+                    publishes_logs,
+                    entry,
+                    change,
+                    parts,
+                    queue: None,
+                });
+            }
+            let new_queues: Vec<&ComponentId> = built
+                .iter()
+                .filter(|s| matches!(s.change, SinkChange::Add | SinkChange::Requeue))
+                .map(|s| &s.entry.id)
+                .collect();
+            for (entry, change) in &mut pending {
+                if entry
+                    .dead_letter
+                    .as_ref()
+                    .is_some_and(|d| new_queues.contains(&d))
+                {
+                    *change = SinkChange::Replace;
                 }
             }
-            let publishes_logs = !log_sinks.contains(&entry.id);
-            let cx = SinkContext {
-                id: entry.id.clone(),
-                logs: publishes_logs.then(|| self.logs.clone()),
-            };
-            let parts = entry.config.build(cx).await.map_err(|error| BuildError {
-                component: entry.id.clone(),
-                error,
-            })?;
-            built.push(BuiltSink {
-                fingerprint: fingerprint(&entry.id),
-                publishes_logs,
-                entry,
-                change,
-                parts,
-                queue: None,
-            });
         }
         for sink in &mut built {
-            // A queue holding what the old sink prepared goes only to a sink that takes the same
-            // form (its preparer is of the same type); otherwise the old service delivers that
-            // queue and the new sink gets a new one.
-            let new_form = match &sink.parts.service {
-                SinkCalls::Prepared(prepared) => Some(prepared.prepare.form()),
-                SinkCalls::Events(_) => None,
-            };
-            if matches!(sink.change, SinkChange::Replace)
-                && self
-                    .sinks
-                    .get(&sink.entry.id)
-                    .and_then(|old| old.input.prepared_form())
-                    .is_some_and(|old_form| Some(old_form) != new_form)
-            {
-                sink.change = SinkChange::Requeue;
-            }
             if matches!(sink.change, SinkChange::Add | SinkChange::Requeue) {
                 let (input, rx, stats) = queue::channel(sink.entry.id.clone(), &sink.entry.buffer)
                     .map_err(|error| BuildError {

@@ -788,6 +788,45 @@ async fn a_reload_to_another_form_of_sink_leaves_the_prepared_queue_to_the_old_s
     assert!(other.prepared_sent().iter().all(|n| n == "page_view#1000"));
 }
 
+/// A reload that gives a dead-letter sink a new queue because its new preparer is of another
+/// type (known only once it is built) rebuilds the unchanged sink that dead-letters to it: the
+/// dead letters reach the new sink, not the old queue (which would then never close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_another_form_of_dead_letter_sink_rewires_the_sinks_that_use_it() {
+    let mut rejecting = TestSink::new(Behaviour::Reject);
+    rejecting.dead_letter = Some("file/dlq");
+    let old_dlq = TestSink::preparing(Behaviour::Accept);
+    let mut new_dlq = TestSink::preparing(Behaviour::Accept);
+    new_dlq.other_form = true;
+    let sinks = |dlq: &TestSink| {
+        vec![
+            ("spotify", rejecting.clone(), BufferConfig::default()),
+            ("file/dlq", dlq.clone(), BufferConfig::default()),
+        ]
+    };
+    let pipelines = || vec![("main", vec![], vec!["spotify"])];
+    let h = start(sinks(&old_dlq), pipelines(), Duration::from_secs(5)).await;
+    let reload = topology_config(
+        same_source(),
+        sinks(&new_dlq),
+        pipelines(),
+        Duration::from_secs(5),
+        &[("file/dlq", 2)],
+    );
+    h.reloads.send(reload).await.unwrap();
+    within(async {
+        while new_dlq.prepared_sent().is_empty() {
+            let (e, ack) = event("purchase").with_acknowledgement();
+            h.dispatcher.send(e).await;
+            let _ = ack.await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(new_dlq.prepared_sent()[0], "purchase");
+    assert!(h.finish().await.undelivered.is_empty());
+}
+
 /// A reload that replaces a preparing sink with one of the same form (a changed setting) hands
 /// the queue over: the new service sends what the old one had prepared and not yet sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
