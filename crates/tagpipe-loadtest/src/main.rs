@@ -119,9 +119,9 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             let selected = select(&names)?;
             let work_dir = scenarios::work_dir(&work_dir)?;
             println!(
-                "| scenario | requests | instructions per request | per event | heap allocations per request |"
+                "| scenario | requests | instructions per request | per event | heap allocations per request | per event |"
             );
-            println!("|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|");
             for scenario in selected {
                 let figures = instructions::count(
                     scenario,
@@ -131,12 +131,14 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
                 )
                 .map_err(|e| format!("{}: {e}", scenario.slug()))?;
                 let per_request = figures.per_request();
+                let allocations = figures.allocations_per_request();
+                let events = scenario.events_per_request() as f64;
                 println!(
-                    "| {} | {} | {per_request:.0} | {:.0} | {:.1} |",
+                    "| {} | {} | {per_request:.0} | {:.0} | {allocations:.1} | {:.1} |",
                     scenario.name(),
                     figures.requests,
-                    per_request / scenario.events_per_request() as f64,
-                    figures.allocations_per_request()
+                    per_request / events,
+                    allocations / events,
                 );
             }
             Ok(ExitCode::SUCCESS)
