@@ -96,11 +96,6 @@ impl<'a> Object<'a> {
         }
     }
 
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&Member<'a>> {
-        self.position(key).map(|at| &self.0[at].1)
-    }
-
     /// Whether `key` is set.
     pub fn contains_key(&self, key: &str) -> bool {
         self.position(key).is_some()
@@ -109,16 +104,6 @@ impl<'a> Object<'a> {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Member<'a>> {
         self.position(key).map(|at| self.0.remove(at).1)
-    }
-
-    /// The number of members.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are no members.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     fn position(&self, key: &str) -> Option<usize> {
@@ -259,16 +244,11 @@ fn optional_text(value: Option<&Value>) -> Cow<'_, str> {
 fn given(v: &Value) -> bool {
     match v {
         Value::Null => false,
-        Value::String(s) => given_text(s),
+        Value::String(s) => !matches!(s.trim(), "" | "undefined" | "null"),
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) => !o.is_empty(),
         _ => true,
     }
-}
-
-/// Whether a string counts as given (see [`given`]).
-fn given_text(s: &str) -> bool {
-    !matches!(s.trim(), "" | "undefined" | "null")
 }
 
 /// The event-data fields the payload reads, found in one pass over the event data (a look-up
@@ -391,7 +371,7 @@ fn user_data<'a>(
 ) -> Object<'a> {
     let mut user = Object::default();
     // `email`, `email_address`, then `user_data.email`, `user_data.email_address`,
-    // `user_data.sha256_email_address`. Kept as found until hashed below.
+    // `user_data.sha256_email_address`.
     let nested = match known.user_data {
         Some(Value::Object(nested)) => Some(nested),
         _ => None,
@@ -400,20 +380,22 @@ fn user_data<'a>(
         nested.and_then(|n| first_nested(n, &["email", "email_address", "sha256_email_address"]))
     });
     if let Some(emails) = emails {
-        user.insert("hashed_emails", Member::Value(Cow::Borrowed(emails)));
+        set_emails(&mut user, emails);
     }
     let phone = first(&[known.phone, known.phone_number]).or_else(|| {
         nested.and_then(|n| first_nested(n, &["phone", "phone_number", "sha256_phone_number"]))
     });
     if let Some(phone) = phone.and_then(first_value) {
-        user.insert("hashed_phone_number", Member::Value(Cow::Borrowed(phone)));
+        set_phone(&mut user, phone);
     }
     if let Some(ip) = known.ip_override.filter(|v| given(v)) {
         user.insert("ip_address", Member::Text(text(ip)));
     }
-    for (k, v) in &config.user_data {
-        if given(v) {
-            user.insert(k.as_str(), Member::Value(Cow::Borrowed(v)));
+    for (k, v) in config.user_data.iter().filter(|(_, v)| given(v)) {
+        match k.as_str() {
+            "hashed_emails" => set_emails(&mut user, v),
+            "hashed_phone_number" => set_phone(&mut user, v),
+            _ => user.insert(k.as_str(), Member::Value(Cow::Borrowed(v))),
         }
     }
     if !user.contains_key("device_id")
@@ -421,7 +403,6 @@ fn user_data<'a>(
     {
         user.insert("device_id", Member::Text(text(id)));
     }
-    hash_user_data(&mut user);
     user
 }
 
@@ -434,74 +415,53 @@ fn first_value(v: &Value) -> Option<&Value> {
     }
 }
 
-/// Emails are a list (a string is one email, an object's values are emails) and the phone one
-/// value; phone numbers lose spaces, `-`, `(`, `)`; both are then hashed
-/// (`sha256(trim(lowercase))`) unless already 64 hex characters. Absent-looking values go.
-fn hash_user_data(user: &mut Object<'_>) {
-    let mut normalised = String::new();
-    let mut phone_clean = String::new();
-    let mut hash = |s: &str, preset: Preset| -> String {
-        if is_sha256_hex(s) {
-            return s.to_owned();
+/// Sets `hashed_emails` to the hashes of the emails of `v` — a string is one email, an array's
+/// elements and an object's values are emails; absent-looking ones go —, or removes it when
+/// none is left.
+fn set_emails(user: &mut Object<'_>, v: &Value) {
+    let mut hashes = Vec::with_capacity(1);
+    let mut add = |email: &Value| {
+        if given(email) {
+            hashes.push(hashed(&text(email), Preset::Email));
         }
-        let input = if preset == Preset::Phone {
-            phone_clean.clear();
-            normalise(s, Preset::Phone, false, &mut phone_clean);
-            phone_clean.as_str()
-        } else {
-            s
-        };
-        normalised.clear();
-        normalise(input, Preset::Email, false, &mut normalised);
-        let mut out = String::with_capacity(64);
-        sha256_hex(normalised.as_bytes(), &mut out);
-        out
     };
-    if let Some(emails) = user.remove("hashed_emails") {
-        let hashed: Vec<String> = match &emails {
-            Member::Value(v) => {
-                let mut hashed = Vec::with_capacity(1);
-                for_each_email(v, |email| {
-                    if given(email) {
-                        hashed.push(hash(&text(email), Preset::Email));
-                    }
-                });
-                hashed
-            }
-            // Not put there by `user_data` (its emails are values), but held to the same rules.
-            Member::Text(t) => given_text(t)
-                .then(|| hash(t, Preset::Email))
-                .into_iter()
-                .collect(),
-            Member::Texts(t) => t
-                .iter()
-                .filter(|t| given_text(t))
-                .map(|t| hash(t, Preset::Email))
-                .collect(),
-        };
-        if !hashed.is_empty() {
-            user.insert("hashed_emails", Member::Texts(hashed));
-        }
+    match v {
+        Value::Array(a) => a.iter().for_each(&mut add),
+        Value::Object(o) => o.values().for_each(&mut add),
+        other => add(other),
     }
-    if let Some(phone) = user.remove("hashed_phone_number") {
-        let hashed = match &phone {
-            Member::Value(v) if given(v) => Some(hash(&text(v), Preset::Phone)),
-            Member::Text(t) if given_text(t) => Some(hash(t, Preset::Phone)),
-            _ => None,
-        };
-        if let Some(hashed) = hashed {
-            user.insert("hashed_phone_number", Member::Text(Cow::Owned(hashed)));
-        }
+    if hashes.is_empty() {
+        user.remove("hashed_emails");
+    } else {
+        user.insert("hashed_emails", Member::Texts(hashes));
     }
 }
 
-/// Each email of a value: an array's elements, an object's values, or the value itself.
-fn for_each_email<'v>(v: &'v Value, mut each: impl FnMut(&'v Value)) {
-    match v {
-        Value::Array(a) => a.iter().for_each(each),
-        Value::Object(o) => o.values().for_each(each),
-        other => each(other),
+/// Sets `hashed_phone_number` to the hash of `v`, a given value (an array or object as its
+/// JSON text, as the tag does).
+fn set_phone(user: &mut Object<'_>, v: &Value) {
+    let hash = hashed(&text(v), Preset::Phone);
+    user.insert("hashed_phone_number", Member::Text(Cow::Owned(hash)));
+}
+
+/// `sha256(trim(lowercase))` of an email, or of a phone number without spaces, `-`, `(`, `)`,
+/// unless the text already is 64 hex characters.
+fn hashed(s: &str, preset: Preset) -> String {
+    if is_sha256_hex(s) {
+        return s.to_owned();
     }
+    let mut phone = String::new();
+    let input = if preset == Preset::Phone {
+        normalise(s, Preset::Phone, false, &mut phone);
+        phone.as_str()
+    } else {
+        s
+    };
+    let mut normalised = String::new();
+    normalise(input, Preset::Email, false, &mut normalised);
+    let mut out = String::with_capacity(64);
+    sha256_hex(normalised.as_bytes(), &mut out);
+    out
 }
 
 /// A stable id for an event without one: the same event (client, name, time, page, ids) always
