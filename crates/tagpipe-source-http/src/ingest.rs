@@ -158,7 +158,7 @@ async fn ingest(
         normalise_ip_override(event);
     }
     let count = data.len();
-    server.metrics.received(endpoint.label(), count as u64);
+    server.metrics.received(endpoint.into(), count as u64);
     let debug = deliver(server, data, &context).await;
     let mut reply = match (debug, answer) {
         (Some(debug), _) => json(StatusCode::OK, &debug),

@@ -16,19 +16,64 @@ use metrics::Counter;
 use tagpipe_core::ComponentId;
 use tagpipe_core::fixed_histogram::FixedHistogram;
 
-/// Every `endpoint` label a request can have.
-pub(crate) const ENDPOINT_LABELS: [&str; 6] =
-    ["events", "ga4", "data", "health", "metrics", "other"];
+use crate::server::Endpoint;
+
+/// A request's `endpoint` label: an ingestion endpoint, health, metrics or anything else
+/// (bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndpointLabel {
+    Events,
+    Ga4,
+    Data,
+    Health,
+    Metrics,
+    Other,
+}
+
+impl EndpointLabel {
+    /// Every label, in the order of their slots.
+    const ALL: [Self; 6] = [
+        Self::Events,
+        Self::Ga4,
+        Self::Data,
+        Self::Health,
+        Self::Metrics,
+        Self::Other,
+    ];
+
+    /// The label's text.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Ga4 => "ga4",
+            Self::Data => "data",
+            Self::Health => "health",
+            Self::Metrics => "metrics",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl From<Endpoint> for EndpointLabel {
+    fn from(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::Events => Self::Events,
+            Endpoint::Ga4 => Self::Ga4,
+            Endpoint::Data => Self::Data,
+        }
+    }
+}
 
 /// The metric handles of one HTTP source.
 pub(crate) struct RequestMetrics {
     source: String,
-    endpoints: [EndpointMetrics; ENDPOINT_LABELS.len()],
+    /// One slot per label, indexed by the label.
+    endpoints: [EndpointMetrics; EndpointLabel::ALL.len()],
 }
 
 /// The handles of one endpoint label, each made on first use.
 struct EndpointMetrics {
-    label: &'static str,
+    label: EndpointLabel,
     duration: OnceLock<Arc<FixedHistogram>>,
     received: OnceLock<Counter>,
     requests: RwLock<HashMap<StatusCode, Counter>>,
@@ -36,7 +81,7 @@ struct EndpointMetrics {
 
 impl RequestMetrics {
     pub(crate) fn new(source: &ComponentId) -> Self {
-        let endpoints = ENDPOINT_LABELS.map(|label| EndpointMetrics {
+        let endpoints = EndpointLabel::ALL.map(|label| EndpointMetrics {
             label,
             duration: OnceLock::new(),
             received: OnceLock::new(),
@@ -48,16 +93,12 @@ impl RequestMetrics {
         }
     }
 
-    fn endpoint(&self, label: &'static str) -> &EndpointMetrics {
-        // Labels come from `ENDPOINT_LABELS`; anything else counts as `other`.
-        self.endpoints
-            .iter()
-            .find(|e| e.label == label)
-            .unwrap_or(&self.endpoints[ENDPOINT_LABELS.len() - 1])
+    fn endpoint(&self, label: EndpointLabel) -> &EndpointMetrics {
+        &self.endpoints[label as usize]
     }
 
     /// One answered request: its duration and its status.
-    pub(crate) fn request(&self, endpoint: &'static str, status: StatusCode, took: Duration) {
+    pub(crate) fn request(&self, endpoint: EndpointLabel, status: StatusCode, took: Duration) {
         let metrics = self.endpoint(endpoint);
         metrics
             .duration
@@ -65,7 +106,10 @@ impl RequestMetrics {
                 FixedHistogram::register(
                     "tagpipe_http_request_duration_seconds",
                     "Time from a request's arrival to its answer.",
-                    &[("source", &self.source), ("endpoint", metrics.label)],
+                    &[
+                        ("source", &self.source),
+                        ("endpoint", metrics.label.as_str()),
+                    ],
                 )
             })
             .record(took);
@@ -86,19 +130,19 @@ impl RequestMetrics {
             .entry(status)
             .or_insert_with(|| {
                 metrics::counter!("tagpipe_http_requests_total", "source" => self.source.clone(),
-                    "endpoint" => metrics.label, "status" => status.as_str().to_owned())
+                    "endpoint" => metrics.label.as_str(), "status" => status.as_str().to_owned())
             })
             .increment(1);
     }
 
     /// Events accepted from one request.
-    pub(crate) fn received(&self, endpoint: &'static str, events: u64) {
+    pub(crate) fn received(&self, endpoint: EndpointLabel, events: u64) {
         let metrics = self.endpoint(endpoint);
         metrics
             .received
             .get_or_init(|| {
                 metrics::counter!("tagpipe_events_received_total",
-                    "source" => self.source.clone(), "endpoint" => metrics.label)
+                    "source" => self.source.clone(), "endpoint" => metrics.label.as_str())
             })
             .increment(events);
     }
@@ -109,20 +153,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_endpoint_label_has_its_own_handles_and_unknown_ones_count_as_other() {
+    fn every_endpoint_label_has_its_own_slot_and_series_appear_on_first_use() {
         let metrics =
             RequestMetrics::new(&ComponentId::parse("http/request-metrics-test").unwrap());
-        for label in ENDPOINT_LABELS {
+        for label in EndpointLabel::ALL {
             assert_eq!(metrics.endpoint(label).label, label);
         }
-        assert_eq!(metrics.endpoint("nonsense").label, "other");
-        metrics.request("ga4", StatusCode::NO_CONTENT, Duration::from_millis(1));
-        metrics.request("ga4", StatusCode::NO_CONTENT, Duration::from_millis(1));
-        metrics.request("ga4", StatusCode::BAD_REQUEST, Duration::from_millis(1));
-        assert_eq!(metrics.endpoint("ga4").requests.read().unwrap().len(), 2);
-        // Series appear on first use only.
-        assert!(metrics.endpoint("ga4").duration.get().is_some());
-        assert!(metrics.endpoint("events").duration.get().is_none());
-        assert!(metrics.endpoint("events").received.get().is_none());
+        assert_eq!(EndpointLabel::from(Endpoint::Ga4).as_str(), "ga4");
+        let ga4 = EndpointLabel::Ga4;
+        metrics.request(ga4, StatusCode::NO_CONTENT, Duration::from_millis(1));
+        metrics.request(ga4, StatusCode::NO_CONTENT, Duration::from_millis(1));
+        metrics.request(ga4, StatusCode::BAD_REQUEST, Duration::from_millis(1));
+        assert_eq!(metrics.endpoint(ga4).requests.read().unwrap().len(), 2);
+        assert!(metrics.endpoint(ga4).duration.get().is_some());
+        let events = metrics.endpoint(EndpointLabel::Events);
+        assert!(events.duration.get().is_none());
+        assert!(events.received.get().is_none());
     }
 }

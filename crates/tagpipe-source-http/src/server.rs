@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
+use crate::request_metrics::EndpointLabel;
 use crate::response::{Reply, text};
 
 /// Shared by every connection.
@@ -36,25 +37,16 @@ pub(crate) enum Endpoint {
     Data,
 }
 
-impl Endpoint {
-    /// The `endpoint` label of metrics.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Endpoint::Events => "events",
-            Endpoint::Ga4 => "ga4",
-            Endpoint::Data => "data",
-        }
-    }
-}
-
 impl Server {
     /// The `endpoint` label for a request path (bounded: unknown paths are `other`).
-    fn endpoint_label(&self, path: &str) -> &'static str {
+    fn endpoint_label(&self, path: &str) -> EndpointLabel {
         match self.route(path) {
-            Some(endpoint) => endpoint.label(),
-            None if path == "/healthz" || path == "/readyz" => "health",
-            None if self.config.metrics && path == self.config.metrics_path => "metrics",
-            None => "other",
+            Some(endpoint) => endpoint.into(),
+            None if path == "/healthz" || path == "/readyz" => EndpointLabel::Health,
+            None if self.config.metrics && path == self.config.metrics_path => {
+                EndpointLabel::Metrics
+            }
+            None => EndpointLabel::Other,
         }
     }
 
