@@ -40,15 +40,11 @@ pub fn set_renderer(render: impl Fn() -> String + Send + Sync + 'static) {
     let _ = RENDERER.set(Box::new(render));
 }
 
-/// The Prometheus text exposition of every metric (the recorder's and the
-/// [`FixedHistogram`](crate::fixed_histogram::FixedHistogram)s), or `None` when no recorder is
-/// installed.
+/// The Prometheus text exposition of every metric (the installed renderer writes the
+/// recorder's and the [`FixedHistogram`](crate::fixed_histogram::FixedHistogram)s), or `None`
+/// when no recorder is installed.
 pub fn render() -> Option<String> {
-    RENDERER.get().map(|render| {
-        let mut text = render();
-        crate::fixed_histogram::render_all(&mut text);
-        text
-    })
+    RENDERER.get().map(|render| render())
 }
 
 /// A reason's kind, for a bounded label: the text before the first `:` (or the first three
