@@ -141,16 +141,6 @@ pub fn read_reply(stream: &mut TcpStream) -> Reply {
     parse(&buf)
 }
 
-/// The status of the response, or `None` when the connection closed before a complete head
-/// (a readiness probe that reached a server still starting, or one shutting down).
-pub fn read_status(stream: &mut TcpStream) -> Option<u16> {
-    let mut buf = Vec::new();
-    let _ = stream.read_to_end(&mut buf);
-    buf.windows(4)
-        .any(|w| w == b"\r\n\r\n")
-        .then(|| parse(&buf).status)
-}
-
 fn parse(buf: &[u8]) -> Reply {
     let split = buf
         .windows(4)

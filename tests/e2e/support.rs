@@ -117,16 +117,13 @@ impl Tagpipe {
     /// As [`Tagpipe::start`], with extra environment variables and `run` flags.
     pub fn start_with(name: &str, yaml: &str, env: &[(&str, &str)], flags: &[&str]) -> Self {
         Self::start_until(name, yaml, env, flags, "not ready", |tagpipe| {
-            let Ok(mut s) = std::net::TcpStream::connect(tagpipe.addr) else {
-                return false;
-            };
-            let _ = std::io::Write::write_all(
-                &mut s,
+            // No connection, or one closed without an answer, is "not yet": the loop then
+            // checks that tagpipe still runs (and shows its log if not).
+            crate::http_client::try_send(
+                tagpipe.addr,
                 b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            );
-            // A connection closed without an answer is "not yet": the loop then checks that
-            // tagpipe still runs (and shows its log if not).
-            crate::http_client::read_status(&mut s) == Some(200)
+            )
+            .is_some_and(|reply| reply.status == 200)
         })
     }
 
