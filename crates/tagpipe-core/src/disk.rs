@@ -516,10 +516,7 @@ fn encode(event: &Event) -> Vec<u8> {
     let cx = &event.context;
     let stored = Stored {
         data: (*event.data).clone(),
-        received_at_ms: cx
-            .received_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        received_at_ms: cx.received_ms(),
         client_addr: cx.client_addr,
         trace_id: cx.trace_id.clone(),
         headers: cx

@@ -124,6 +124,13 @@ impl RequestContext {
         }
     }
 
+    /// When the request was received, in milliseconds since the Unix epoch (0 before it).
+    pub fn received_ms(&self) -> u64 {
+        self.received_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// The first cookie with this name.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies
@@ -317,6 +324,16 @@ impl fmt::Display for SetCookie {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_time_in_milliseconds() {
+        let mut cx = RequestContext::detached();
+        cx.received_at =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_748_377_016_123);
+        assert_eq!(cx.received_ms(), 1_748_377_016_123);
+        cx.received_at = std::time::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        assert_eq!(cx.received_ms(), 0);
+    }
 
     #[test]
     fn cookies_and_trace_id_come_from_headers() {

@@ -59,10 +59,7 @@ pub fn encode(event: &Event) -> Bytes {
     let outgoing = Outgoing {
         data: &event.data,
         context: ContextOut {
-            received_at_ms: context
-                .received_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            received_at_ms: context.received_ms(),
             client_addr: context.client_addr,
             headers,
             cookies: &context.cookies,

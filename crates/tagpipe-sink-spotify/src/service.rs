@@ -107,13 +107,8 @@ impl Shared {
     /// The time of an event that carries none: when its request was received (kept in disk
     /// buffers too), or the tests' fixed clock.
     fn received_ms(&self, event: &Event) -> i64 {
-        self.clock_ms.unwrap_or_else(|| {
-            event
-                .context
-                .received_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        })
+        self.clock_ms
+            .unwrap_or_else(|| i64::try_from(event.context.received_ms()).unwrap_or(i64::MAX))
     }
 
     /// The CAPI JSON of one event, or its outcome when it is not sent (with its log message).

@@ -155,9 +155,7 @@ fn derived_event_ids_hash_the_documented_fields() {
     let digest = Sha256::digest(
         "1.2\u{1f}purchase\u{1f}2025-05-27T20:16:56.000Z\u{1f}\u{1f}\u{1f}42\u{1f}\u{1f}",
     );
-    let expected: String = digest[..16]
-        .iter()
-        .fold(String::new(), |s, b| s + &format!("{b:02x}"));
+    let expected = lower_hex(&digest[..16]);
     assert_eq!(v["event_id"], expected.as_str());
 }
 
@@ -184,12 +182,17 @@ fn objects_keep_key_order_and_one_member_per_key() {
     );
 }
 
+/// Bytes as lower-case hex, written independently of the code under test.
+fn lower_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::new(), |s, b| s + &format!("{b:02x}"))
+}
+
 /// The lower-case hex SHA-256 of `text`.
 fn sha256_hex_of(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .fold(String::new(), |s, b| s + &format!("{b:02x}"))
+    lower_hex(&Sha256::digest(text.as_bytes()))
 }
 
 #[test]
