@@ -54,43 +54,17 @@ thread_local! {
 struct Item {
     /// Its position in the batch being sent.
     index: usize,
-    /// The CAPI event as JSON, serialised once (it sizes the requests and goes into their
-    /// bodies), followed by the event's name for the delivery logs: one buffer per event.
-    buffer: Vec<u8>,
-    /// Where the JSON ends in `buffer`.
-    json_len: usize,
+    /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their bodies.
+    json: Vec<u8>,
+    name: String,
     trace_id: Option<String>,
     debug: bool,
 }
 
 impl Item {
-    /// An item of `json` for the event named `name`.
-    fn new(mut buffer: Vec<u8>, name: &str, trace_id: Option<String>, debug: bool) -> Self {
-        let json_len = buffer.len();
-        buffer.extend_from_slice(name.as_bytes());
-        Self {
-            index: 0,
-            buffer,
-            json_len,
-            trace_id,
-            debug,
-        }
-    }
-
-    /// The CAPI event's JSON.
-    fn json(&self) -> &[u8] {
-        &self.buffer[..self.json_len]
-    }
-
-    /// The event's name.
-    fn name(&self) -> &str {
-        // Written from a `&str` in `new`: always UTF-8.
-        std::str::from_utf8(&self.buffer[self.json_len..]).unwrap_or_default()
-    }
-
     /// The CAPI event as a JSON tree, for debug answers and dead letters.
     fn request(&self) -> Value {
-        serde_json::from_slice(self.json()).unwrap_or(Value::Null)
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -122,17 +96,18 @@ impl Shared {
         ) {
             Built::Send(payload) => {
                 let expected_len = EXPECTED_LEN.get();
-                let mut json = Vec::with_capacity(expected_len + 64);
+                let mut json = Vec::with_capacity(expected_len + 32);
                 if serde_json::to_writer(&mut json, &payload).is_err() {
                     json.clear();
                 }
                 EXPECTED_LEN.set(json.len());
-                Ready::Send(Item::new(
+                Ready::Send(Item {
+                    index: 0,
                     json,
-                    &payload.event_name,
-                    event.context.trace_id.clone(),
+                    name: payload.event_name.into_owned(),
+                    trace_id: event.context.trace_id.clone(),
                     debug,
-                ))
+                })
             }
             Built::Skip(reason) => {
                 self.message(event, &reason, debug);
@@ -201,7 +176,7 @@ impl Shared {
     fn record(&self, kind: LogKind, items: &[Item]) -> DeliveryLog {
         let mut record = DeliveryLog::new(kind, &self.logger.tag_name);
         record.trace_id = items.iter().find_map(|i| i.trace_id.clone());
-        let mut names: Vec<&str> = items.iter().map(Item::name).collect();
+        let mut names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
         names.dedup();
         record.event_name = Some(names.join(","));
         record.request_method = Some("POST".into());
@@ -211,7 +186,7 @@ impl Shared {
 
     /// The request body for `items`: their JSON, serialised once each, in the envelope.
     fn body(&self, items: &[Item]) -> Bytes {
-        let size: usize = items.iter().map(|i| i.json_len + 1).sum();
+        let size: usize = items.iter().map(|i| i.json.len() + 1).sum();
         let mut body = Vec::with_capacity(size + 64 + self.config.connection_id.len());
         body.extend_from_slice(b"{\"conversion_events\":{\"capi_connection_id\":");
         body.extend_from_slice(
@@ -224,7 +199,7 @@ impl Shared {
             if n > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(item.json());
+            body.extend_from_slice(&item.json);
         }
         body.extend_from_slice(b"]}}");
         Bytes::from(body)
@@ -237,7 +212,7 @@ impl Shared {
         let mut current: Vec<Item> = Vec::new();
         let mut size = envelope;
         for item in items {
-            let item_size = item.json_len + 1;
+            let item_size = item.json.len() + 1;
             if !current.is_empty() && size + item_size > self.config.max_request_bytes() {
                 chunks.push(std::mem::take(&mut current));
                 size = envelope;
