@@ -270,8 +270,12 @@ impl Driver {
                         biased;
                         () = &mut aborted => return Exit::Aborted,
                         reply = &mut handover => return Exit::HandedOver(reply),
-                        () = &mut linger => break,
-                        n = queue.recv_many(batch, room) => if n == 0 { break },
+                        () = &mut linger => {
+                            // What arrived while waiting for the rest goes with this batch.
+                            queue.take_waiting(batch, room);
+                            break;
+                        }
+                        n = queue.recv_batch(batch, room) => if n == 0 { break },
                     }
                 }
             }

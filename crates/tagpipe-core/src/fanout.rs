@@ -72,16 +72,17 @@ impl Service<Event> for FanOut {
                 token: DeliveryToken::new(ack.clone(), sink.id.clone()),
                 seq: None,
             };
-            let QueueTx::Memory(tx) = &sink.tx else {
+            let QueueTx::Memory(memory) = &sink.tx else {
                 // A disk buffer answers once the event is on disk.
                 waiting.push((sink.clone(), item(sink)));
                 continue;
             };
             // Room first, then the item: a sink that prepares events does not prepare one that
             // a full queue drops.
-            match tx.try_reserve() {
+            match memory.tx.try_reserve() {
                 Ok(permit) => {
                     permit.send(item(sink));
+                    memory.sent();
                     SinkStats::add(&sink.stats.queued, 1);
                 }
                 Err(TrySendError::Full(())) => match sink.when_full {

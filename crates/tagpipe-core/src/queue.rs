@@ -2,10 +2,10 @@
 //! dead destination fills only its own queue; what happens then is the sink's `when_full`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::ack::DeliveryToken;
 use crate::component::{Prepare, Prepared};
@@ -230,16 +230,25 @@ impl SinkInput {
         block: bool,
     ) -> Result<(), (QueuedEvent, &'static str)> {
         match &self.tx {
-            QueueTx::Memory(tx) if block => tx
-                .send(item)
-                .await
-                .map_err(|closed| (closed.0, "sink has stopped")),
-            QueueTx::Memory(tx) => tx.try_send(item).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(item) => {
-                    (item, "queue full: event dropped (when_full: drop_newest)")
-                }
-                mpsc::error::TrySendError::Closed(item) => (item, "sink has stopped"),
-            }),
+            QueueTx::Memory(memory) if block => {
+                memory
+                    .tx
+                    .send(item)
+                    .await
+                    .map_err(|closed| (closed.0, "sink has stopped"))?;
+                memory.sent();
+                Ok(())
+            }
+            QueueTx::Memory(memory) => {
+                memory.tx.try_send(item).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(item) => {
+                        (item, "queue full: event dropped (when_full: drop_newest)")
+                    }
+                    mpsc::error::TrySendError::Closed(item) => (item, "sink has stopped"),
+                })?;
+                memory.sent();
+                Ok(())
+            }
             QueueTx::Disk(queue) => queue
                 .push(item, block)
                 .await
@@ -251,8 +260,98 @@ impl SinkInput {
 /// Where a sink's events go: a memory channel or a disk buffer.
 #[derive(Debug)]
 pub(crate) enum QueueTx {
-    Memory(mpsc::Sender<QueuedEvent>),
+    Memory(MemoryTx),
     Disk(Arc<DiskQueue>),
+}
+
+/// Wakes a memory queue's driver once as many events wait as the batch it lingers over still
+/// has room for — once per batch rather than at every event (each wake-up is a task switch, and
+/// often a parked worker thread woken to run it).
+#[derive(Debug, Default)]
+struct BatchWaker {
+    /// Events the driver waits for; 0 while it waits for none (a send then wakes no one).
+    wanted: AtomicUsize,
+    notify: Notify,
+}
+
+impl BatchWaker {
+    /// After a send: wakes the driver if `waiting` events are what it waits for. Only one
+    /// sender wakes it for one wait.
+    fn sent(&self, waiting: usize) {
+        let wanted = self.wanted.load(Ordering::SeqCst);
+        if wanted != 0
+            && waiting >= wanted
+            && self
+                .wanted
+                .compare_exchange(wanted, 0, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// Wakes the driver when a sender goes, so it notices a closed queue without waiting out its
+/// batch timeout.
+#[derive(Debug, Clone)]
+struct WakeOnDrop(Arc<BatchWaker>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.notify.notify_one();
+    }
+}
+
+/// The sending side of a memory queue.
+#[derive(Debug, Clone)]
+pub(crate) struct MemoryTx {
+    /// Declared first, so it is dropped before `waker` wakes the driver.
+    pub(crate) tx: mpsc::Sender<QueuedEvent>,
+    waker: WakeOnDrop,
+}
+
+impl MemoryTx {
+    /// To call after each event put in the queue.
+    pub(crate) fn sent(&self) {
+        let waiting = self.tx.max_capacity() - self.tx.capacity();
+        self.waker.0.sent(waiting);
+    }
+}
+
+/// The receiving side of a memory queue.
+#[derive(Debug)]
+pub struct MemoryRx {
+    rx: mpsc::Receiver<QueuedEvent>,
+    waker: Arc<BatchWaker>,
+}
+
+impl MemoryRx {
+    /// Closes the queue: senders fail from now on; what waits can still be received.
+    pub fn close(&mut self) {
+        self.rx.close();
+    }
+
+    /// The next event; `None` once closed and empty.
+    pub async fn recv(&mut self) -> Option<QueuedEvent> {
+        self.rx.recv().await
+    }
+
+    /// See [`QueueRx::recv_batch`].
+    async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, wanted: usize) -> usize {
+        // A full queue is as many as will ever wait at once.
+        let wanted = wanted.clamp(1, self.rx.max_capacity());
+        let ready = |rx: &mpsc::Receiver<QueuedEvent>| rx.len() >= wanted || rx.is_closed();
+        while !ready(&self.rx) {
+            self.waker.wanted.store(wanted, Ordering::SeqCst);
+            // Checked again once announced: a send just before the announcement saw none.
+            if ready(&self.rx) {
+                break;
+            }
+            self.waker.notify.notified().await;
+        }
+        self.waker.wanted.store(0, Ordering::SeqCst);
+        self.rx.recv_many(out, wanted).await
+    }
 }
 
 impl Clone for QueueTx {
@@ -279,7 +378,7 @@ impl Drop for QueueTx {
 #[derive(Debug)]
 pub enum QueueRx {
     /// A memory channel.
-    Memory(mpsc::Receiver<QueuedEvent>),
+    Memory(MemoryRx),
     /// A disk buffer.
     Disk(Arc<DiskQueue>),
 }
@@ -288,7 +387,7 @@ impl QueueRx {
     /// Events waiting.
     pub fn len(&self) -> usize {
         match self {
-            Self::Memory(rx) => rx.len(),
+            Self::Memory(memory) => memory.rx.len(),
             Self::Disk(q) => q.len(),
         }
     }
@@ -309,8 +408,32 @@ impl QueueRx {
     /// Waits for at least one event and takes up to `limit`; 0 once closed and empty.
     pub async fn recv_many(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
         match self {
-            Self::Memory(rx) => rx.recv_many(out, limit).await,
+            Self::Memory(memory) => memory.rx.recv_many(out, limit).await,
             Self::Disk(q) => q.recv_many(out, limit).await,
+        }
+    }
+
+    /// Takes up to `limit` events that wait now, without waiting for any. (A disk queue's
+    /// driver has taken them as they came: see [`recv_batch`](Self::recv_batch).)
+    pub fn take_waiting(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) {
+        if let Self::Memory(memory) = self {
+            for _ in 0..limit {
+                let Ok(item) = memory.rx.try_recv() else {
+                    break;
+                };
+                out.push(item);
+            }
+        }
+    }
+
+    /// Waits until `wanted` events wait (or the queue closes), then takes up to `wanted`; 0
+    /// once closed and empty. For a driver lingering over a batch: one wake-up for the rest of
+    /// the batch rather than one per event. A disk queue takes what there is, as
+    /// [`recv_many`](Self::recv_many).
+    pub async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, wanted: usize) -> usize {
+        match self {
+            Self::Memory(memory) => memory.recv_batch(out, wanted).await,
+            Self::Disk(q) => q.recv_many(out, wanted.max(1)).await,
         }
     }
 }
@@ -336,7 +459,14 @@ pub fn channel(
         (BufferKind::Disk, None) => return Err("a disk buffer needs `path`".into()),
         (BufferKind::Memory, _) => {
             let (tx, rx) = mpsc::channel(config.max_events.max(1));
-            (QueueTx::Memory(tx), QueueRx::Memory(rx))
+            let waker = Arc::new(BatchWaker::default());
+            (
+                QueueTx::Memory(MemoryTx {
+                    tx,
+                    waker: WakeOnDrop(waker.clone()),
+                }),
+                QueueRx::Memory(MemoryRx { rx, waker }),
+            )
         }
     };
     Ok((
@@ -350,4 +480,98 @@ pub fn channel(
         rx,
         stats,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::RequestContext;
+
+    fn memory_queue(max_events: usize) -> (SinkInput, QueueRx) {
+        let config = BufferConfig {
+            max_events,
+            ..BufferConfig::default()
+        };
+        let (input, rx, _) = channel(ComponentId::parse("console").unwrap(), &config).unwrap();
+        (input, rx)
+    }
+
+    async fn send_one(input: &SinkInput) {
+        let event = Event::new(
+            crate::EventData::new(),
+            Arc::new(RequestContext::detached()),
+        );
+        let item = QueuedEvent {
+            event: Queued::Event(event),
+            token: DeliveryToken::new(None, input.id.clone()),
+            seq: None,
+        };
+        input.send(item, true).await.map_err(|(_, e)| e).unwrap();
+    }
+
+    /// Still waiting a while later (a slow machine only makes this more certain).
+    async fn still_waiting<F: Future>(wait: std::pin::Pin<&mut F>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), wait)
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn a_batch_wait_ends_once_the_wanted_events_wait_not_at_each_event() {
+        let (input, mut rx) = memory_queue(100);
+        let mut out = Vec::new();
+        {
+            let wait = rx.recv_batch(&mut out, 3);
+            tokio::pin!(wait);
+            send_one(&input).await;
+            send_one(&input).await;
+            assert!(still_waiting(wait.as_mut()).await, "2 of 3 wanted");
+            send_one(&input).await;
+            assert_eq!(wait.await, 3);
+        }
+        assert_eq!(out.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_wait_for_more_than_the_queue_holds_ends_when_it_is_full() {
+        let (input, mut rx) = memory_queue(2);
+        let mut out = Vec::new();
+        let wait = rx.recv_batch(&mut out, 10);
+        tokio::pin!(wait);
+        send_one(&input).await;
+        assert!(still_waiting(wait.as_mut()).await);
+        send_one(&input).await;
+        assert_eq!(wait.await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_wait_ends_when_the_last_sender_goes_and_what_waits_is_taken_at_once() {
+        let (input, mut rx) = memory_queue(100);
+        let second = input.clone();
+        let mut out = Vec::new();
+        {
+            let wait = rx.recv_batch(&mut out, 10);
+            tokio::pin!(wait);
+            send_one(&input).await;
+            drop(input);
+            assert!(still_waiting(wait.as_mut()).await, "a sender is left");
+            send_one(&second).await;
+            drop(second);
+            assert_eq!(wait.await, 2);
+        }
+        assert_eq!(rx.recv_batch(&mut out, 10).await, 0, "closed and empty");
+
+        let (input, mut rx) = memory_queue(100);
+        send_one(&input).await;
+        send_one(&input).await;
+        let mut out = Vec::new();
+        rx.take_waiting(&mut out, 1);
+        assert_eq!(out.len(), 1, "at most the limit");
+        rx.take_waiting(&mut out, 10);
+        rx.take_waiting(&mut out, 10);
+        assert_eq!(out.len(), 2, "what waits, without waiting for more");
+    }
 }

@@ -541,6 +541,36 @@ async fn the_driver_batches_up_to_max_events() {
     assert!(sizes.len() >= 10, "{sizes:?}");
 }
 
+/// Events that arrive while the driver lingers for the rest of a batch go out with that batch
+/// at the timeout (the driver is not woken for each of them, but takes them all then).
+#[tokio::test]
+async fn events_arriving_while_a_batch_lingers_go_out_with_it_at_the_timeout() {
+    let mut sink = TestSink::new(Behaviour::Accept);
+    sink.batch = BatchSettings {
+        max_events: 100,
+        timeout: Duration::from_millis(300),
+    };
+    let h = start(
+        vec![("batched", sink.clone(), BufferConfig::default())],
+        vec![("main", vec![], vec!["batched"])],
+        Duration::from_secs(5),
+    )
+    .await;
+    for _ in 0..5 {
+        h.dispatcher.send(event("x")).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    within(async {
+        while sink.seen.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let sizes: Vec<usize> = sink.seen.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes, [5], "one batch of all five");
+    assert!(h.finish().await.undelivered.is_empty());
+}
+
 #[tokio::test]
 async fn shutdown_drains_queued_events_before_the_deadline() {
     let sink = TestSink::new(Behaviour::Accept);
