@@ -9,7 +9,6 @@ use tagpipe_core::{
     BoxError, ProcessorComponent, ProcessorConfig, ProcessorContext, ProcessorLayer,
     ValidationError,
 };
-use tower::util::BoxCloneSyncServiceLayer;
 
 use crate::layer::ConsentLayer;
 use crate::service::Consent;
@@ -106,7 +105,7 @@ impl ProcessorConfig for ConsentConfig {
             cx.id,
             Arc::new(AtomicU64::new(0)),
         ));
-        Ok(BoxCloneSyncServiceLayer::new(layer))
+        Ok(ProcessorLayer::new(layer))
     }
 }
 

@@ -11,7 +11,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use tagpipe_core::processor::{Disposition, EventLayer, EventProcessor, ProcessorLayer};
 use tagpipe_core::{Event, PipelineService};
 use tower::Layer;
-use tower::util::BoxCloneSyncService;
 
 /// A processor that changes nothing.
 struct Nothing;
@@ -23,7 +22,7 @@ impl EventProcessor for Nothing {
 }
 
 fn stack() -> PipelineService {
-    let inner: PipelineService = BoxCloneSyncService::new(tower::service_fn(|_event: Event| {
+    let inner = PipelineService::boxing(tower::service_fn(|_event: Event| {
         std::future::ready(Ok::<_, tagpipe_core::component::BoxError>(
             Disposition::Forwarded,
         ))

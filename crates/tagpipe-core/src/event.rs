@@ -112,7 +112,7 @@ impl RequestContext {
             .flat_map(parse_cookie_header)
             .collect();
         let trace_id = headers
-            .get("trace-id")
+            .get(&TRACE_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Self {
@@ -139,8 +139,9 @@ impl RequestContext {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A request header as text, when present and valid.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    /// A request header as text, when present and valid. A [`HeaderName`] (`http::header::…`)
+    /// is found without parsing the name first, as a `&str` is.
+    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -153,6 +154,9 @@ impl RequestContext {
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
     }
 }
+
+/// The `trace-id` request header, which sets [`RequestContext::trace_id`].
+static TRACE_ID: HeaderName = HeaderName::from_static("trace-id");
 
 /// Request headers that never leave the process with an event: credentials, and `Cookie` (the
 /// parsed `cookies` travel on their own).

@@ -6,8 +6,6 @@
 //! A full queue follows its sink's `when_full`: `drop_newest` fails the event
 //! for that sink only, `block` waits for room (after every other sink has already got it).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,9 +13,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tower::Service;
 
 use crate::ack::{DeliveryToken, DestinationOutcome};
-use crate::component::{BoxError, BoxFuture};
+use crate::component::BoxError;
 use crate::event::Event;
-use crate::processor::Disposition;
+use crate::processor::{Disposition, PipelineFuture};
 use crate::queue::{QueueTx, QueuedEvent, SinkInput, SinkStats, WhenFull};
 
 /// Sends each event to every sink of a pipeline.
@@ -35,29 +33,11 @@ impl FanOut {
     }
 }
 
-/// The future of [`FanOut`]: ready at once unless a `block` queue is full.
-pub enum FanOutFuture {
-    /// Every queue took the event (or dropped it): nothing to wait for.
-    Done,
-    /// Waiting for room in `block` queues.
-    Waiting(BoxFuture<'static, Result<Disposition, BoxError>>),
-}
-
-impl Future for FanOutFuture {
-    type Output = Result<Disposition, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            FanOutFuture::Done => Poll::Ready(Ok(Disposition::Forwarded)),
-            FanOutFuture::Waiting(fut) => fut.as_mut().poll(cx),
-        }
-    }
-}
-
 impl Service<Event> for FanOut {
     type Response = Disposition;
     type Error = BoxError;
-    type Future = FanOutFuture;
+    /// Ready at once unless a `block` queue is full.
+    type Future = PipelineFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -105,9 +85,9 @@ impl Service<Event> for FanOut {
             }
         }
         if waiting.is_empty() {
-            return FanOutFuture::Done;
+            return PipelineFuture::ready(Ok(Disposition::Forwarded));
         }
-        FanOutFuture::Waiting(Box::pin(async move {
+        PipelineFuture::Boxed(Box::pin(async move {
             for (sink, item) in waiting {
                 match sink.send(item, sink.when_full == WhenFull::Block).await {
                     Ok(()) => SinkStats::add(&sink.stats.queued, 1),

@@ -49,7 +49,7 @@ pub use event::{Event, EventData, RequestContext, ResponseActions, SetCookie};
 pub use id::ComponentId;
 pub use pipeline::{Dispatcher, Pipelines};
 pub use processor::{
-    Disposition, EventLayer, EventProcessor, EventService, PipelineService, ProcessorFuture,
-    ProcessorLayer,
+    Disposition, EventLayer, EventProcessor, EventService, PipelineFuture, PipelineService,
+    ProcessorFuture, ProcessorLayer,
 };
 pub use secret::Secret;

@@ -235,8 +235,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll};
 
-    use tower::util::BoxCloneSyncService;
-
     use super::*;
     use crate::component::BoxError;
     use crate::event::{EventData, RequestContext};
@@ -289,7 +287,7 @@ mod tests {
     /// A pipeline over a [`Counting`] service, with the counters.
     fn counting_pipeline() -> (Pipeline, Counting) {
         let counting = Counting::default();
-        let service = BoxCloneSyncService::new(Counting {
+        let service = PipelineService::boxing(Counting {
             copies: counting.copies.clone(),
             calls: counting.calls.clone(),
             stall: counting.stall.clone(),

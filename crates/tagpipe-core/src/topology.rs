@@ -21,7 +21,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
-use tower::util::BoxCloneSyncService;
 
 use crate::component::SourceComponent;
 use crate::component::{
@@ -505,7 +504,7 @@ impl Topology {
                 .iter()
                 .filter_map(|id| self.sinks.get(id).map(|slot| slot.input.clone()))
                 .collect();
-            let mut service: PipelineService = BoxCloneSyncService::new(FanOut::new(sink_inputs));
+            let mut service = PipelineService::new(FanOut::new(sink_inputs));
             for id in p.processors.iter().rev() {
                 if let Some(slot) = self.processors.get(id) {
                     service = slot.layer.layer(service);
@@ -646,7 +645,7 @@ impl Topology {
     /// A source's dead-letter route: one pipeline into sink `target`'s current queue.
     fn dead_letter_route(&self, target: &ComponentId) -> Option<Vec<Pipeline>> {
         let input = self.sinks.get(target)?.input.clone();
-        let service = BoxCloneSyncService::new(FanOut::new(vec![input]));
+        let service = PipelineService::new(FanOut::new(vec![input]));
         Some(vec![Pipeline::new(
             "dead_letter",
             service,

@@ -16,7 +16,6 @@ use tagpipe_core::{
     ProcessorLayer, RequestContext, SinkConfig, SinkContext, SourceConfig, SourceContext,
 };
 use tokio::sync::{Notify, oneshot};
-use tower::util::BoxCloneSyncServiceLayer;
 use tower::{Service, ServiceExt};
 
 /// A source that hands its dispatcher to the test and runs until shutdown.
@@ -220,9 +219,9 @@ struct SkipProcessor;
 
 impl ProcessorConfig for SkipProcessor {
     fn build(&self, _cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
-        Ok(BoxCloneSyncServiceLayer::new(tower::layer::layer_fn(
+        Ok(ProcessorLayer::new(tower::layer::layer_fn(
             |inner: PipelineService| {
-                PipelineService::new(tower::service_fn(move |mut event: Event| {
+                PipelineService::boxing(tower::service_fn(move |mut event: Event| {
                     let mut inner = inner.clone();
                     async move {
                         if event.event_name() == Some("skip_me") {

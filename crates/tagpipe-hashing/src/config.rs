@@ -5,7 +5,6 @@ use tagpipe_core::{
     BoxError, ProcessorComponent, ProcessorConfig, ProcessorContext, ProcessorLayer,
     ValidationError,
 };
-use tower::util::BoxCloneSyncServiceLayer;
 
 use crate::layer::HashingLayer;
 use crate::service::Hashing;
@@ -69,9 +68,9 @@ impl ProcessorConfig for HashingConfig {
     }
 
     fn build(&self, _cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
-        Ok(BoxCloneSyncServiceLayer::new(HashingLayer::new(
-            Hashing::new(self.clone()),
-        )))
+        Ok(ProcessorLayer::new(HashingLayer::new(Hashing::new(
+            self.clone(),
+        ))))
     }
 }
 

@@ -9,7 +9,6 @@ use tagpipe_core::{
     BoxError, ProcessorComponent, ProcessorConfig, ProcessorContext, ProcessorLayer,
     ValidationError,
 };
-use tower::util::BoxCloneSyncServiceLayer;
 
 use crate::layer::MappingLayer;
 use crate::service::Mapping;
@@ -248,9 +247,10 @@ impl ProcessorConfig for MappingConfig {
     }
 
     fn build(&self, cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
-        Ok(BoxCloneSyncServiceLayer::new(MappingLayer::new(
-            Mapping::new(Arc::new(self.clone()), cx.id),
-        )))
+        Ok(ProcessorLayer::new(MappingLayer::new(Mapping::new(
+            Arc::new(self.clone()),
+            cx.id,
+        ))))
     }
 }
 

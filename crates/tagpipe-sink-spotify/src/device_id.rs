@@ -15,7 +15,6 @@ use tagpipe_core::{
     BoxError, Event, EventLayer, EventProcessor, ProcessorComponent, ProcessorConfig,
     ProcessorContext, ProcessorLayer, RequestContext, SetCookie, ValidationError, random,
 };
-use tower::util::BoxCloneSyncServiceLayer;
 
 /// `spotify_device_id` processor settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,11 +61,9 @@ impl ProcessorConfig for SpotifyDeviceIdConfig {
     }
 
     fn build(&self, _cx: ProcessorContext) -> Result<ProcessorLayer, BoxError> {
-        Ok(BoxCloneSyncServiceLayer::new(DeviceIdLayer::new(
-            DeviceId {
-                config: self.clone(),
-            },
-        )))
+        Ok(ProcessorLayer::new(DeviceIdLayer::new(DeviceId {
+            config: self.clone(),
+        })))
     }
 }
 

@@ -5,7 +5,7 @@
 //! The event is a typed [`CapiEvent`] that borrows what it can from the event data and the
 //! sink's settings, serialised straight to the request's JSON: no intermediate JSON tree and no
 //! copies of the event's strings per event (a tree is made only for debug answers and dead
-//! letters).
+//! letters). [`CapiEvent::write_json`] writes that JSON by hand (the bytes `serde_json` writes).
 
 use std::borrow::Cow;
 
@@ -489,5 +489,6 @@ fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &str) -> St
     id
 }
 
+mod json;
 #[cfg(test)]
 mod tests;

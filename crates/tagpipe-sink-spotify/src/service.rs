@@ -97,9 +97,7 @@ impl Shared {
             Built::Send(payload) => {
                 let expected_len = EXPECTED_LEN.get();
                 let mut json = Vec::with_capacity(expected_len + 32);
-                if serde_json::to_writer(&mut json, &payload).is_err() {
-                    json.clear();
-                }
+                payload.write_json(&mut json);
                 EXPECTED_LEN.set(json.len());
                 Ready::Send(Item {
                     index: 0,

@@ -89,7 +89,8 @@ pub fn parse_hits(
 
 /// The event-data names the parameter table (and the builder's own fields) map to, in event-data
 /// order (bytes, as `str` sorts): each is a slot of the hit's [`SlotBuilder`], so a hit's fields
-/// come out sorted without a sort.
+/// come out sorted without a sort. `transaction_id` and `value` (`ep.`/`epn.` parameters of
+/// every purchase, read by the Spotify sink) have slots too: no name to allocate for them.
 macro_rules! known_names {
     ($($slot:ident = $name:literal,)*) => {
         /// A slot of the hit's [`SlotBuilder`]: one event-data name known in advance.
@@ -127,9 +128,11 @@ known_names! {
     PageReferrer = "page_referrer",
     PageTitle = "page_title",
     ScreenResolution = "screen_resolution",
+    TransactionId = "transaction_id",
     UserAgent = "user_agent",
     UserData = "user_data",
     UserId = "user_id",
+    Value = "value",
     Dma = "x-ga-dma",
     Gcd = "x-ga-gcd",
     Gcs = "x-ga-gcs",

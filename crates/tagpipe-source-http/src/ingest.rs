@@ -112,7 +112,7 @@ async fn ingest(
             (events::parse(&bytes, framing, max)?, Answer::Accepted)
         }
         Endpoint::Ga4 => {
-            let user_agent = context.header("user-agent");
+            let user_agent = context.header(header::USER_AGENT);
             let data = ga4::parse_hits(query, &bytes, client, user_agent, max).map_err(|e| {
                 if e.contains("are accepted") {
                     HttpError::too_large(e)

@@ -131,6 +131,9 @@ fn the_typed_event_serialises_as_the_tags_json_object() {
         };
         let direct = serde_json::to_string(&capi).unwrap();
         assert_eq!(direct, capi.to_value().to_string());
+        let mut written = Vec::new();
+        capi.write_json(&mut written);
+        assert_eq!(String::from_utf8(written).unwrap(), direct);
         let v = capi.to_value();
         assert_eq!(v.get("opt_out_targeting").is_some(), cfg.opt_out_targeting);
         assert_eq!(
@@ -242,4 +245,61 @@ fn settings_override_emails_phone_and_amount_by_the_same_rules() {
     );
     // A numeric-text amount becomes a number; other details are kept as given.
     assert_eq!(v["event_details"], json!({"amount": 12.5, "currency": 978}));
+}
+
+/// The hand-written JSON is byte for byte what `serde_json` writes for the same event, whatever
+/// the strings hold (escapes, control characters, non-ASCII) and whichever members are set.
+#[test]
+fn the_written_json_is_serde_jsons_for_any_event() {
+    let mut random = tagpipe_core::random::Repeatable::new(0x5EED_0C0A);
+    let pieces = [
+        "a",
+        "Z",
+        "/",
+        "?",
+        "&",
+        "é",
+        "漢",
+        "😀",
+        "\"",
+        "\\",
+        "\n",
+        "\t",
+        "\u{1}",
+        "\u{7f}",
+        " ",
+        "x@y.z",
+        "+49 (0) 30",
+    ];
+    let text = |random: &mut tagpipe_core::random::Repeatable| -> String {
+        (0..random.below(12))
+            .map(|_| pieces[random.below(pieces.len())])
+            .collect()
+    };
+    let mut compared = 0;
+    for round in 0..400 {
+        let cfg = config(json!({
+            "derive_event_id": round % 2 == 0,
+            "opt_out_targeting": round % 3 == 0,
+            "event_details": {"content_name": text(&mut random), "extra": {"n": [1, text(&mut random)]}},
+        }));
+        let mut event = json!({"event_name": format!("purchase{}", text(&mut random)),
+            "ip_override": "203.0.113.7", "user_agent": text(&mut random),
+            "page_location": format!("https://e.com/{}", text(&mut random)),
+            "value": random.below(1000), "currency": text(&mut random),
+            "user_data": {"email_address": [text(&mut random), text(&mut random)],
+                          "phone_number": text(&mut random)}});
+        if round % 5 == 0 {
+            event["event_id"] = json!(text(&mut random));
+        }
+        let event = data(event);
+        let Built::Send(capi) = build(&event, &RequestContext::detached(), &cfg, 0) else {
+            continue;
+        };
+        let mut written = Vec::new();
+        capi.write_json(&mut written);
+        assert_eq!(written, serde_json::to_vec(&capi).unwrap());
+        compared += 1;
+    }
+    assert!(compared > 300, "{compared} events compared");
 }

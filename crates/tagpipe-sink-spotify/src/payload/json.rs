@@ -1,0 +1,176 @@
+//! A [`CapiEvent`]'s JSON written straight into the request's buffer: the bytes `serde_json`
+//! writes for it (compact, keys in order, absent fields left out), without serde's per-field
+//! machinery. Member names are constants; strings are searched eight bytes at a time for what
+//! needs escaping and copied whole when nothing does (nearly always: URLs, ids, hashes), with
+//! `serde_json` escaping the rest. Arbitrary JSON values (`event_details` extras) go through
+//! `serde_json`.
+
+use super::{CapiEvent, Member, Object};
+
+impl CapiEvent<'_> {
+    /// Appends the event's JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = ObjectWriter::open(out);
+        if let Some(source) = self.action_source {
+            object.key("action_source");
+            write_str(object.out, source);
+        }
+        object.key("event_details");
+        self.event_details.write_json(object.out);
+        if let Some(id) = &self.event_id {
+            object.key("event_id");
+            write_str(object.out, id);
+        }
+        object.key("event_name");
+        write_str(object.out, &self.event_name);
+        if let Some(url) = &self.event_source_url {
+            object.key("event_source_url");
+            write_str(object.out, url);
+        }
+        object.key("event_time");
+        write_str(object.out, &self.event_time);
+        if self.opt_out_targeting {
+            object.key("opt_out_targeting");
+            object.out.extend_from_slice(b"true");
+        }
+        object.key("user_data");
+        self.user_data.write_json(object.out);
+        object.close();
+    }
+}
+
+impl Object<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = ObjectWriter::open(out);
+        for (key, member) in &self.0 {
+            object.key(key);
+            member.write_json(object.out);
+        }
+        object.close();
+    }
+}
+
+impl Member<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Member::Text(text) => write_str(out, text),
+            Member::Value(value) => {
+                // Writing into a vector cannot fail; a value's own serialisation does not either.
+                let _ = serde_json::to_writer(&mut *out, value.as_ref());
+            }
+            Member::Texts(texts) => {
+                out.push(b'[');
+                for (i, text) in texts.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, text);
+                }
+                out.push(b']');
+            }
+        }
+    }
+}
+
+/// Writes one JSON object's braces and the commas between its members.
+struct ObjectWriter<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> ObjectWriter<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// `"key":`, after a comma unless it is the first member.
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        write_str(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// `s` as a JSON string: copied whole between quotes when nothing in it needs escaping, else
+/// escaped by `serde_json` (the same escapes as the rest of the request).
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if needs_escaping(s.as_bytes()) {
+        // Writing into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether `bytes` has a `"`, a `\` or a control character (below 0x20): what JSON escapes.
+/// Eight bytes at a time, each tested in parallel within a `u64`.
+fn needs_escaping(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES << 7;
+    // The high bit of each byte that is zero in `x` (and possibly of bytes above one): enough
+    // to tell whether there is any.
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let (chunks, tail) = bytes.as_chunks::<8>();
+    let word_needs = |word: u64| {
+        let quote = zero(word ^ (ONES * u64::from(b'"')));
+        let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+        // Below 0x20: subtracting 0x20 borrows into the high bit, unless the byte had it set
+        // (0x80 and above are UTF-8, never escaped).
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+        quote | backslash | control != 0
+    };
+    chunks
+        .iter()
+        .any(|chunk| word_needs(u64::from_le_bytes(*chunk)))
+        || tail.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_escape_test_agrees_with_a_byte_by_byte_one_for_every_byte_and_position() {
+        for special in 0..=255u8 {
+            for at in 0..20 {
+                for len in [at + 1, 20] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    // A byte above the tested one, which a parallel compare could mark falsely.
+                    if at + 1 < len {
+                        bytes[at + 1] = special.wrapping_add(1);
+                    }
+                    let naive = bytes.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                    assert_eq!(needs_escaping(&bytes), naive, "{special} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for s in [
+            "",
+            "plain",
+            "https://shop.example.com/products/shirt?color=blue&size=m",
+            "quote \" and backslash \\ and tab \t and bell \u{7}",
+            "unicode é 漢字 😀 and \u{1f} \u{7f}",
+            "\"",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+}
