@@ -265,8 +265,8 @@ pub(crate) enum QueueTx {
 }
 
 /// Wakes a memory queue's driver once as many events wait as the batch it lingers over still
-/// has room for — once per batch rather than at every event (each wake-up is a task switch, and
-/// often a parked worker thread woken to run it).
+/// has room for (or a quarter of the queue) — once per batch rather than at every event (each
+/// wake-up is a task switch, and often a parked worker thread woken to run it).
 #[derive(Debug, Default)]
 struct BatchWaker {
     /// Events the driver waits for; 0 while it waits for none (a send then wakes no one).
@@ -337,9 +337,10 @@ impl MemoryRx {
     }
 
     /// See [`QueueRx::recv_batch`].
-    async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, wanted: usize) -> usize {
-        // A full queue is as many as will ever wait at once.
-        let wanted = wanted.clamp(1, self.rx.max_capacity());
+    async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
+        // At most a quarter of the queue waits in it for the driver: senders keep most of its
+        // room (a burst, or a driver waiting for a free request slot, does not make them wait).
+        let wanted = limit.min(self.rx.max_capacity() / 4).max(1);
         let ready = |rx: &mpsc::Receiver<QueuedEvent>| rx.len() >= wanted || rx.is_closed();
         while !ready(&self.rx) {
             self.waker.wanted.store(wanted, Ordering::SeqCst);
@@ -350,7 +351,7 @@ impl MemoryRx {
             self.waker.notify.notified().await;
         }
         self.waker.wanted.store(0, Ordering::SeqCst);
-        self.rx.recv_many(out, wanted).await
+        self.rx.recv_many(out, limit).await
     }
 }
 
@@ -426,14 +427,14 @@ impl QueueRx {
         }
     }
 
-    /// Waits until `wanted` events wait (or the queue closes), then takes up to `wanted`; 0
-    /// once closed and empty. For a driver lingering over a batch: one wake-up for the rest of
-    /// the batch rather than one per event. A disk queue takes what there is, as
-    /// [`recv_many`](Self::recv_many).
-    pub async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, wanted: usize) -> usize {
+    /// Waits until `limit` events wait — or a quarter of the queue's capacity, if less — or the
+    /// queue closes, then takes up to `limit`; 0 once closed and empty. For a driver lingering
+    /// over a batch: a wake-up per batch (or per quarter of the queue) rather than one per
+    /// event. A disk queue takes what there is, as [`recv_many`](Self::recv_many).
+    pub async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
         match self {
-            Self::Memory(memory) => memory.recv_batch(out, wanted).await,
-            Self::Disk(q) => q.recv_many(out, wanted.max(1)).await,
+            Self::Memory(memory) => memory.recv_batch(out, limit).await,
+            Self::Disk(q) => q.recv_many(out, limit.max(1)).await,
         }
     }
 }
@@ -536,15 +537,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_wait_for_more_than_the_queue_holds_ends_when_it_is_full() {
-        let (input, mut rx) = memory_queue(2);
+    async fn a_batch_wait_ends_once_a_quarter_of_the_queue_waits() {
+        let (input, mut rx) = memory_queue(8);
         let mut out = Vec::new();
-        let wait = rx.recv_batch(&mut out, 10);
-        tokio::pin!(wait);
-        send_one(&input).await;
-        assert!(still_waiting(wait.as_mut()).await);
-        send_one(&input).await;
-        assert_eq!(wait.await, 2);
+        {
+            let wait = rx.recv_batch(&mut out, 10);
+            tokio::pin!(wait);
+            send_one(&input).await;
+            assert!(still_waiting(wait.as_mut()).await);
+            send_one(&input).await;
+            assert_eq!(wait.await, 2);
+        }
+        // What waits beyond the quarter is taken too, up to the limit.
+        for _ in 0..5 {
+            send_one(&input).await;
+        }
+        assert_eq!(rx.recv_batch(&mut out, 4).await, 4);
+        assert_eq!(rx.len(), 1);
     }
 
     #[tokio::test]
