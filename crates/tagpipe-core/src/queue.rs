@@ -264,9 +264,14 @@ pub(crate) enum QueueTx {
     Disk(Arc<DiskQueue>),
 }
 
+/// How many events may wait in a memory queue before its lingering driver is woken to take
+/// them into its batch: one wake-up per this many events instead of one per event.
+const BATCH_WAKE_EVENTS: usize = 64;
+
 /// Wakes a memory queue's driver once as many events wait as the batch it lingers over still
-/// has room for (or a quarter of the queue) — once per batch rather than at every event (each
-/// wake-up is a task switch, and often a parked worker thread woken to run it).
+/// has room for — or [`BATCH_WAKE_EVENTS`], or a quarter of a small queue — rather than at
+/// every event (each wake-up is a task switch, and often a parked worker thread woken to run
+/// it).
 #[derive(Debug, Default)]
 struct BatchWaker {
     /// Events the driver waits for; 0 while it waits for none (a send then wakes no one).
@@ -338,9 +343,13 @@ impl MemoryRx {
 
     /// See [`QueueRx::recv_batch`].
     async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
-        // At most a quarter of the queue waits in it for the driver: senders keep most of its
-        // room (a burst, or a driver waiting for a free request slot, does not make them wait).
-        let wanted = limit.min(self.rx.max_capacity() / 4).max(1);
+        // Few events wait in the queue for the driver (at most `BATCH_WAKE_EVENTS`, or a
+        // quarter of a small queue): senders keep nearly all its room, as when the driver took
+        // each event as it came.
+        let wanted = limit
+            .min(BATCH_WAKE_EVENTS)
+            .min(self.rx.max_capacity() / 4)
+            .max(1);
         let ready = |rx: &mpsc::Receiver<QueuedEvent>| rx.len() >= wanted || rx.is_closed();
         while !ready(&self.rx) {
             self.waker.wanted.store(wanted, Ordering::SeqCst);
@@ -427,10 +436,10 @@ impl QueueRx {
         }
     }
 
-    /// Waits until `limit` events wait — or a quarter of the queue's capacity, if less — or the
-    /// queue closes, then takes up to `limit`; 0 once closed and empty. For a driver lingering
-    /// over a batch: a wake-up per batch (or per quarter of the queue) rather than one per
-    /// event. A disk queue takes what there is, as [`recv_many`](Self::recv_many).
+    /// Waits until `limit` events wait — or [`BATCH_WAKE_EVENTS`], or a quarter of a small
+    /// queue, if less — or the queue closes, then takes up to `limit`; 0 once closed and empty.
+    /// For a driver lingering over a batch: a wake-up per batch or per 64 events rather than one
+    /// per event. A disk queue takes what there is, as [`recv_many`](Self::recv_many).
     pub async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
         match self {
             Self::Memory(memory) => memory.recv_batch(out, limit).await,
@@ -534,6 +543,20 @@ mod tests {
             assert_eq!(wait.await, 3);
         }
         assert_eq!(out.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_wait_for_a_big_batch_ends_every_64_events() {
+        let (input, mut rx) = memory_queue(1000);
+        let mut out = Vec::new();
+        let wait = rx.recv_batch(&mut out, 500);
+        tokio::pin!(wait);
+        for _ in 1..BATCH_WAKE_EVENTS {
+            send_one(&input).await;
+        }
+        assert!(still_waiting(wait.as_mut()).await);
+        send_one(&input).await;
+        assert_eq!(wait.await, BATCH_WAKE_EVENTS);
     }
 
     #[tokio::test]
