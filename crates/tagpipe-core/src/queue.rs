@@ -353,7 +353,11 @@ impl MemoryRx {
         let ready = |rx: &mpsc::Receiver<QueuedEvent>| rx.len() >= wanted || rx.is_closed();
         while !ready(&self.rx) {
             self.waker.wanted.store(wanted, Ordering::SeqCst);
-            // Checked again once announced: a send just before the announcement saw none.
+            // Checked again once announced: a send just before the announcement saw none. The
+            // fence keeps the queue's length (read with acquire ordering inside the channel)
+            // from being read before the announcement is visible. A wake-up missed all the same
+            // would only delay the batch to its timeout, where what waits is taken.
+            std::sync::atomic::fence(Ordering::SeqCst);
             if ready(&self.rx) {
                 break;
             }
@@ -543,6 +547,37 @@ mod tests {
             assert_eq!(wait.await, 3);
         }
         assert_eq!(out.len(), 3);
+    }
+
+    /// Counts its wake-ups.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_driver_is_woken_once_for_the_wanted_events_not_at_each_send() {
+        let (input, mut rx) = memory_queue(100);
+        let mut out = Vec::new();
+        let counter = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let wakes = || counter.0.load(Ordering::SeqCst);
+        let wait = rx.recv_batch(&mut out, 3);
+        tokio::pin!(wait);
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        send_one(&input).await;
+        send_one(&input).await;
+        assert_eq!(wakes(), 0, "two of three sends: no wake-up");
+        send_one(&input).await;
+        assert_eq!(wakes(), 1, "the third send wakes it");
+        assert!(matches!(
+            wait.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(3)
+        ));
     }
 
     #[tokio::test]
