@@ -257,9 +257,9 @@ impl Driver {
                 }
             }
             // Linger for more, up to the batch timeout. A memory queue wakes the loop once 64
-            // events, or the rest of the batch, wait in it (`recv_batch`), not at every event; the timer
-            // and the abort and handover waits are set up once per batch, not again at each
-            // wake-up (a timer entry and two waiter registrations each time).
+            // events, or the rest of the batch, wait in it (`recv_batch`), not at every event;
+            // the timer and the abort and handover waits are set up once per batch, not again
+            // at each wake-up (a timer entry and two waiter registrations each time).
             if batch.len() < max_events && !timeout.is_zero() {
                 let linger = tokio::time::sleep_until(Instant::now() + timeout);
                 let aborted = self.abort.cancelled();

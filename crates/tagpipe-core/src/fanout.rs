@@ -59,12 +59,8 @@ impl Service<Event> for FanOut {
             };
             // Room first, then the item: a sink that prepares events does not prepare one that
             // a full queue drops.
-            match memory.tx.try_reserve() {
-                Ok(permit) => {
-                    permit.send(item(sink));
-                    memory.sent();
-                    SinkStats::add(&sink.stats.queued, 1);
-                }
+            match memory.try_send_with(|| item(sink)) {
+                Ok(()) => SinkStats::add(&sink.stats.queued, 1),
                 Err(TrySendError::Full(())) => match sink.when_full {
                     WhenFull::DropNewest => {
                         SinkStats::add(&sink.stats.dropped_full, 1);

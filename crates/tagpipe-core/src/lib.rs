@@ -50,6 +50,6 @@ pub use id::ComponentId;
 pub use pipeline::{Dispatcher, Pipelines};
 pub use processor::{
     Disposition, EventLayer, EventProcessor, EventService, PipelineFuture, PipelineService,
-    ProcessorFuture, ProcessorLayer,
+    ProcessorFuture, ProcessorLayer, StageService,
 };
 pub use secret::Secret;

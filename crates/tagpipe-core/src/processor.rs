@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
 
 use crate::component::{BoxError, BoxFuture};
 use crate::event::Event;
@@ -34,6 +34,18 @@ pub enum Disposition {
 /// per layer per event. Any other service is erased with [`PipelineService::boxing`].
 pub struct PipelineService(Box<dyn ErasedService>);
 
+/// What a stage of a pipeline is: a cloneable, shareable service from events to a
+/// [`Disposition`] (the bounds [`PipelineService`] and [`ProcessorLayer`] ask for).
+pub trait StageService:
+    Service<Event, Response = Disposition, Error = BoxError> + Clone + Send + Sync + 'static
+{
+}
+
+impl<S> StageService for S where
+    S: Service<Event, Response = Disposition, Error = BoxError> + Clone + Send + Sync + 'static
+{
+}
+
 /// A [`PipelineService`]'s service, behind the box.
 trait ErasedService: Send + Sync {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>;
@@ -43,7 +55,7 @@ trait ErasedService: Send + Sync {
 
 impl<S> ErasedService for S
 where
-    S: Service<Event, Response = Disposition, Error = BoxError> + Clone + Send + Sync + 'static,
+    S: StageService,
     S::Future: Into<PipelineFuture>,
 {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -64,7 +76,7 @@ impl PipelineService {
     /// another `PipelineService`'s): none is boxed.
     pub fn new<S>(service: S) -> Self
     where
-        S: Service<Event, Response = Disposition, Error = BoxError> + Clone + Send + Sync + 'static,
+        S: StageService,
         S::Future: Into<PipelineFuture>,
     {
         Self(Box::new(service))
@@ -73,10 +85,10 @@ impl PipelineService {
     /// Erases any service, boxing each of its futures.
     pub fn boxing<S>(service: S) -> Self
     where
-        S: Service<Event, Response = Disposition, Error = BoxError> + Clone + Send + Sync + 'static,
+        S: StageService,
         S::Future: Send + 'static,
     {
-        Self::new(Boxing(service))
+        Self::new(service.map_future(|future| PipelineFuture::Boxed(Box::pin(future))))
     }
 }
 
@@ -103,28 +115,6 @@ impl Service<Event> for PipelineService {
 
     fn call(&mut self, event: Event) -> PipelineFuture {
         self.0.call(event)
-    }
-}
-
-/// A service whose futures are boxed into [`PipelineFuture`]s ([`PipelineService::boxing`]).
-#[derive(Clone)]
-struct Boxing<S>(S);
-
-impl<S> Service<Event> for Boxing<S>
-where
-    S: Service<Event, Response = Disposition, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = Disposition;
-    type Error = BoxError;
-    type Future = PipelineFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, event: Event) -> PipelineFuture {
-        PipelineFuture::Boxed(Box::pin(self.0.call(event)))
     }
 }
 
@@ -190,11 +180,7 @@ impl ProcessorLayer {
     pub fn new<L>(layer: L) -> Self
     where
         L: Layer<PipelineService> + Send + Sync + 'static,
-        L::Service: Service<Event, Response = Disposition, Error = BoxError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service: StageService,
         <L::Service as Service<Event>>::Future: Into<PipelineFuture>,
     {
         Self(Arc::new(move |inner| {
@@ -206,11 +192,7 @@ impl ProcessorLayer {
     pub fn boxing<L>(layer: L) -> Self
     where
         L: Layer<PipelineService> + Send + Sync + 'static,
-        L::Service: Service<Event, Response = Disposition, Error = BoxError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service: StageService,
         <L::Service as Service<Event>>::Future: Send + 'static,
     {
         Self(Arc::new(move |inner| {

@@ -230,25 +230,16 @@ impl SinkInput {
         block: bool,
     ) -> Result<(), (QueuedEvent, &'static str)> {
         match &self.tx {
-            QueueTx::Memory(memory) if block => {
-                memory
-                    .tx
-                    .send(item)
-                    .await
-                    .map_err(|closed| (closed.0, "sink has stopped"))?;
-                memory.sent();
-                Ok(())
-            }
-            QueueTx::Memory(memory) => {
-                memory.tx.try_send(item).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(item) => {
-                        (item, "queue full: event dropped (when_full: drop_newest)")
-                    }
-                    mpsc::error::TrySendError::Closed(item) => (item, "sink has stopped"),
-                })?;
-                memory.sent();
-                Ok(())
-            }
+            QueueTx::Memory(memory) if block => memory
+                .send(item)
+                .await
+                .map_err(|closed| (closed.0, "sink has stopped")),
+            QueueTx::Memory(memory) => memory.try_send(item).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(item) => {
+                    (item, "queue full: event dropped (when_full: drop_newest)")
+                }
+                mpsc::error::TrySendError::Closed(item) => (item, "sink has stopped"),
+            }),
             QueueTx::Disk(queue) => queue
                 .push(item, block)
                 .await
@@ -307,17 +298,41 @@ impl Drop for WakeOnDrop {
     }
 }
 
-/// The sending side of a memory queue.
+/// The sending side of a memory queue: each way of putting an event in tells the
+/// [`BatchWaker`].
 #[derive(Debug, Clone)]
 pub(crate) struct MemoryTx {
     /// Declared first, so it is dropped before `waker` wakes the driver.
-    pub(crate) tx: mpsc::Sender<QueuedEvent>,
+    tx: mpsc::Sender<QueuedEvent>,
     waker: WakeOnDrop,
 }
 
 impl MemoryTx {
-    /// To call after each event put in the queue.
-    pub(crate) fn sent(&self) {
+    /// Puts `item` in, waiting for room.
+    async fn send(&self, item: QueuedEvent) -> Result<(), mpsc::error::SendError<QueuedEvent>> {
+        self.tx.send(item).await?;
+        self.sent();
+        Ok(())
+    }
+
+    /// Puts `item` in if there is room now.
+    fn try_send(&self, item: QueuedEvent) -> Result<(), mpsc::error::TrySendError<QueuedEvent>> {
+        self.tx.try_send(item)?;
+        self.sent();
+        Ok(())
+    }
+
+    /// Puts the item `make` gives in if there is room now; `make` runs only then.
+    pub(crate) fn try_send_with(
+        &self,
+        make: impl FnOnce() -> QueuedEvent,
+    ) -> Result<(), mpsc::error::TrySendError<()>> {
+        self.tx.try_reserve()?.send(make());
+        self.sent();
+        Ok(())
+    }
+
+    fn sent(&self) {
         let waiting = self.tx.max_capacity() - self.tx.capacity();
         self.waker.0.sent(waiting);
     }
@@ -504,7 +519,9 @@ mod tests {
     use super::*;
     use crate::event::RequestContext;
 
-    fn memory_queue(max_events: usize) -> (SinkInput, QueueRx) {
+    type MemoryQueue = (SinkInput, QueueRx);
+
+    fn memory_queue(max_events: usize) -> MemoryQueue {
         let config = BufferConfig {
             max_events,
             ..BufferConfig::default()
@@ -533,22 +550,6 @@ mod tests {
             .is_err()
     }
 
-    #[tokio::test]
-    async fn a_batch_wait_ends_once_the_wanted_events_wait_not_at_each_event() {
-        let (input, mut rx) = memory_queue(100);
-        let mut out = Vec::new();
-        {
-            let wait = rx.recv_batch(&mut out, 3);
-            tokio::pin!(wait);
-            send_one(&input).await;
-            send_one(&input).await;
-            assert!(still_waiting(wait.as_mut()).await, "2 of 3 wanted");
-            send_one(&input).await;
-            assert_eq!(wait.await, 3);
-        }
-        assert_eq!(out.len(), 3);
-    }
-
     /// Counts its wake-ups.
     struct CountingWaker(std::sync::atomic::AtomicUsize);
 
@@ -566,46 +567,55 @@ mod tests {
         let waker = std::task::Waker::from(counter.clone());
         let mut cx = std::task::Context::from_waker(&waker);
         let wakes = || counter.0.load(Ordering::SeqCst);
-        let wait = rx.recv_batch(&mut out, 3);
-        tokio::pin!(wait);
-        assert!(wait.as_mut().poll(&mut cx).is_pending());
-        send_one(&input).await;
-        send_one(&input).await;
-        assert_eq!(wakes(), 0, "two of three sends: no wake-up");
-        send_one(&input).await;
-        assert_eq!(wakes(), 1, "the third send wakes it");
-        assert!(matches!(
-            wait.as_mut().poll(&mut cx),
-            std::task::Poll::Ready(3)
-        ));
+        {
+            let wait = rx.recv_batch(&mut out, 3);
+            tokio::pin!(wait);
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            send_one(&input).await;
+            send_one(&input).await;
+            assert_eq!(wakes(), 0, "two of three sends: no wake-up");
+            assert!(wait.as_mut().poll(&mut cx).is_pending(), "2 of 3 wanted");
+            send_one(&input).await;
+            assert_eq!(wakes(), 1, "the third send wakes it");
+            assert!(matches!(
+                wait.as_mut().poll(&mut cx),
+                std::task::Poll::Ready(3)
+            ));
+        }
+        assert_eq!(out.len(), 3);
+    }
+
+    /// A wait for up to `limit` events in a queue of `capacity` still waits after `wanted - 1`
+    /// sends and ends at the `wanted`th, taking them all.
+    async fn a_wait_ends_at_send(capacity: usize, limit: usize, wanted: usize) -> MemoryQueue {
+        let (input, mut rx) = memory_queue(capacity);
+        let mut out = Vec::new();
+        {
+            let wait = rx.recv_batch(&mut out, limit);
+            tokio::pin!(wait);
+            for _ in 1..wanted {
+                send_one(&input).await;
+            }
+            assert!(
+                still_waiting(wait.as_mut()).await,
+                "{} of {wanted}",
+                wanted - 1
+            );
+            send_one(&input).await;
+            assert_eq!(wait.await, wanted);
+        }
+        (input, rx)
     }
 
     #[tokio::test]
     async fn a_batch_wait_for_a_big_batch_ends_every_64_events() {
-        let (input, mut rx) = memory_queue(1000);
-        let mut out = Vec::new();
-        let wait = rx.recv_batch(&mut out, 500);
-        tokio::pin!(wait);
-        for _ in 1..BATCH_WAKE_EVENTS {
-            send_one(&input).await;
-        }
-        assert!(still_waiting(wait.as_mut()).await);
-        send_one(&input).await;
-        assert_eq!(wait.await, BATCH_WAKE_EVENTS);
+        a_wait_ends_at_send(1000, 500, BATCH_WAKE_EVENTS).await;
     }
 
     #[tokio::test]
     async fn a_batch_wait_ends_once_a_quarter_of_the_queue_waits() {
-        let (input, mut rx) = memory_queue(8);
+        let (input, mut rx) = a_wait_ends_at_send(8, 10, 2).await;
         let mut out = Vec::new();
-        {
-            let wait = rx.recv_batch(&mut out, 10);
-            tokio::pin!(wait);
-            send_one(&input).await;
-            assert!(still_waiting(wait.as_mut()).await);
-            send_one(&input).await;
-            assert_eq!(wait.await, 2);
-        }
         // What waits beyond the quarter is taken too, up to the limit.
         for _ in 0..5 {
             send_one(&input).await;

@@ -517,12 +517,12 @@ async fn a_skipping_processor_reports_skipped_with_its_reason_and_other_pipeline
     h.finish().await;
 }
 
-#[tokio::test]
-async fn the_driver_batches_up_to_max_events() {
+/// One accepting sink, `batched`, with these batch settings, fed by pipeline `main`.
+async fn start_batched(max_events: usize, timeout: Duration) -> (Harness, TestSink) {
     let mut sink = TestSink::new(Behaviour::Accept);
     sink.batch = BatchSettings {
-        max_events: 10,
-        timeout: Duration::from_millis(50),
+        max_events,
+        timeout,
     };
     let h = start(
         vec![("batched", sink.clone(), BufferConfig::default())],
@@ -530,11 +530,22 @@ async fn the_driver_batches_up_to_max_events() {
         Duration::from_secs(5),
     )
     .await;
+    (h, sink)
+}
+
+/// The sizes of the batches `sink` got, in order.
+fn batch_sizes(sink: &TestSink) -> Vec<usize> {
+    sink.seen.lock().unwrap().iter().map(Vec::len).collect()
+}
+
+#[tokio::test]
+async fn the_driver_batches_up_to_max_events() {
+    let (h, sink) = start_batched(10, Duration::from_millis(50)).await;
     h.dispatcher
         .send_all((0..95).map(|_| event("x")).collect())
         .await;
     assert!(h.finish().await.undelivered.is_empty());
-    let sizes: Vec<usize> = sink.seen.lock().unwrap().iter().map(Vec::len).collect();
+    let sizes = batch_sizes(&sink);
     assert_eq!(sizes.iter().sum::<usize>(), 95);
     assert!(sizes.iter().all(|&n| n <= 10), "{sizes:?}");
     assert!(sizes.len() >= 10, "{sizes:?}");
@@ -544,17 +555,7 @@ async fn the_driver_batches_up_to_max_events() {
 /// at the timeout (the driver is not woken for each of them, but takes them all then).
 #[tokio::test]
 async fn events_arriving_while_a_batch_lingers_go_out_with_it_at_the_timeout() {
-    let mut sink = TestSink::new(Behaviour::Accept);
-    sink.batch = BatchSettings {
-        max_events: 100,
-        timeout: Duration::from_millis(300),
-    };
-    let h = start(
-        vec![("batched", sink.clone(), BufferConfig::default())],
-        vec![("main", vec![], vec!["batched"])],
-        Duration::from_secs(5),
-    )
-    .await;
+    let (h, sink) = start_batched(100, Duration::from_millis(300)).await;
     for _ in 0..5 {
         h.dispatcher.send(event("x")).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -565,8 +566,7 @@ async fn events_arriving_while_a_batch_lingers_go_out_with_it_at_the_timeout() {
         }
     })
     .await;
-    let sizes: Vec<usize> = sink.seen.lock().unwrap().iter().map(Vec::len).collect();
-    assert_eq!(sizes, [5], "one batch of all five");
+    assert_eq!(batch_sizes(&sink), [5], "one batch of all five");
     assert!(h.finish().await.undelivered.is_empty());
 }
 
