@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tagpipe_core::{
@@ -11,18 +11,42 @@ use tagpipe_core::{
 };
 
 use crate::client_ip::{client_addr, normalise_ip};
+use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
 use crate::response::{Reply, apply_parts, empty, gif, json};
 use crate::server::{Endpoint, Server};
 use crate::{body, cors, data_client, events, ga4};
 
-/// Handles a request to one of the ingestion endpoints.
-pub(crate) async fn handle(
+/// A request to an ingestion endpoint that passed the checks made before its body is read.
+pub(crate) struct Admitted {
+    endpoint: Endpoint,
+    parts: http::request::Parts,
+    body: Incoming,
+    /// The client's address (after trusted proxies).
+    client: IpAddr,
+    /// Whether the answer carries CORS headers (the browser endpoints).
+    browser: bool,
+    /// The origin the answer allows, read before the headers move into the events' context.
+    origin: Option<HeaderValue>,
+}
+
+/// What routing a request decided, without waiting for anything.
+pub(crate) enum Routed {
+    /// Answered at once: health, metrics, an unknown path or method, a CORS preflight, a
+    /// rate-limited client.
+    Answer(Reply),
+    /// To be read, parsed and delivered by [`ingest`].
+    Ingest(Admitted),
+}
+
+/// The checks made before a body is read, all without waiting: a CORS preflight (`OPTIONS`) and
+/// a rate-limited client are answered at once; any other request is admitted.
+pub(crate) fn admit(
     server: &Server,
     endpoint: Endpoint,
     request: Request<Incoming>,
     peer: IpAddr,
-) -> Reply {
+) -> Routed {
     let (parts, body) = request.into_parts();
     let config = &server.config;
     let origins: &[String] = match endpoint {
@@ -34,10 +58,9 @@ pub(crate) async fn handle(
     if parts.method == Method::OPTIONS {
         let mut reply = empty(StatusCode::NO_CONTENT);
         cors::apply_preflight(&mut reply, &parts.headers, origins);
-        return reply;
+        return Routed::Answer(reply);
     }
     let client = client_addr(peer, &parts.headers, &config.trusted_proxies);
-    // Read now: the headers move into the events' context.
     let origin = if browser {
         cors::allowed_origin(&parts.headers, origins)
     } else {
@@ -51,17 +74,56 @@ pub(crate) async fn handle(
         .into_reply();
         reply.headers_mut().insert(
             header::RETRY_AFTER,
-            http::HeaderValue::from(wait.as_secs().max(1)),
+            HeaderValue::from(wait.as_secs().max(1)),
         );
         cors::apply(&mut reply, origin.as_ref());
-        return reply;
+        return Routed::Answer(reply);
     }
-    let mut reply = match ingest(server, endpoint, parts, body, client).await {
-        Ok(reply) => reply,
-        Err(error) => {
-            tracing::debug!(source = %server.id, status = %error.status, error = %error.message, "request refused");
-            error.into_reply()
-        }
+    Routed::Ingest(Admitted {
+        endpoint,
+        parts,
+        body,
+        client,
+        browser,
+        origin,
+    })
+}
+
+/// Reads, parses and delivers an admitted request, and answers it.
+///
+/// One `async fn` whose only waits are the body (none for a bodiless GA4 hit) and the delivery;
+/// everything between is plain calls. Each nested `async fn` would add its whole state to this
+/// one's and be moved into it on every request.
+pub(crate) async fn ingest(server: &Server, request: Admitted) -> Reply {
+    let Admitted {
+        endpoint,
+        parts,
+        body,
+        client,
+        browser,
+        origin,
+    } = request;
+    let config = &server.config;
+    let mut reply = match check_before_body(endpoint, &parts.headers, config) {
+        Err(error) => refused(server, error),
+        Ok(framing) => match body::read(
+            body,
+            &parts.headers,
+            config.max_body_bytes,
+            config.read_timeout,
+        )
+        .await
+        {
+            Err(error) => refused(server, error),
+            Ok(bytes) => match parse(server, endpoint, parts, &bytes, client, framing) {
+                Err(error) => refused(server, error),
+                Ok(parsed) => {
+                    let count = parsed.data.len();
+                    let debug = deliver(server, parsed.data, &parsed.context).await;
+                    answer(debug, parsed.answer, count, &parsed.context)
+                }
+            },
+        },
     };
     if browser {
         cors::apply(&mut reply, origin.as_ref());
@@ -69,30 +131,45 @@ pub(crate) async fn handle(
     reply
 }
 
-async fn ingest(
+/// The answer to a refused request (its reason in the body), logged at debug level.
+fn refused(server: &Server, error: HttpError) -> Reply {
+    tracing::debug!(source = %server.id, status = %error.status, error = %error.message, "request refused");
+    error.into_reply()
+}
+
+/// The checks of an endpoint's headers that need no body: the bearer key and, for
+/// `/v1/events`, the framing its content type names.
+fn check_before_body(
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    config: &HttpSourceConfig,
+) -> Result<Option<events::Framing>, HttpError> {
+    if endpoint != Endpoint::Events {
+        return Ok(None);
+    }
+    authorise(headers, &config.events.auth_keys)?;
+    let media = body::media_type(headers);
+    Ok(Some(events::Framing::from_media_type(media.as_deref())?))
+}
+
+/// A request's events, their shared context, and the answer to give.
+struct Parsed {
+    data: Vec<EventData>,
+    context: Arc<RequestContext>,
+    answer: Answer,
+}
+
+/// Parses a request's events (the endpoint's format) and counts them as received.
+fn parse(
     server: &Server,
     endpoint: Endpoint,
     parts: http::request::Parts,
-    body: Incoming,
+    bytes: &[u8],
     client: IpAddr,
-) -> Result<Reply, HttpError> {
+    framing: Option<events::Framing>,
+) -> Result<Parsed, HttpError> {
     let config = &server.config;
-    if endpoint == Endpoint::Events {
-        authorise(&parts.headers, &config.events.auth_keys)?;
-    }
     let media = body::media_type(&parts.headers);
-    let events_framing = if endpoint == Endpoint::Events {
-        Some(events::Framing::from_media_type(media.as_deref())?)
-    } else {
-        None
-    };
-    let bytes = body::read(
-        body,
-        &parts.headers,
-        config.max_body_bytes,
-        config.read_timeout,
-    )
-    .await?;
     let debug = config.debug.enabled && is_debug(&parts.headers);
     let http::request::Parts {
         method,
@@ -108,12 +185,12 @@ async fn ingest(
     let max = config.max_events_per_request;
     let (mut data, answer) = match endpoint {
         Endpoint::Events => {
-            let framing = events_framing.unwrap_or(events::Framing::Json);
-            (events::parse(&bytes, framing, max)?, Answer::Accepted)
+            let framing = framing.unwrap_or(events::Framing::Json);
+            (events::parse(bytes, framing, max)?, Answer::Accepted)
         }
         Endpoint::Ga4 => {
             let user_agent = context.header(header::USER_AGENT);
-            let data = ga4::parse_hits(query, &bytes, client, user_agent, max).map_err(|e| {
+            let data = ga4::parse_hits(query, bytes, client, user_agent, max).map_err(|e| {
                 if e.contains("are accepted") {
                     HttpError::too_large(e)
                 } else {
@@ -127,7 +204,7 @@ async fn ingest(
             let parsed = data_client::parse(
                 is_get,
                 query,
-                &bytes,
+                bytes,
                 media.as_deref(),
                 config.data.accept_arrays,
                 max,
@@ -157,9 +234,17 @@ async fn ingest(
     for event in &mut data {
         normalise_ip_override(event);
     }
-    let count = data.len();
-    server.metrics.received(endpoint.into(), count as u64);
-    let debug = deliver(server, data, &context).await;
+    server.metrics.received(endpoint.into(), data.len() as u64);
+    Ok(Parsed {
+        data,
+        context,
+        answer,
+    })
+}
+
+/// The answer to a delivered request: the debug answer, or the endpoint's own, with the
+/// cookies and headers processors and sinks asked for.
+fn answer(debug: Option<Value>, answer: Answer, count: usize, context: &RequestContext) -> Reply {
     let mut reply = match (debug, answer) {
         (Some(debug), _) => json(StatusCode::OK, &debug),
         (None, Answer::Accepted) => json(StatusCode::OK, &json!({ "accepted": count })),
@@ -168,7 +253,7 @@ async fn ingest(
         (None, Answer::Gif) => gif(),
     };
     apply_parts(&mut reply, &context.response.snapshot());
-    Ok(reply)
+    reply
 }
 
 /// The answer an endpoint gives when not in debug mode.

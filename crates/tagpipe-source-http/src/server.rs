@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
+use crate::ingest::Routed;
 use crate::request_metrics::EndpointLabel;
 use crate::response::{Reply, text};
 
@@ -63,26 +64,30 @@ impl Server {
         }
     }
 
-    /// Answers one request. Never panics on input; every refusal says why.
-    pub(crate) async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Reply {
+    /// Routes one request, answering at once what needs no ingestion: health, metrics, an
+    /// unknown path or method, a CORS preflight, a rate-limited client. Never panics on input;
+    /// every refusal says why.
+    pub(crate) fn route_request(&self, request: Request<Incoming>, peer: IpAddr) -> Routed {
         let path = request.uri().path();
         if self.config.metrics && path == self.config.metrics_path {
-            return metrics_reply();
+            return Routed::Answer(metrics_reply());
         }
         match path {
-            "/healthz" => return text(StatusCode::OK, "ok\n"),
+            "/healthz" => return Routed::Answer(text(StatusCode::OK, "ok\n")),
             "/readyz" => {
-                return if self.ready.load(Ordering::Relaxed) {
+                return Routed::Answer(if self.ready.load(Ordering::Relaxed) {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                };
+                });
             }
             _ => {}
         }
         let Some(endpoint) = self.route(path) else {
-            return HttpError::new(StatusCode::NOT_FOUND, format!("no endpoint at `{path}`"))
-                .into_reply();
+            return Routed::Answer(
+                HttpError::new(StatusCode::NOT_FOUND, format!("no endpoint at `{path}`"))
+                    .into_reply(),
+            );
         };
         let allowed: &[Method] = match endpoint {
             Endpoint::Events => &[Method::POST],
@@ -102,9 +107,9 @@ impl Server {
             if let Ok(v) = HeaderValue::from_str(&list) {
                 reply.headers_mut().insert(header::ALLOW, v);
             }
-            return reply;
+            return Routed::Answer(reply);
         }
-        crate::ingest::handle(self, endpoint, request, peer).await
+        crate::ingest::admit(self, endpoint, request, peer)
     }
 }
 
@@ -166,7 +171,10 @@ pub(crate) async fn serve(
             async move {
                 let started = std::time::Instant::now();
                 let endpoint = server.endpoint_label(request.uri().path());
-                let reply = server.handle(request, peer.ip()).await;
+                let reply = match server.route_request(request, peer.ip()) {
+                    Routed::Answer(reply) => reply,
+                    Routed::Ingest(admitted) => crate::ingest::ingest(&server, admitted).await,
+                };
                 server
                     .metrics
                     .request(endpoint, reply.status(), started.elapsed());
