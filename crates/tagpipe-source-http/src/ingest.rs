@@ -95,27 +95,27 @@ pub(crate) fn admit(
 /// everything between is plain calls. Each nested `async fn` would add its whole state to this
 /// one's and be moved into it on every request.
 pub(crate) async fn ingest(server: &Server, request: Admitted) -> Reply {
-    let Admitted {
-        endpoint,
-        parts,
-        body,
-        client,
-        browser,
-        origin,
-    } = request;
     let config = &server.config;
-    let mut reply = match check_before_body(endpoint, &parts.headers, config) {
+    let headers = &request.parts.headers;
+    let mut reply = match check_before_body(request.endpoint, headers, config) {
         Err(error) => refused(server, error),
         Ok(framing) => match body::read(
-            body,
-            &parts.headers,
+            request.body,
+            headers,
             config.max_body_bytes,
             config.read_timeout,
         )
         .await
         {
             Err(error) => refused(server, error),
-            Ok(bytes) => match parse(server, endpoint, parts, &bytes, client, framing) {
+            Ok(bytes) => match parse(
+                server,
+                request.endpoint,
+                request.parts,
+                &bytes,
+                request.client,
+                framing,
+            ) {
                 Err(error) => refused(server, error),
                 Ok(parsed) => {
                     let count = parsed.data.len();
@@ -125,8 +125,8 @@ pub(crate) async fn ingest(server: &Server, request: Admitted) -> Reply {
             },
         },
     };
-    if browser {
-        cors::apply(&mut reply, origin.as_ref());
+    if request.browser {
+        cors::apply(&mut reply, request.origin.as_ref());
     }
     reply
 }
