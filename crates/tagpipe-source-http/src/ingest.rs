@@ -1,4 +1,5 @@
-//! The endpoints' handlers: parse, hand the events to the pipelines, answer.
+//! The ingestion endpoints' handling: admission (CORS preflight, rate limit), then reading,
+//! parsing, handing the events to the pipelines, and the answer.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::client_ip::{client_addr, normalise_ip};
 use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
 use crate::response::{Reply, apply_parts, empty, gif, json};
-use crate::server::{Endpoint, Server};
+use crate::server::{Endpoint, Routed, Server};
 use crate::{body, cors, data_client, events, ga4};
 
 /// A request to an ingestion endpoint that passed the checks made before its body is read.
@@ -24,19 +25,8 @@ pub(crate) struct Admitted {
     body: Incoming,
     /// The client's address (after trusted proxies).
     client: IpAddr,
-    /// Whether the answer carries CORS headers (the browser endpoints).
-    browser: bool,
     /// The origin the answer allows, read before the headers move into the events' context.
     origin: Option<HeaderValue>,
-}
-
-/// What routing a request decided, without waiting for anything.
-pub(crate) enum Routed {
-    /// Answered at once: health, metrics, an unknown path or method, a CORS preflight, a
-    /// rate-limited client.
-    Answer(Reply),
-    /// To be read, parsed and delivered by [`ingest`].
-    Ingest(Admitted),
 }
 
 /// The checks made before a body is read, all without waiting: a CORS preflight (`OPTIONS`) and
@@ -54,7 +44,7 @@ pub(crate) fn admit(
         Endpoint::Ga4 => &config.ga4.allowed_origins,
         Endpoint::Data => &config.data.allowed_origins,
     };
-    let browser = endpoint != Endpoint::Events;
+    let browser = endpoint.answers_browsers();
     if parts.method == Method::OPTIONS {
         let mut reply = empty(StatusCode::NO_CONTENT);
         cors::apply_preflight(&mut reply, &parts.headers, origins);
@@ -84,51 +74,52 @@ pub(crate) fn admit(
         parts,
         body,
         client,
-        browser,
         origin,
     })
 }
 
 /// Reads, parses and delivers an admitted request, and answers it.
 ///
-/// One `async fn` whose only waits are the body (none for a bodiless GA4 hit) and the delivery;
-/// everything between is plain calls. Each nested `async fn` would add its whole state to this
-/// one's and be moved into it on every request.
-pub(crate) async fn ingest(server: &Server, request: Admitted) -> Reply {
-    let config = &server.config;
-    let headers = &request.parts.headers;
-    let mut reply = match check_before_body(request.endpoint, headers, config) {
-        Err(error) => refused(server, error),
-        Ok(framing) => match body::read(
-            request.body,
-            headers,
-            config.max_body_bytes,
-            config.read_timeout,
-        )
-        .await
-        {
+/// One future whose only waits are reading the body (nothing to wait for when a request has
+/// none, as a GA4 `GET`) and the delivery; admission before it and the parsing and answer
+/// between are plain calls. A request's future holds the state of every future it nests, each
+/// moved into its caller's when called, so only the two waits are futures.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` would store its argument twice (see the comment in the body)"
+)]
+pub(crate) fn ingest(server: &Server, request: Admitted) -> impl Future<Output = Reply> + '_ {
+    // An `async` block rather than an `async fn`: the block uses the request where it was
+    // captured, where an `async fn` keeps its argument and a moved copy of it side by side.
+    async move {
+        let config = &server.config;
+        let headers = &request.parts.headers;
+        let mut reply = match check_before_body(request.endpoint, headers, config) {
             Err(error) => refused(server, error),
-            Ok(bytes) => match parse(
-                server,
-                request.endpoint,
-                request.parts,
-                &bytes,
-                request.client,
-                framing,
-            ) {
+            Ok(format) => match body::read(
+                request.body,
+                headers,
+                config.max_body_bytes,
+                config.read_timeout,
+            )
+            .await
+            {
                 Err(error) => refused(server, error),
-                Ok(parsed) => {
-                    let count = parsed.data.len();
-                    let debug = deliver(server, parsed.data, &parsed.context).await;
-                    answer(debug, parsed.answer, count, &parsed.context)
-                }
+                Ok(bytes) => match parse(server, format, request.parts, &bytes, request.client) {
+                    Err(error) => refused(server, error),
+                    Ok(parsed) => {
+                        let count = parsed.data.len();
+                        let debug = deliver(server, parsed.data, &parsed.context).await;
+                        answer(debug, parsed.answer, count, &parsed.context)
+                    }
+                },
             },
-        },
-    };
-    if request.browser {
-        cors::apply(&mut reply, request.origin.as_ref());
+        };
+        if request.endpoint.answers_browsers() {
+            cors::apply(&mut reply, request.origin.as_ref());
+        }
+        reply
     }
-    reply
 }
 
 /// The answer to a refused request (its reason in the body), logged at debug level.
@@ -137,19 +128,32 @@ fn refused(server: &Server, error: HttpError) -> Reply {
     error.into_reply()
 }
 
-/// The checks of an endpoint's headers that need no body: the bearer key and, for
-/// `/v1/events`, the framing its content type names.
+/// How a request's events are read: the endpoint, and for the events endpoint the framing its
+/// content type names.
+#[derive(Clone, Copy)]
+enum Format {
+    Events(events::Framing),
+    Ga4,
+    Data,
+}
+
+/// The checks that need no body. Only the events endpoint has any: its bearer key, and a
+/// content type it can read (which names the framing).
 fn check_before_body(
     endpoint: Endpoint,
     headers: &HeaderMap,
     config: &HttpSourceConfig,
-) -> Result<Option<events::Framing>, HttpError> {
-    if endpoint != Endpoint::Events {
-        return Ok(None);
+) -> Result<Format, HttpError> {
+    match endpoint {
+        Endpoint::Ga4 => Ok(Format::Ga4),
+        Endpoint::Data => Ok(Format::Data),
+        Endpoint::Events => {
+            authorise(headers, &config.events.auth_keys)?;
+            let media = body::media_type(headers);
+            let framing = events::Framing::from_media_type(media.as_deref())?;
+            Ok(Format::Events(framing))
+        }
     }
-    authorise(headers, &config.events.auth_keys)?;
-    let media = body::media_type(headers);
-    Ok(Some(events::Framing::from_media_type(media.as_deref())?))
 }
 
 /// A request's events, their shared context, and the answer to give.
@@ -162,15 +166,18 @@ struct Parsed {
 /// Parses a request's events (the endpoint's format) and counts them as received.
 fn parse(
     server: &Server,
-    endpoint: Endpoint,
+    format: Format,
     parts: http::request::Parts,
     bytes: &[u8],
     client: IpAddr,
-    framing: Option<events::Framing>,
 ) -> Result<Parsed, HttpError> {
     let config = &server.config;
-    let media = body::media_type(&parts.headers);
     let debug = config.debug.enabled && is_debug(&parts.headers);
+    // Read now: the headers move into the events' context.
+    let media = match format {
+        Format::Data => body::media_type(&parts.headers),
+        Format::Events(_) | Format::Ga4 => None,
+    };
     let http::request::Parts {
         method,
         uri,
@@ -183,12 +190,13 @@ fn parse(
     let context = Arc::new(context);
 
     let max = config.max_events_per_request;
-    let (mut data, answer) = match endpoint {
-        Endpoint::Events => {
-            let framing = framing.unwrap_or(events::Framing::Json);
-            (events::parse(bytes, framing, max)?, Answer::Accepted)
-        }
-        Endpoint::Ga4 => {
+    let (mut data, answer, endpoint) = match format {
+        Format::Events(framing) => (
+            events::parse(bytes, framing, max)?,
+            Answer::Accepted,
+            Endpoint::Events,
+        ),
+        Format::Ga4 => {
             let user_agent = context.header(header::USER_AGENT);
             let data = ga4::parse_hits(query, bytes, client, user_agent, max).map_err(|e| {
                 if e.contains("are accepted") {
@@ -197,9 +205,9 @@ fn parse(
                     HttpError::bad_request(e)
                 }
             })?;
-            (data, Answer::NoContent)
+            (data, Answer::NoContent, Endpoint::Ga4)
         }
-        Endpoint::Data => {
+        Format::Data => {
             let is_get = method == Method::GET;
             let parsed = data_client::parse(
                 is_get,
@@ -228,7 +236,7 @@ fn parse(
             } else {
                 Answer::Json(receipts.into_iter().next().unwrap_or(Value::Null))
             };
-            (data, answer)
+            (data, answer, Endpoint::Data)
         }
     };
     for event in &mut data {

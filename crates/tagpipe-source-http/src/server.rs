@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
-use crate::ingest::Routed;
+use crate::ingest::Admitted;
 use crate::request_metrics::EndpointLabel;
 use crate::response::{Reply, text};
 
@@ -36,6 +36,22 @@ pub(crate) enum Endpoint {
     Events,
     Ga4,
     Data,
+}
+
+impl Endpoint {
+    /// Whether browsers call it (its answers carry CORS headers).
+    pub(crate) fn answers_browsers(self) -> bool {
+        self != Self::Events
+    }
+}
+
+/// What routing decided for a request, without waiting for anything.
+pub(crate) enum Routed {
+    /// Answered at once: health, metrics, an unknown path or method, a CORS preflight, a
+    /// rate-limited client.
+    Answer(Reply),
+    /// To be read, parsed and delivered by [`ingest`](crate::ingest::ingest).
+    Ingest(Admitted),
 }
 
 impl Server {
@@ -171,10 +187,16 @@ pub(crate) async fn serve(
             async move {
                 let started = std::time::Instant::now();
                 let endpoint = server.endpoint_label(request.uri().path());
-                let reply = match server.route_request(request, peer.ip()) {
-                    Routed::Answer(reply) => reply,
-                    Routed::Ingest(admitted) => crate::ingest::ingest(&server, admitted).await,
+                let admitted = match server.route_request(request, peer.ip()) {
+                    Routed::Ingest(admitted) => admitted,
+                    Routed::Answer(reply) => {
+                        server
+                            .metrics
+                            .request(endpoint, reply.status(), started.elapsed());
+                        return Ok(reply);
+                    }
                 };
+                let reply = crate::ingest::ingest(&server, admitted).await;
                 server
                     .metrics
                     .request(endpoint, reply.status(), started.elapsed());
