@@ -187,20 +187,18 @@ pub(crate) async fn serve(
             async move {
                 let started = std::time::Instant::now();
                 let endpoint = server.endpoint_label(request.uri().path());
+                let measured = |reply: Reply| {
+                    let status = reply.status();
+                    server.metrics.request(endpoint, status, started.elapsed());
+                    Ok::<_, Infallible>(reply)
+                };
+                // Routing's answer goes out of scope before the wait: the request's future keeps
+                // no room for it beside the ingestion's.
                 let admitted = match server.route_request(request, peer.ip()) {
                     Routed::Ingest(admitted) => admitted,
-                    Routed::Answer(reply) => {
-                        server
-                            .metrics
-                            .request(endpoint, reply.status(), started.elapsed());
-                        return Ok(reply);
-                    }
+                    Routed::Answer(reply) => return measured(reply),
                 };
-                let reply = crate::ingest::ingest(&server, admitted).await;
-                server
-                    .metrics
-                    .request(endpoint, reply.status(), started.elapsed());
-                Ok::<_, Infallible>(reply)
+                measured(crate::ingest::ingest(&server, admitted).await)
             }
         });
         // Each connection gets its own header timer: one tokio sleep per connection, not one
