@@ -386,8 +386,16 @@ impl SlotBuilder {
 
     fn set_field(&mut self, slot: usize, value: FieldValue) {
         if let Some(field) = self.fields.get_mut(slot) {
-            field.value = value;
-            self.filled |= 1 << slot;
+            let bit = 1 << slot;
+            if self.filled & bit == 0 {
+                // An unset slot holds `null`: nothing to drop. Not calling the drop lets the new
+                // value go from registers straight into the slot (around a call it is spilled
+                // to the stack in 8-byte halves and read back in 16-byte ones, which stalls).
+                std::mem::forget(std::mem::replace(&mut field.value, value));
+            } else {
+                field.value = value;
+            }
+            self.filled |= bit;
         }
     }
 
