@@ -87,6 +87,16 @@ impl<'a> Object<'a> {
     /// Sets `key`, replacing what it had.
     pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: Member<'a>) {
         let key = key.into();
+        // Members mostly come in key order (`amount`, then `currency`; `hashed_emails`, then
+        // `ip_address`): a key after the last one is pushed without a search.
+        if self
+            .0
+            .last()
+            .is_none_or(|(last, _)| last.as_ref() < key.as_ref())
+        {
+            self.0.push((key, value));
+            return;
+        }
         match self
             .0
             .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))

@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,12 +57,32 @@ struct Item {
     index: usize,
     /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their bodies.
     json: Vec<u8>,
-    name: String,
+    name: ItemName,
     trace_id: Option<String>,
     debug: bool,
 }
 
+/// An item's event name, for logs: where it is in the item's JSON (written unescaped, nearly
+/// always: no copy to make and free per event), or a copy.
+#[derive(Clone)]
+enum ItemName {
+    InJson(Range<usize>),
+    Copied(String),
+}
+
 impl Item {
+    /// The event's name.
+    fn name(&self) -> &str {
+        match &self.name {
+            ItemName::InJson(range) => self
+                .json
+                .get(range.clone())
+                .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                .unwrap_or_default(),
+            ItemName::Copied(name) => name,
+        }
+    }
+
     /// The CAPI event as a JSON tree, for debug answers and dead letters.
     fn request(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
@@ -97,12 +118,15 @@ impl Shared {
             Built::Send(payload) => {
                 let expected_len = EXPECTED_LEN.get();
                 let mut json = Vec::with_capacity(expected_len + 32);
-                payload.write_json(&mut json);
+                let name = match payload.write_json(&mut json) {
+                    Some(range) => ItemName::InJson(range),
+                    None => ItemName::Copied(payload.event_name.into_owned()),
+                };
                 EXPECTED_LEN.set(json.len());
                 Ready::Send(Item {
                     index: 0,
                     json,
-                    name: payload.event_name.into_owned(),
+                    name,
                     trace_id: event.context.trace_id.clone(),
                     debug,
                 })
@@ -174,7 +198,7 @@ impl Shared {
     fn record(&self, kind: LogKind, items: &[Item]) -> DeliveryLog {
         let mut record = DeliveryLog::new(kind, &self.logger.tag_name);
         record.trace_id = items.iter().find_map(|i| i.trace_id.clone());
-        let mut names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
+        let mut names: Vec<&str> = items.iter().map(Item::name).collect();
         names.dedup();
         record.event_name = Some(names.join(","));
         record.request_method = Some("POST".into());

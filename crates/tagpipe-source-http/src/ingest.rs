@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tagpipe_core::{
@@ -272,9 +272,13 @@ enum Answer {
     Gif,
 }
 
+/// The header that asks for a debug answer; a constant, so a look-up hashes it without first
+/// parsing a string into a header name.
+static DEBUG_HEADER: HeaderName = HeaderName::from_static("x-tagpipe-debug");
+
 fn is_debug(headers: &HeaderMap) -> bool {
     headers
-        .get("x-tagpipe-debug")
+        .get(&DEBUG_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| matches!(v.trim(), "1" | "true"))
 }

@@ -5,37 +5,44 @@
 //! `serde_json` escaping the rest. Arbitrary JSON values (`event_details` extras) go through
 //! `serde_json`.
 
+use std::ops::Range;
+
 use super::{CapiEvent, Member, Object};
 
 impl CapiEvent<'_> {
-    /// Appends the event's JSON to `out`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    /// Appends the event's JSON to `out`. Returns where in `out` the event name's text is, when
+    /// it was copied unescaped (nearly always): a sink that keeps the JSON can read the name
+    /// from it rather than keeping a copy.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Option<Range<usize>> {
         let mut object = ObjectWriter::open(out);
         if let Some(source) = self.action_source {
-            object.key("action_source");
+            object.own_key("action_source");
             write_str(object.out, source);
         }
-        object.key("event_details");
+        object.own_key("event_details");
         self.event_details.write_json(object.out);
         if let Some(id) = &self.event_id {
-            object.key("event_id");
+            object.own_key("event_id");
             write_str(object.out, id);
         }
-        object.key("event_name");
-        write_str(object.out, &self.event_name);
+        object.own_key("event_name");
+        let name_start = object.out.len() + 1;
+        let name = write_str(object.out, &self.event_name)
+            .then(|| name_start..name_start + self.event_name.len());
         if let Some(url) = &self.event_source_url {
-            object.key("event_source_url");
+            object.own_key("event_source_url");
             write_str(object.out, url);
         }
-        object.key("event_time");
+        object.own_key("event_time");
         write_str(object.out, &self.event_time);
         if self.opt_out_targeting {
-            object.key("opt_out_targeting");
+            object.own_key("opt_out_targeting");
             object.out.extend_from_slice(b"true");
         }
-        object.key("user_data");
+        object.own_key("user_data");
         self.user_data.write_json(object.out);
         object.close();
+        name
     }
 }
 
@@ -53,7 +60,9 @@ impl Object<'_> {
 impl Member<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Member::Text(text) => write_str(out, text),
+            Member::Text(text) => {
+                write_str(out, text);
+            }
             Member::Value(value) => {
                 // Writing into a vector cannot fail; a value's own serialisation does not either.
                 let _ = serde_json::to_writer(&mut *out, value.as_ref());
@@ -86,11 +95,24 @@ impl<'o> ObjectWriter<'o> {
 
     /// `"key":`, after a comma unless it is the first member.
     fn key(&mut self, key: &str) {
+        self.comma();
+        write_str(self.out, key);
+        self.out.push(b':');
+    }
+
+    /// [`Self::key`] for a member name of the CAPI event itself: plain ASCII, nothing to escape,
+    /// so not searched for what would need it.
+    fn own_key(&mut self, key: &'static str) {
+        self.comma();
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn comma(&mut self) {
         if !std::mem::take(&mut self.first) {
             self.out.push(b',');
         }
-        write_str(self.out, key);
-        self.out.push(b':');
     }
 
     fn close(self) {
@@ -98,17 +120,19 @@ impl<'o> ObjectWriter<'o> {
     }
 }
 
-/// `s` as a JSON string: copied whole between quotes when nothing in it needs escaping, else
-/// escaped by `serde_json` (the same escapes as the rest of the request).
-fn write_str(out: &mut Vec<u8>, s: &str) {
+/// `s` as a JSON string: copied whole between quotes when nothing in it needs escaping (then
+/// `true`), else escaped by `serde_json` (the same escapes as the rest of the request).
+fn write_str(out: &mut Vec<u8>, s: &str) -> bool {
     if needs_escaping(s.as_bytes()) {
         // Writing into a vector cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
+        false
     } else {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
+        true
     }
 }
 

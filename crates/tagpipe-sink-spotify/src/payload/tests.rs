@@ -277,6 +277,7 @@ fn the_written_json_is_serde_jsons_for_any_event() {
             .collect()
     };
     let mut compared = 0;
+    let mut escaped_names = 0;
     for round in 0..400 {
         let cfg = config(json!({
             "derive_event_id": round % 2 == 0,
@@ -297,9 +298,19 @@ fn the_written_json_is_serde_jsons_for_any_event() {
             continue;
         };
         let mut written = Vec::new();
-        capi.write_json(&mut written);
+        let name = capi.write_json(&mut written);
         assert_eq!(written, serde_json::to_vec(&capi).unwrap());
+        // Where the name is, when it went in unescaped (which it does exactly when its JSON
+        // string is the name between quotes).
+        let verbatim =
+            serde_json::to_string(&capi.event_name).unwrap() == format!("\"{}\"", capi.event_name);
+        match name {
+            Some(range) => assert_eq!(&written[range], capi.event_name.as_bytes()),
+            None => assert!(!verbatim, "{}", capi.event_name),
+        }
+        escaped_names += usize::from(!verbatim);
         compared += 1;
     }
     assert!(compared > 300, "{compared} events compared");
+    assert!(escaped_names > 0, "no name needed escaping");
 }
