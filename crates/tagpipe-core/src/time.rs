@@ -34,37 +34,64 @@ pub fn rfc3339(unix_micros: i64, fraction_digits: u32) -> String {
     let rem = secs.rem_euclid(86_400);
     let digits = fraction_digits.min(6);
     let fraction = micros / 10_i64.pow(6 - digits);
-    // Written digit by digit: this runs once per delivered event.
-    let mut out = String::with_capacity(27);
-    if (0..=9999).contains(&y) {
-        push_digits(&mut out, y, 4);
-    } else {
+    // Written digit by digit into a buffer on the stack, then copied once: this runs once per
+    // delivered event.
+    let mut text = Digits::default();
+    if !(0..=9999).contains(&y) {
         // Never a real event's time: the general formatter keeps every digit and the sign.
-        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{y:04}"));
+        text.after_year(m, d, rem, fraction, digits);
+        return format!("{y:04}{}", text.text());
     }
-    out.push('-');
-    push_digits(&mut out, i64::from(m), 2);
-    out.push('-');
-    push_digits(&mut out, i64::from(d), 2);
-    out.push('T');
-    push_digits(&mut out, rem / 3600, 2);
-    out.push(':');
-    push_digits(&mut out, rem % 3600 / 60, 2);
-    out.push(':');
-    push_digits(&mut out, rem % 60, 2);
-    if digits > 0 {
-        out.push('.');
-        push_digits(&mut out, fraction, digits);
-    }
-    out.push('Z');
-    out
+    text.number(y, 4);
+    text.after_year(m, d, rem, fraction, digits);
+    text.text().to_owned()
 }
 
-/// Appends the `width` lowest decimal digits of a non-negative `n`, zero-padded.
-fn push_digits(out: &mut String, n: i64, width: u32) {
-    for place in (0..width).rev() {
-        let digit = (n / 10_i64.pow(place)) % 10;
-        out.push(char::from(b'0' + digit as u8));
+/// A short ASCII text built on the stack.
+#[derive(Default)]
+struct Digits {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Digits {
+    /// `-MM-DDTHH:MM:SS[.f…]Z`.
+    fn after_year(&mut self, m: u32, d: u32, rem: i64, fraction: i64, digits: u32) {
+        self.byte(b'-');
+        self.number(i64::from(m), 2);
+        self.byte(b'-');
+        self.number(i64::from(d), 2);
+        self.byte(b'T');
+        self.number(rem / 3600, 2);
+        self.byte(b':');
+        self.number(rem % 3600 / 60, 2);
+        self.byte(b':');
+        self.number(rem % 60, 2);
+        if digits > 0 {
+            self.byte(b'.');
+            self.number(fraction, digits);
+        }
+        self.byte(b'Z');
+    }
+
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// The `width` lowest decimal digits of a non-negative `n`, zero-padded.
+    fn number(&mut self, n: i64, width: u32) {
+        for place in (0..width).rev() {
+            let digit = (n / 10_i64.pow(place)) % 10;
+            self.byte(b'0' + digit as u8);
+        }
+    }
+
+    fn text(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 

@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let ga4 = tagpipe_source_http::ga4::parse_hits(
-        GA4_HIT.as_bytes(),
+        GA4_HIT,
         b"",
         "203.0.113.7".parse().unwrap(),
         Some("Mozilla/5.0 (X11; Linux x86_64)"),

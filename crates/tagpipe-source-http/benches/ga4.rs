@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let parse = || {
         tagpipe_source_http::ga4::parse_hits(
-            std::hint::black_box(QUERY.as_bytes()),
+            std::hint::black_box(QUERY),
             b"",
             addr,
             Some("Mozilla/5.0 (X11; Linux x86_64)"),
@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function(format!("parse_and_drop_hit_{params}_params"), |b| {
         b.iter(|| {
             tagpipe_source_http::ga4::parse_hits(
-                std::hint::black_box(QUERY.as_bytes()),
+                std::hint::black_box(QUERY),
                 b"",
                 addr,
                 Some("Mozilla/5.0 (X11; Linux x86_64)"),

@@ -51,8 +51,10 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 fn exercise(input: &[u8]) {
     let addr = "198.51.100.1".parse().expect("valid address");
-    let _ = ga4::parse_hits(input, input, addr, Some("UA"), 50);
-    let _ = ga4::parse_hits(input, b"", addr, None, 50);
+    // A request's query is text (its URI was checked), its body any bytes.
+    let query = String::from_utf8_lossy(input);
+    let _ = ga4::parse_hits(&query, input, addr, Some("UA"), 50);
+    let _ = ga4::parse_hits(&query, b"", addr, None, 50);
     for framing in [events::Framing::Json, events::Framing::Ndjson] {
         let _ = events::parse(input, framing, 50);
     }

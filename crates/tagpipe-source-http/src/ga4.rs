@@ -36,9 +36,10 @@ use tagpipe_core::event_data::{Deferred, Key, SlotBuilder};
 
 use crate::urlencoded;
 
-/// Parses a `/g/collect` request (query string, body) into one event per hit.
+/// Parses a `/g/collect` request (query string, body) into one event per hit. The query is
+/// text, as a request's URI is (`http` checks it); the body's lines are checked here.
 pub fn parse_hits(
-    query: &[u8],
+    query: &str,
     body: &[u8],
     client_addr: IpAddr,
     user_agent: Option<&str>,
@@ -54,11 +55,12 @@ pub fn parse_hits(
         // A single hit (a GET, nearly always): parameters go straight from the query into the
         // event data, decoded values moved rather than copied.
         let mut hit = HitBuilder::new(client_addr);
-        urlencoded::for_each(query, |name, value| hit.apply(&name, value)).map_err(query_error)?;
+        urlencoded::for_each_str(query, |name, value| hit.apply(&name, value))
+            .map_err(query_error)?;
         let event = hit.finish(user_agent).map_err(|e| format!("hit 0: {e}"))?;
         return Ok(vec![event]);
     }
-    let shared = urlencoded::parse(query).map_err(query_error)?;
+    let shared = urlencoded::parse(query.as_bytes()).map_err(query_error)?;
     if lines.len() > max_events {
         return Err(format!(
             "{} hits in one request; at most {max_events} are accepted",
@@ -461,10 +463,15 @@ fn full_version_list(value: &str) -> Value {
 
 /// Appends `n` in decimal.
 fn push_decimal(out: &mut String, n: usize) {
-    if n >= 10 {
-        push_decimal(out, n / 10);
+    // A hint's index is one digit and its value nearly always shorter than 100 bytes: no
+    // recursion for those.
+    if n >= 100 {
+        push_decimal(out, n / 100);
     }
-    out.push(char::from(b"0123456789"[n % 10]));
+    if n >= 10 {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// A number when the text is one (integers stay integers), else the text.

@@ -184,7 +184,7 @@ fn parse(
         headers,
         ..
     } = parts;
-    let query = uri.query().unwrap_or("").as_bytes();
+    let query = uri.query().unwrap_or("");
     let mut context = RequestContext::from_headers(headers, Some(client));
     context.debug = debug;
     let context = Arc::new(context);
@@ -211,7 +211,7 @@ fn parse(
             let is_get = method == Method::GET;
             let parsed = data_client::parse(
                 is_get,
-                query,
+                query.as_bytes(),
                 bytes,
                 media.as_deref(),
                 config.data.accept_arrays,

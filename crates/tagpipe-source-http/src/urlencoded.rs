@@ -17,10 +17,18 @@ pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
 /// Decodes `a=1&b=x+y` and hands each name/value pair to `pair`, in order (see [`parse`]).
 pub(crate) fn for_each<'a>(
     input: &'a [u8],
-    mut pair: impl FnMut(Cow<'a, str>, Cow<'a, str>),
+    pair: impl FnMut(Cow<'a, str>, Cow<'a, str>),
 ) -> Result<(), String> {
     // Raw (unescaped) non-UTF-8 bytes are an error; find the parameter to name it.
     let text = std::str::from_utf8(input).map_err(|_| raw_utf8_error(input))?;
+    for_each_str(text, pair)
+}
+
+/// [`for_each`] for input already known to be text (a request's query string).
+pub(crate) fn for_each_str<'a>(
+    text: &'a str,
+    mut pair: impl FnMut(Cow<'a, str>, Cow<'a, str>),
+) -> Result<(), String> {
     let bytes = text.as_bytes();
     // One pass: find each `&`-separated part, its `=`, and whether either side needs decoding.
     // Each side is searched only for the bytes that still matter there: a name for all four,

@@ -2,14 +2,14 @@
 
 use serde_json::{Value, json};
 
-use super::parse_hits;
+use super::{parse_hits, push_decimal};
 use tagpipe_core::EventData;
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/128.0 Safari/537.36";
 
 fn parse(query: &str, body: &str) -> Vec<Value> {
     parse_hits(
-        query.as_bytes(),
+        query,
         body.as_bytes(),
         "203.0.113.7".parse().unwrap(),
         Some(UA),
@@ -171,15 +171,15 @@ fn a_hit_with_gcd_only() {
 #[test]
 fn bad_hits_are_refused_with_where() {
     let addr = "203.0.113.7".parse().unwrap();
-    let err = parse_hits(b"v=2&tid=G-1", b"en=a\ndt=no-name\n", addr, None, 10).unwrap_err();
+    let err = parse_hits("v=2&tid=G-1", b"en=a\ndt=no-name\n", addr, None, 10).unwrap_err();
     assert_eq!(err, "hit 1: missing the event name (`en`)");
-    let err = parse_hits(b"v=1&en=a", b"", addr, None, 10).unwrap_err();
+    let err = parse_hits("v=1&en=a", b"", addr, None, 10).unwrap_err();
     assert!(err.contains("protocol version"), "{err}");
-    let err = parse_hits(b"en=a&dl=%E0%A4", b"", addr, None, 10).unwrap_err();
+    let err = parse_hits("en=a&dl=%E0%A4", b"", addr, None, 10).unwrap_err();
     assert!(err.starts_with("query string: parameter `dl`"), "{err}");
-    let err = parse_hits(b"en=a", b"en=b\nen=%zz", addr, None, 10).unwrap_err();
+    let err = parse_hits("en=a", b"en=b\nen=%zz", addr, None, 10).unwrap_err();
     assert!(err.starts_with("hit 1 (body line 2)"), "{err}");
-    let err = parse_hits(b"v=2", b"en=a\nen=b\nen=c", addr, None, 2).unwrap_err();
+    let err = parse_hits("v=2", b"en=a\nen=b\nen=c", addr, None, 2).unwrap_err();
     assert!(err.contains("at most 2"), "{err}");
 }
 
@@ -287,15 +287,9 @@ fn any_mix_of_parameters_gives_what_inserting_in_order_gives() {
             query.extend(["&", param, "=", &value]);
             expected.insert(name.into(), Value::String(value));
         }
-        let event = parse_hits(
-            query.as_bytes(),
-            b"",
-            "203.0.113.7".parse().unwrap(),
-            None,
-            10,
-        )
-        .expect("valid hit")
-        .remove(0);
+        let event = parse_hits(&query, b"", "203.0.113.7".parse().unwrap(), None, 10)
+            .expect("valid hit")
+            .remove(0);
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
             serde_json::to_string(&expected).unwrap(),
@@ -404,7 +398,7 @@ fn client_hints_text_reads_back_every_value() {
 #[test]
 fn client_hints_read_whole_after_a_pass_that_skips_them() {
     let q = "v=2&en=page_view&uaa=arm&uamb=%3F1&uafvl=A%3B1%7CB%3B2&uap=Android";
-    let event = parse_hits(q.as_bytes(), b"", "203.0.113.7".parse().unwrap(), None, 1)
+    let event = parse_hits(q, b"", "203.0.113.7".parse().unwrap(), None, 1)
         .expect("valid hit")
         .remove(0);
     for field in event.fields() {
@@ -425,4 +419,13 @@ fn client_hints_read_whole_after_a_pass_that_skips_them() {
             "platform": "Android"
         })
     );
+}
+
+#[test]
+fn decimal_digits_are_written_as_display_writes_them() {
+    for n in (0..2_000).chain([9_999, 10_000, 65_535, 1_000_000]) {
+        let mut out = String::from("x");
+        push_decimal(&mut out, n);
+        assert_eq!(out, format!("x{n}"));
+    }
 }
