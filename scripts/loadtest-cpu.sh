@@ -5,6 +5,10 @@
 # release build as last built (build it first).
 #
 #   ./scripts/loadtest-cpu.sh SCENARIO [TAGPIPE_BINARY]     # ceiling | ga4 | batches | fanout
+#
+# THREADS=1 also lists each thread of the server and of wrk over the same 4 s: its share of a
+# core (user + system) and its voluntary and involuntary context switches — which threads wait
+# (voluntary: nothing to do) and which are kept from running (involuntary: preempted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
@@ -14,7 +18,7 @@ report=$(mktemp)
 "$release/tagpipe-loadtest" run --tagpipe "${2:-$release/tagpipe}" --work-dir "$CARGO_TARGET_DIR/loadtest" \
   --runs 1 --duration 8 --scenario "$scenario" >"$report" 2>&1 &
 harness=$!
-trap 'kill "$harness" 2>/dev/null; rm -f "$report"' EXIT
+trap 'kill "$harness" 2>/dev/null; rm -f "$report" "$report.t0" "$report.t1"' EXIT
 sleep 3
 # The harness's own children: the server (tagpipe, or the harness binary as the ceiling) and wrk.
 server=$(pgrep -P "$harness" -f -- ' --listen | run -c ' | head -1) || true
@@ -26,9 +30,18 @@ if [ -z "$server" ] || [ -z "$wrk" ]; then
 fi
 # Fields 10, 14 and 15 of /proc/PID/stat: minor faults, user and system clock ticks.
 sample() { cut -d' ' -f10,14,15 "/proc/$1/stat"; }
+# Per thread: id, name, user and system ticks, voluntary and involuntary switches.
+threads() {
+  for task in "/proc/$server"/task/* "/proc/$wrk"/task/*; do
+    echo "${task##*/} $(tr -d ' ' <"$task/comm") $(cut -d' ' -f14,15 "$task/stat")" \
+      "$(awk '/ctxt_switches/ {print $2}' "$task/status" | tr '\n' ' ')"
+  done 2>/dev/null
+}
 s0=$(sample "$server"); w0=$(sample "$wrk"); t0=$(date +%s.%N)
+[ -n "${THREADS:-}" ] && threads >"$report.t0"
 sleep 4
 s1=$(sample "$server"); w1=$(sample "$wrk"); t1=$(date +%s.%N)
+[ -n "${THREADS:-}" ] && threads >"$report.t1"
 if ! wait "$harness"; then
   cat "$report" >&2
   exit 1
@@ -44,3 +57,9 @@ us = lambda a, b, i: (b[i] - a[i]) * per_tick / n
 print(f"{scenario}: {rps:.0f} req/s | server user {us(s0, s1, 1):.2f} µs, system {us(s0, s1, 2):.2f} µs, "
       f"{(s1[0] - s0[0]) / n:.3f} minor faults | wrk user {us(w0, w1, 1):.2f} µs, system {us(w0, w1, 2):.2f} µs (per request)")
 PY
+if [ -n "${THREADS:-}" ]; then
+  # Threads present at both samples; a core's share over the 4 s.
+  join <(sort "$report.t0") <(sort "$report.t1") | awk -v hz="$(getconf CLK_TCK)" '
+    { printf "  thread %s %-16s %5.0f %% of a core, %6d voluntary, %6d involuntary switches\n",
+        $1, $2, ($8 + $9 - $3 - $4) / hz / 4 * 100, $10 - $5, $11 - $6 }'
+fi
