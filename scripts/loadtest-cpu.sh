@@ -6,7 +6,7 @@
 #
 #   ./scripts/loadtest-cpu.sh SCENARIO [TAGPIPE_BINARY]     # ceiling | ga4 | batches | fanout
 #
-# THREADS=1 also lists each thread of the server and of wrk over the same 4 s: its share of a
+# THREADS=1 (any non-empty value) also lists each thread of the server and of wrk over the same 4 s: its share of a
 # core (user + system) and its voluntary and involuntary context switches — which threads wait
 # (voluntary: nothing to do) and which are kept from running (involuntary: preempted).
 set -euo pipefail
@@ -18,7 +18,7 @@ report=$(mktemp)
 "$release/tagpipe-loadtest" run --tagpipe "${2:-$release/tagpipe}" --work-dir "$CARGO_TARGET_DIR/loadtest" \
   --runs 1 --duration 8 --scenario "$scenario" >"$report" 2>&1 &
 harness=$!
-trap 'kill "$harness" 2>/dev/null; rm -f "$report" "$report.t0" "$report.t1"' EXIT
+trap 'kill "$harness" 2>/dev/null || true; rm -f "$report" "$report".t[01] "$report".t[01].time' EXIT
 sleep 3
 # The harness's own children: the server (tagpipe, or the harness binary as the ceiling) and wrk.
 server=$(pgrep -P "$harness" -f -- ' --listen | run -c ' | head -1) || true
@@ -30,18 +30,28 @@ if [ -z "$server" ] || [ -z "$wrk" ]; then
 fi
 # Fields 10, 14 and 15 of /proc/PID/stat: minor faults, user and system clock ticks.
 sample() { cut -d' ' -f10,14,15 "/proc/$1/stat"; }
-# Per thread: id, name, user and system ticks, voluntary and involuntary switches.
+# Per thread: id, user and system ticks, voluntary and involuntary switches, name — one awk
+# call for all threads (few processes started inside the measured window). The stat fields are
+# read after the name's closing parenthesis, so a name with spaces cannot shift them; a thread
+# that ends while being read is left out.
 threads() {
-  for task in "/proc/$server"/task/* "/proc/$wrk"/task/*; do
-    echo "${task##*/} $(tr -d ' ' <"$task/comm") $(cut -d' ' -f14,15 "$task/stat")" \
-      "$(awk '/ctxt_switches/ {print $2}' "$task/status" | tr '\n' ' ')"
-  done 2>/dev/null
+  awk 'FNR == 1 && FILENAME ~ /stat$/ {
+         split(FILENAME, p, "/"); id = p[5]
+         rest = substr($0, index($0, ") ") + 2); split(rest, f, " ")
+         ticks[id] = f[12] " " f[13]
+       }
+       FILENAME ~ /status$/ && /^Name:/ { split(FILENAME, p, "/"); name[p[5]] = $2 }
+       FILENAME ~ /status$/ && /ctxt_switches/ { split(FILENAME, p, "/"); sw[p[5]] = sw[p[5]] " " $2 }
+       END { for (id in ticks) if (split(sw[id], s, " ") == 2) print id, ticks[id], s[1], s[2], name[id] }' \
+    "/proc/$server"/task/*/stat "/proc/$server"/task/*/status \
+    "/proc/$wrk"/task/*/stat "/proc/$wrk"/task/*/status 2>/dev/null || true
+  date +%s.%N >&2
 }
+[ -n "${THREADS:-}" ] && threads >"$report.t0" 2>"$report.t0.time"
 s0=$(sample "$server"); w0=$(sample "$wrk"); t0=$(date +%s.%N)
-[ -n "${THREADS:-}" ] && threads >"$report.t0"
 sleep 4
 s1=$(sample "$server"); w1=$(sample "$wrk"); t1=$(date +%s.%N)
-[ -n "${THREADS:-}" ] && threads >"$report.t1"
+[ -n "${THREADS:-}" ] && threads >"$report.t1" 2>"$report.t1.time"
 if ! wait "$harness"; then
   cat "$report" >&2
   exit 1
@@ -58,8 +68,9 @@ print(f"{scenario}: {rps:.0f} req/s | server user {us(s0, s1, 1):.2f} µs, syste
       f"{(s1[0] - s0[0]) / n:.3f} minor faults | wrk user {us(w0, w1, 1):.2f} µs, system {us(w0, w1, 2):.2f} µs (per request)")
 PY
 if [ -n "${THREADS:-}" ]; then
-  # Threads present at both samples; a core's share over the 4 s.
-  join <(sort "$report.t0") <(sort "$report.t1") | awk -v hz="$(getconf CLK_TCK)" '
+  # Threads present at both samples; a core's share over the time between the two samples.
+  seconds=$(echo "$(cat "$report.t1.time") - $(cat "$report.t0.time")" | bc -l)
+  join <(sort "$report.t0") <(sort "$report.t1") | awk -v hz="$(getconf CLK_TCK)" -v s="$seconds" '
     { printf "  thread %s %-16s %5.0f %% of a core, %6d voluntary, %6d involuntary switches\n",
-        $1, $2, ($8 + $9 - $3 - $4) / hz / 4 * 100, $10 - $5, $11 - $6 }'
+        $1, $6, ($7 + $8 - $2 - $3) / hz / s * 100, $9 - $4, $10 - $5 }'
 fi

@@ -391,6 +391,7 @@ impl SlotBuilder {
                 // An unset slot holds `null`: nothing to drop. Not calling the drop lets the new
                 // value go from registers straight into the slot (around a call it is spilled
                 // to the stack in 8-byte halves and read back in 16-byte ones, which stalls).
+                debug_assert!(matches!(field.value, FieldValue::Ready(Value::Null)));
                 std::mem::forget(std::mem::replace(&mut field.value, value));
             } else {
                 field.value = value;

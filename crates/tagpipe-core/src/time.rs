@@ -75,6 +75,8 @@ impl Digits {
     }
 
     fn byte(&mut self, b: u8) {
+        // 27 bytes at most: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+        debug_assert!(self.len < self.bytes.len(), "an RFC 3339 time fits");
         if let Some(slot) = self.bytes.get_mut(self.len) {
             *slot = b;
             self.len += 1;

@@ -74,11 +74,14 @@ impl Item {
     /// The event's name.
     fn name(&self) -> &str {
         match &self.name {
-            ItemName::InJson(range) => self
-                .json
-                .get(range.clone())
-                .and_then(|bytes| std::str::from_utf8(bytes).ok())
-                .unwrap_or_default(),
+            ItemName::InJson(range) => {
+                let name = self
+                    .json
+                    .get(range.clone())
+                    .and_then(|bytes| std::str::from_utf8(bytes).ok());
+                debug_assert!(name.is_some(), "the name's range is in the item's JSON");
+                name.unwrap_or_default()
+            }
             ItemName::Copied(name) => name,
         }
     }

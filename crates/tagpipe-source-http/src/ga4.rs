@@ -60,7 +60,7 @@ pub fn parse_hits(
         let event = hit.finish(user_agent).map_err(|e| format!("hit 0: {e}"))?;
         return Ok(vec![event]);
     }
-    let shared = urlencoded::parse(query.as_bytes()).map_err(query_error)?;
+    let shared = urlencoded::parse_str(query).map_err(query_error)?;
     if lines.len() > max_events {
         return Err(format!(
             "{} hits in one request; at most {max_events} are accepted",

@@ -9,22 +9,19 @@ pub(crate) type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 /// Decodes `a=1&b=x+y` into name/value pairs, in order. Empty pairs are skipped. Components
 /// without escapes are borrowed from `input`, not copied.
 pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
+    let text = std::str::from_utf8(input).map_err(|_| raw_utf8_error(input))?;
+    parse_str(text)
+}
+
+/// [`parse`] for input already known to be text (a request's query string).
+pub(crate) fn parse_str(text: &str) -> Result<Pairs<'_>, String> {
     let mut pairs = Vec::with_capacity(32);
-    for_each(input, |name, value| pairs.push((name, value)))?;
+    for_each_str(text, |name, value| pairs.push((name, value)))?;
     Ok(pairs)
 }
 
-/// Decodes `a=1&b=x+y` and hands each name/value pair to `pair`, in order (see [`parse`]).
-pub(crate) fn for_each<'a>(
-    input: &'a [u8],
-    pair: impl FnMut(Cow<'a, str>, Cow<'a, str>),
-) -> Result<(), String> {
-    // Raw (unescaped) non-UTF-8 bytes are an error; find the parameter to name it.
-    let text = std::str::from_utf8(input).map_err(|_| raw_utf8_error(input))?;
-    for_each_str(text, pair)
-}
-
-/// [`for_each`] for input already known to be text (a request's query string).
+/// Decodes `a=1&b=x+y`, already known to be text (a request's query string), and hands each
+/// name/value pair to `pair`, in order (see [`parse`]).
 pub(crate) fn for_each_str<'a>(
     text: &'a str,
     mut pair: impl FnMut(Cow<'a, str>, Cow<'a, str>),

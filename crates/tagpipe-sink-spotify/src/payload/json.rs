@@ -1,8 +1,9 @@
 //! A [`CapiEvent`]'s JSON written straight into the request's buffer: the bytes `serde_json`
 //! writes for it (compact, keys in order, absent fields left out), without serde's per-field
-//! machinery. Member names are constants; strings are searched eight bytes at a time for what
-//! needs escaping and copied whole when nothing does (nearly always: URLs, ids, hashes), with
-//! `serde_json` escaping the rest. Arbitrary JSON values (`event_details` extras) go through
+//! machinery. The event's own member names are constants, written as they are; other strings
+//! (values, and member names of `event_details` and `user_data`) are searched eight bytes at a
+//! time for what needs escaping and copied whole when nothing does (nearly always: URLs, ids,
+//! hashes), with `serde_json` escaping the rest. Arbitrary JSON values (`event_details` extras) go through
 //! `serde_json`.
 
 use std::ops::Range;

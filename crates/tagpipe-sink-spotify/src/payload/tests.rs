@@ -183,6 +183,17 @@ fn objects_keep_key_order_and_one_member_per_key() {
         serde_json::to_string(&object).unwrap(),
         r#"{"amount":"amount","b":2,"zeta":"zeta"}"#
     );
+
+    // In key order (each pushed after the last), then the last key again: replaced, not added.
+    let mut ordered = Object::default();
+    for key in ["amount", "currency", "zeta", "zeta"] {
+        ordered.insert(key, Member::Text(Cow::Borrowed(key)));
+    }
+    ordered.insert("zeta", Member::Value(Cow::Owned(json!(3))));
+    assert_eq!(
+        serde_json::to_string(&ordered).unwrap(),
+        r#"{"amount":"amount","currency":"currency","zeta":3}"#
+    );
 }
 
 /// Bytes as lower-case hex, written independently of the code under test.
