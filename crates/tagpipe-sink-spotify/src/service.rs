@@ -232,7 +232,16 @@ impl Shared {
 
     /// Splits `items` into requests no bigger than `batch.max_bytes`.
     fn chunks(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
         let envelope = 64 + self.config.connection_id.len();
+        let total = envelope + items.iter().map(|i| i.json.len() + 1).sum::<usize>();
+        if total <= self.config.max_request_bytes() {
+            // The usual case, a batch that fits one request: the items stay where they are
+            // rather than being moved one by one into a growing chunk.
+            return vec![items];
+        }
         let mut chunks = Vec::new();
         let mut current: Vec<Item> = Vec::new();
         let mut size = envelope;

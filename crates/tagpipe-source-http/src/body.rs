@@ -26,9 +26,8 @@ pub(crate) async fn read(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large(max));
     }
-    if hyper::body::Body::is_end_stream(&body) {
-        // No body (a GA4 GET, nearly always): nothing to wait for, so no timer to set up.
-        return decode(Bytes::new(), headers, max);
+    if let Some(empty) = read_if_empty(&body, headers, max) {
+        return empty;
     }
     let collected = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await;
     let raw = match collected {
@@ -47,6 +46,16 @@ pub(crate) async fn read(
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     decode(raw, headers, max)
+}
+
+/// [`read`]'s answer for a request that has no body (a GA4 `GET`, nearly always), given at once
+/// — nothing to wait for, so no timer and no future to set up; `None` when there is a body.
+pub(crate) fn read_if_empty(
+    body: &Incoming,
+    headers: &HeaderMap,
+    max: usize,
+) -> Option<Result<Bytes, HttpError>> {
+    hyper::body::Body::is_end_stream(body).then(|| decode(Bytes::new(), headers, max))
 }
 
 fn too_large(max: usize) -> HttpError {

@@ -80,8 +80,8 @@ pub(crate) fn admit(
 
 /// Reads, parses and delivers an admitted request, and answers it.
 ///
-/// One future whose only waits are reading the body (nothing to wait for when a request has
-/// none, as a GA4 `GET`) and the delivery; admission before it and the parsing and answer
+/// One future whose only waits are reading the body (not even set up when a request has none,
+/// as a GA4 `GET`: [`body::read_if_empty`]) and the delivery; admission before it and the parsing and answer
 /// between are plain calls. A request's future holds the state of every future it nests, each
 /// moved into its caller's when called, so only the two waits are futures.
 #[allow(
@@ -96,24 +96,25 @@ pub(crate) fn ingest(server: &Server, request: Admitted) -> impl Future<Output =
         let headers = &request.parts.headers;
         let mut reply = match check_before_body(request.endpoint, headers, config) {
             Err(error) => refused(server, error),
-            Ok(format) => match body::read(
-                request.body,
-                headers,
-                config.max_body_bytes,
-                config.read_timeout,
-            )
-            .await
-            {
-                Err(error) => refused(server, error),
-                Ok(bytes) => match parse(server, format, request.parts, &bytes, request.client) {
+            Ok(format) => {
+                let max = config.max_body_bytes;
+                let read = match body::read_if_empty(&request.body, headers, max) {
+                    Some(empty) => empty,
+                    None => body::read(request.body, headers, max, config.read_timeout).await,
+                };
+                match read {
                     Err(error) => refused(server, error),
-                    Ok(parsed) => {
-                        let count = parsed.data.len();
-                        let debug = deliver(server, parsed.data, &parsed.context).await;
-                        answer(debug, parsed.answer, count, &parsed.context)
-                    }
-                },
-            },
+                    Ok(bytes) => match parse(server, format, request.parts, &bytes, request.client)
+                    {
+                        Err(error) => refused(server, error),
+                        Ok(parsed) => {
+                            let count = parsed.data.len();
+                            let debug = deliver(server, parsed.data, &parsed.context).await;
+                            answer(debug, parsed.answer, count, &parsed.context)
+                        }
+                    },
+                }
+            }
         };
         if request.endpoint.answers_browsers() {
             cors::apply(&mut reply, request.origin.as_ref());
