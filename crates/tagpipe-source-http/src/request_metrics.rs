@@ -4,8 +4,10 @@
 //! appears once it counts something) and then only added to.
 //!
 //! The duration is a [`FixedHistogram`] (two atomic additions per request, nothing kept per
-//! sample). Statuses are looked up in a small cache per endpoint, since which ones occur is
-//! known only at run time; label sets stay bounded (endpoint × status).
+//! sample). The statuses tagpipe answers with have a slot each per endpoint (reading a set
+//! handle is a plain load: no lock whose count both cores write at every request); any other
+//! status is looked up in a small map per endpoint. Label sets stay bounded (endpoint ×
+//! status).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -76,8 +78,28 @@ struct EndpointMetrics {
     label: EndpointLabel,
     duration: OnceLock<Arc<FixedHistogram>>,
     received: OnceLock<Counter>,
+    /// `tagpipe_http_requests_total` of each status in [`COMMON_STATUSES`], by position.
+    common: [OnceLock<Counter>; COMMON_STATUSES.len()],
+    /// `tagpipe_http_requests_total` of any other status.
     requests: RwLock<HashMap<StatusCode, Counter>>,
 }
+
+/// The statuses tagpipe's HTTP source answers with.
+const COMMON_STATUSES: [StatusCode; 13] = [
+    StatusCode::OK,
+    StatusCode::NO_CONTENT,
+    StatusCode::BAD_REQUEST,
+    StatusCode::UNAUTHORIZED,
+    StatusCode::NOT_FOUND,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::REQUEST_TIMEOUT,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    StatusCode::TOO_MANY_REQUESTS,
+    StatusCode::INTERNAL_SERVER_ERROR,
+    StatusCode::BAD_GATEWAY,
+    StatusCode::SERVICE_UNAVAILABLE,
+];
 
 impl RequestMetrics {
     pub(crate) fn new(source: &ComponentId) -> Self {
@@ -85,6 +107,7 @@ impl RequestMetrics {
             label,
             duration: OnceLock::new(),
             received: OnceLock::new(),
+            common: Default::default(),
             requests: RwLock::default(),
         });
         Self {
@@ -113,6 +136,14 @@ impl RequestMetrics {
                 )
             })
             .record(took);
+        let counter = || {
+            metrics::counter!("tagpipe_http_requests_total", "source" => self.source.clone(),
+                "endpoint" => metrics.label.as_str(), "status" => status.as_str().to_owned())
+        };
+        if let Some(slot) = COMMON_STATUSES.iter().position(|&s| s == status) {
+            metrics.common[slot].get_or_init(counter).increment(1);
+            return;
+        }
         // A panic elsewhere while holding the lock leaves only complete handles: keep going.
         if let Some(counter) = metrics
             .requests
@@ -128,10 +159,7 @@ impl RequestMetrics {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(status)
-            .or_insert_with(|| {
-                metrics::counter!("tagpipe_http_requests_total", "source" => self.source.clone(),
-                    "endpoint" => metrics.label.as_str(), "status" => status.as_str().to_owned())
-            })
+            .or_insert_with(counter)
             .increment(1);
     }
 
@@ -164,7 +192,11 @@ mod tests {
         metrics.request(ga4, StatusCode::NO_CONTENT, Duration::from_millis(1));
         metrics.request(ga4, StatusCode::NO_CONTENT, Duration::from_millis(1));
         metrics.request(ga4, StatusCode::BAD_REQUEST, Duration::from_millis(1));
-        assert_eq!(metrics.endpoint(ga4).requests.read().unwrap().len(), 2);
+        metrics.request(ga4, StatusCode::IM_A_TEAPOT, Duration::from_millis(1));
+        let slots = &metrics.endpoint(ga4).common;
+        assert_eq!(slots.iter().filter(|s| s.get().is_some()).count(), 2);
+        // A status outside the common ones has its handle in the map.
+        assert_eq!(metrics.endpoint(ga4).requests.read().unwrap().len(), 1);
         assert!(metrics.endpoint(ga4).duration.get().is_some());
         let events = metrics.endpoint(EndpointLabel::Events);
         assert!(events.duration.get().is_none());

@@ -181,9 +181,12 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let server = server.clone();
+        // Each request's future holds the server; it clones this connection's own handle, whose
+        // count only this connection's task touches, rather than the one every connection
+        // shares (an atomic add and subtract per request on a cache line both cores write).
+        let connection_server = Arc::new(server.clone());
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let server = server.clone();
+            let server = connection_server.clone();
             async move {
                 let started = std::time::Instant::now();
                 let endpoint = server.endpoint_label(request.uri().path());
