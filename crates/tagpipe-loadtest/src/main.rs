@@ -48,6 +48,10 @@ enum Command {
         /// Open connections.
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// Requests per second of the latency run ("p99 at ½ rate"), instead of half of each
+        /// run's full speed: to compare two builds' latency at the same load.
+        #[arg(long, value_name = "REQUESTS_PER_SECOND")]
+        half_rate: Option<f64>,
         /// Smoke test: one run of 1 second with 4 connections per scenario.
         #[arg(long)]
         quick: bool,
@@ -148,6 +152,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             runs,
             duration,
             connections,
+            half_rate,
             quick,
             scenarios,
             work_dir,
@@ -157,6 +162,11 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             } else {
                 select(&scenarios)?
             };
+            if let Some(rate) = half_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+                return Err(format!(
+                    "--half-rate must be a positive number of requests per second, not {rate}"
+                ));
+            }
             let work_dir = scenarios::work_dir(&work_dir)?;
             let options = if quick {
                 Options {
@@ -164,6 +174,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
                     runs: 1,
                     duration: Duration::from_secs(1),
                     connections: 4,
+                    half_rate: None,
                     work_dir,
                 }
             } else {
@@ -172,6 +183,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
                     runs: runs.max(1),
                     duration: Duration::from_secs(duration.max(1)),
                     connections: connections.max(1),
+                    half_rate,
                     work_dir,
                 }
             };
@@ -229,8 +241,12 @@ fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
             }
         }
     }
+    let latency_rate = match options.half_rate {
+        Some(rate) => format!("{rate} requests/s (`--half-rate`)"),
+        None => "half that rate".to_owned(),
+    };
     let header = format!(
-        "Load: wrk, 1 thread, {} connections, {} s per run at full speed and {} s at half that rate \
+        "Load: wrk, 1 thread, {} connections, {} s per run at full speed and {} s at {latency_rate} \
          (more connections, each waiting ~5 ms between requests), {} run(s) per scenario in rounds \
          (medians); load generator, server and receiver share this machine's {} cores.",
         options.connections,

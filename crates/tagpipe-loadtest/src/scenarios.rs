@@ -32,6 +32,9 @@ pub struct Options {
     pub duration: Duration,
     /// wrk connections.
     pub connections: usize,
+    /// The latency run's rate, instead of half of each run's full speed: two builds compared at
+    /// the same load.
+    pub half_rate: Option<f64>,
     /// Where pipeline files, scripts and logs go.
     pub work_dir: PathBuf,
 }
@@ -179,6 +182,9 @@ fn batch_body(n: usize) -> String {
 /// How long each connection waits between requests in the half-rate run.
 const HALF_RATE_WAIT_S: f64 = 0.005;
 
+/// The short run that finds the half-rate run's response time (see [`run_once`]).
+const CALIBRATION: Duration = Duration::from_secs(2);
+
 /// One run's figures.
 #[derive(Debug, Clone, Default)]
 pub struct RunFigures {
@@ -286,12 +292,24 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
 
     // Half the rate reached, spread over enough connections that each waits ~5 ms between
     // requests: wrk's `delay()` counts whole milliseconds, so shorter waits miss the rate.
-    let rate = full.requests_per_second / 2.0;
+    let rate = options.half_rate.unwrap_or(full.requests_per_second / 2.0);
     load.rate = Some(rate);
     load.latency_ms = full.p50_ms;
     load.connections = load
         .connections
         .max((rate * HALF_RATE_WAIT_S).ceil() as usize);
+    // Each connection's cycle is its wait plus the response time at *that* load, which the
+    // full-speed run's median overstates (by far where requests queue: ~15 ms for the fan-out,
+    // whose "half-rate" runs then ran at ~80 % of the maximum). A short run at the first guess
+    // shows the cycle; the wait is corrected with the response time it implies.
+    load.duration = options.duration.min(CALIBRATION);
+    let probe = load.run(
+        addr,
+        &options.work_dir,
+        &format!("{}-calibration", scenario.slug()),
+        scenario.shown_target(),
+    )?;
+    load.latency_ms = load.response_ms_at(probe.requests_per_second);
     load.duration = options.duration;
     let half = load.run(
         addr,

@@ -89,6 +89,19 @@ impl Load {
         Ok(measured)
     }
 
+    /// Each connection's wait between requests, in milliseconds, for `rate` (none without).
+    fn wait_ms(&self) -> f64 {
+        self.rate.map_or(0.0, |rate| {
+            (self.connections as f64 * 1000.0 / rate.max(1.0) - self.latency_ms).max(0.0)
+        })
+    }
+
+    /// The response time a run of this load that reached `achieved` requests per second
+    /// implies: each connection's cycle (connections ÷ rate) less its wait.
+    pub fn response_ms_at(&self, achieved: f64) -> f64 {
+        (self.connections as f64 * 1000.0 / achieved.max(1.0) - self.wait_ms()).max(0.0)
+    }
+
     fn lua(&self) -> String {
         let mut lua = format!("wrk.method = \"{}\"\n", self.method);
         if !self.body.is_empty() {
@@ -97,12 +110,11 @@ impl Load {
         for (name, value) in &self.headers {
             let _ = writeln!(lua, "wrk.headers[\"{name}\"] = \"{value}\"");
         }
-        if let Some(rate) = self.rate {
+        if self.rate.is_some() {
             // Each connection waits so that together they send `rate` requests per second.
             // wrk takes whole milliseconds: a fractional delay is rounded up or down at random
             // so that it averages right.
-            let delay_ms =
-                (self.connections as f64 * 1000.0 / rate.max(1.0) - self.latency_ms).max(0.0);
+            let delay_ms = self.wait_ms();
             let _ = writeln!(
                 lua,
                 "local d = {delay_ms:.4}\nfunction delay()\n  local f = math.floor(d)\n  \
@@ -191,5 +203,17 @@ mod tests {
             ..load
         };
         assert!(load.lua().contains("local d = 1.5000"), "{}", load.lua());
+        // A run of it that reached 4,000 requests/s: each connection's cycle was 2.5 ms, its
+        // wait 1.5 ms, so a response took 1 ms — the latency that makes the wait right.
+        assert!((load.response_ms_at(4000.0) - 1.0).abs() < 1e-9);
+        let corrected = Load {
+            latency_ms: load.response_ms_at(4000.0),
+            ..load
+        };
+        assert!(
+            corrected.lua().contains("local d = 1.0000"),
+            "{}",
+            corrected.lua()
+        );
     }
 }
