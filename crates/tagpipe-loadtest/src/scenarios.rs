@@ -266,13 +266,11 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     let idle_rss = memory_mib(pid, "VmRSS");
 
     let mut load = scenario.load(options.connections, options.duration);
+    // One wrk run of `load`, its script and report named `name`.
+    let run =
+        |load: &Load, name: &str| load.run(addr, &options.work_dir, name, scenario.shown_target());
     let cpu_before = cpu_seconds(pid);
-    let full = load.run(
-        addr,
-        &options.work_dir,
-        scenario.slug(),
-        scenario.shown_target(),
-    )?;
+    let full = run(&load, scenario.slug())?;
     let cpu = cpu_seconds(pid) - cpu_before;
     let accepted = (full.requests - full.errors.min(full.requests)) * scenario.events_per_request();
 
@@ -303,20 +301,10 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     // whose "half-rate" runs then ran at ~80 % of the maximum). A short run at the first guess
     // shows the cycle; the wait is corrected with the response time it implies.
     load.duration = options.duration.min(CALIBRATION);
-    let probe = load.run(
-        addr,
-        &options.work_dir,
-        &format!("{}-calibration", scenario.slug()),
-        scenario.shown_target(),
-    )?;
+    let probe = run(&load, &format!("{}-calibration", scenario.slug()))?;
     load.latency_ms = load.response_ms_at(probe.requests_per_second);
     load.duration = options.duration;
-    let half = load.run(
-        addr,
-        &options.work_dir,
-        &format!("{}-half", scenario.slug()),
-        scenario.shown_target(),
-    )?;
+    let half = run(&load, &format!("{}-half", scenario.slug()))?;
     drop(child);
 
     let events = full.requests as f64 * scenario.events_per_request() as f64;
