@@ -6,9 +6,10 @@
 #
 #   ./scripts/loadtest-cpu.sh SCENARIO [TAGPIPE_BINARY]     # ceiling | ga4 | batches | fanout
 #
-# THREADS=1 (any non-empty value) also lists each thread of the server and of wrk over the same 4 s: its share of a
-# core (user + system) and its voluntary and involuntary context switches — which threads wait
-# (voluntary: nothing to do) and which are kept from running (involuntary: preempted).
+# THREADS=1 (any non-empty value) also lists each thread of the server and of wrk over about the
+# same 4 s: its share of a core (user + system) and its voluntary and involuntary context
+# switches — which threads wait (voluntary: nothing to do) and which are kept from running
+# (involuntary: preempted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"

@@ -86,6 +86,11 @@ impl Item {
         }
     }
 
+    /// Its bytes in a request body: its JSON and the comma after it.
+    fn len_in_request(&self) -> usize {
+        self.json.len() + 1
+    }
+
     /// The CAPI event as a JSON tree, for debug answers and dead letters.
     fn request(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
@@ -211,8 +216,7 @@ impl Shared {
 
     /// The request body for `items`: their JSON, serialised once each, in the envelope.
     fn body(&self, items: &[Item]) -> Bytes {
-        let size: usize = items.iter().map(|i| i.json.len() + 1).sum();
-        let mut body = Vec::with_capacity(size + 64 + self.config.connection_id.len());
+        let mut body = Vec::with_capacity(self.request_len(items));
         body.extend_from_slice(b"{\"conversion_events\":{\"capi_connection_id\":");
         body.extend_from_slice(
             Value::from(self.config.connection_id.as_str())
@@ -230,23 +234,32 @@ impl Shared {
         Bytes::from(body)
     }
 
+    /// The bytes of a request body around its events (at most).
+    fn envelope_len(&self) -> usize {
+        64 + self.config.connection_id.len()
+    }
+
+    /// The size of the request body for `items` (at most).
+    fn request_len(&self, items: &[Item]) -> usize {
+        self.envelope_len() + items.iter().map(Item::len_in_request).sum::<usize>()
+    }
+
     /// Splits `items` into requests no bigger than `batch.max_bytes`.
     fn chunks(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
         if items.is_empty() {
             return Vec::new();
         }
-        let envelope = 64 + self.config.connection_id.len();
-        let total = envelope + items.iter().map(|i| i.json.len() + 1).sum::<usize>();
-        if total <= self.config.max_request_bytes() {
+        if self.request_len(&items) <= self.config.max_request_bytes() {
             // The usual case, a batch that fits one request: the items stay where they are
             // rather than being moved one by one into a growing chunk.
             return vec![items];
         }
         let mut chunks = Vec::new();
         let mut current: Vec<Item> = Vec::new();
+        let envelope = self.envelope_len();
         let mut size = envelope;
         for item in items {
-            let item_size = item.json.len() + 1;
+            let item_size = item.len_in_request();
             if !current.is_empty() && size + item_size > self.config.max_request_bytes() {
                 chunks.push(std::mem::take(&mut current));
                 size = envelope;

@@ -463,15 +463,10 @@ fn full_version_list(value: &str) -> Value {
 
 /// Appends `n` in decimal.
 fn push_decimal(out: &mut String, n: usize) {
-    // A hint's index is one digit and its value nearly always shorter than 100 bytes: no
-    // recursion for those.
-    if n >= 100 {
-        push_decimal(out, n / 100);
-    }
     if n >= 10 {
-        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        push_decimal(out, n / 10);
     }
-    out.push(char::from(b'0' + (n % 10) as u8));
+    out.push(char::from(b"0123456789"[n % 10]));
 }
 
 /// A number when the text is one (integers stay integers), else the text.

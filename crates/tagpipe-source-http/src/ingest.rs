@@ -81,9 +81,9 @@ pub(crate) fn admit(
 /// Reads, parses and delivers an admitted request, and answers it.
 ///
 /// One future whose only waits are reading the body (not even set up when a request has none,
-/// as a GA4 `GET`: [`body::read_if_empty`]) and the delivery; admission before it and the parsing and answer
-/// between are plain calls. A request's future holds the state of every future it nests, each
-/// moved into its caller's when called, so only the two waits are futures.
+/// as a GA4 `GET`: [`body::read_if_empty`]) and the delivery; admission before it and the
+/// parsing and answer between are plain calls. A request's future holds the state of every
+/// future it nests, each moved into its caller's when called, so only the two waits are futures.
 #[allow(
     clippy::manual_async_fn,
     reason = "an `async fn` would store its argument twice (see the comment in the body)"
@@ -136,6 +136,17 @@ enum Format {
     Events(events::Framing),
     Ga4,
     Data,
+}
+
+impl Format {
+    /// The endpoint whose format it is.
+    fn endpoint(self) -> Endpoint {
+        match self {
+            Self::Events(_) => Endpoint::Events,
+            Self::Ga4 => Endpoint::Ga4,
+            Self::Data => Endpoint::Data,
+        }
+    }
 }
 
 /// The checks that need no body. Only the events endpoint has any: its bearer key, and a
@@ -191,12 +202,8 @@ fn parse(
     let context = Arc::new(context);
 
     let max = config.max_events_per_request;
-    let (mut data, answer, endpoint) = match format {
-        Format::Events(framing) => (
-            events::parse(bytes, framing, max)?,
-            Answer::Accepted,
-            Endpoint::Events,
-        ),
+    let (mut data, answer) = match format {
+        Format::Events(framing) => (events::parse(bytes, framing, max)?, Answer::Accepted),
         Format::Ga4 => {
             let user_agent = context.header(header::USER_AGENT);
             let data = ga4::parse_hits(query, bytes, client, user_agent, max).map_err(|e| {
@@ -206,7 +213,7 @@ fn parse(
                     HttpError::bad_request(e)
                 }
             })?;
-            (data, Answer::NoContent, Endpoint::Ga4)
+            (data, Answer::NoContent)
         }
         Format::Data => {
             let is_get = method == Method::GET;
@@ -237,13 +244,15 @@ fn parse(
             } else {
                 Answer::Json(receipts.into_iter().next().unwrap_or(Value::Null))
             };
-            (data, answer, Endpoint::Data)
+            (data, answer)
         }
     };
     for event in &mut data {
         normalise_ip_override(event);
     }
-    server.metrics.received(endpoint.into(), data.len() as u64);
+    server
+        .metrics
+        .received(format.endpoint().into(), data.len() as u64);
     Ok(Parsed {
         data,
         context,

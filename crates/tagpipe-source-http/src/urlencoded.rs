@@ -121,7 +121,7 @@ fn raw_utf8_error(input: &[u8]) -> String {
 
 /// Percent-decodes one component (`+` is a space), borrowing when there is nothing to decode.
 pub(crate) fn decode(input: &[u8]) -> Result<Cow<'_, str>, String> {
-    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+    if find_any(input, 0, [b'%', b'+']) == input.len() {
         return std::str::from_utf8(input)
             .map(Cow::Borrowed)
             .map_err(|e| format!("invalid UTF-8 (at byte {})", e.valid_up_to()));

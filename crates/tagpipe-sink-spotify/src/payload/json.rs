@@ -3,8 +3,8 @@
 //! machinery. The event's own member names are constants, written as they are; other strings
 //! (values, and member names of `event_details` and `user_data`) are searched eight bytes at a
 //! time for what needs escaping and copied whole when nothing does (nearly always: URLs, ids,
-//! hashes), with `serde_json` escaping the rest. Arbitrary JSON values (`event_details` extras) go through
-//! `serde_json`.
+//! hashes), with `serde_json` escaping the rest. Arbitrary JSON values (`event_details` extras)
+//! go through `serde_json`.
 
 use std::ops::Range;
 
