@@ -361,3 +361,60 @@ fn an_unreachable_endpoint_is_a_warning_or_with_require_healthy_a_start_up_error
         "{stderr}"
     );
 }
+
+#[test]
+fn two_accounts_fed_the_same_events_get_identical_events_each_with_its_own_envelope() {
+    // The two sinks' CAPI events are built once per event and shared (their event settings are
+    // equal); each still sends with its own token and connection, and reports its own outcomes.
+    let first = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    let second = Receiver::spawn(ReceiverConfig::new("tok-second"));
+    let yaml = format!(
+        "sources:\n  http:\n    listen: 127.0.0.1:{{port}}\nsinks:\n  spotify/a:\n    auth_token: {TOKEN}\n    \
+         connection_id: conn-a\n    endpoint: {}\n    action_source: WEB\n  spotify/b:\n    \
+         auth_token: tok-second\n    connection_id: conn-b\n    endpoint: {}\n    action_source: WEB\n    \
+         batch: {{max_events: 2}}\npipelines:\n  p: {{sources: [http], sinks: [spotify/a, spotify/b]}}\n",
+        first.url(),
+        second.url()
+    );
+    let t = Tagpipe::start("two-accounts", &yaml);
+    let mut sent = events(3);
+    sent.push(json!({"event_name": "Purchase", "event_id": "no-identifier"}));
+    let body = Value::Array(sent).to_string();
+    let reply = send(
+        t.addr,
+        "POST",
+        "/v1/events",
+        &[
+            ("Content-Type", "application/json"),
+            ("x-tagpipe-debug", "1"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(reply.status, 200);
+    let answer = reply.json();
+    for sink in ["spotify/a", "spotify/b"] {
+        let outcomes: Vec<&Value> = answer["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["destinations"][sink]["outcome"])
+            .collect();
+        assert_eq!(outcomes, ["sent", "sent", "sent", "failed"], "{sink}: {answer}");
+    }
+    let delivered = |receiver: &Receiver, connection: &str| {
+        let requests = receiver.requests();
+        assert!(receiver.violations().is_empty(), "{:?}", receiver.violations());
+        let mut events = Vec::new();
+        for request in &requests {
+            let envelope = &request.body["conversion_events"];
+            assert_eq!(envelope["capi_connection_id"], connection);
+            events.extend(envelope["events"].as_array().unwrap().iter().cloned());
+        }
+        // Batches of two may arrive in either order.
+        events.sort_by_key(|e| e["event_id"].to_string());
+        events
+    };
+    let a = delivered(&first, "conn-a");
+    assert_eq!(a.len(), 3);
+    assert_eq!(a, delivered(&second, "conn-b"));
+}

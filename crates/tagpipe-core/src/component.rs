@@ -143,6 +143,11 @@ impl Prepared {
     pub fn downcast<T: Any>(self) -> Result<T, Self> {
         self.0.downcast::<T>().map(|b| *b).map_err(Self)
     }
+
+    /// The sink's form, borrowed, when it is a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
 }
 
 impl Debug for Prepared {
@@ -169,10 +174,31 @@ impl Debug for Prepared {
 /// prepared by the configuration that accepted them; a reload that replaces the sink with one
 /// whose preparer is of another type (or that does not prepare) gives it a new queue, and the
 /// old service delivers the old one.
+///
+/// A pipeline that fans out to several sinks whose preparers make the same items (two Spotify
+/// ad accounts fed the same events: [`same_items_as`](Prepare::same_items_as)) prepares each
+/// event once and gives the other sinks copies ([`copy`](Prepare::copy)) — the serialisation
+/// is not repeated per destination.
 pub trait Prepare: Any + Send + Sync {
     /// This sink's form of `event`. Must not block: it runs inside the request that carried the
     /// event.
     fn prepare(&self, event: &Event) -> Prepared;
+
+    /// Whether `other` makes exactly the items this preparer makes, of every event: then a
+    /// fan-out to both prepares each event once (see [`copy`](Prepare::copy)). Default: no.
+    fn same_items_as(&self, other: &dyn Prepare) -> bool {
+        let _ = other;
+        false
+    }
+
+    /// A copy, for this sink, of an item that a preparer [`same_items_as`](Prepare::same_items_as)
+    /// this one made; `None` when the item is not to be shared (e.g. an outcome already
+    /// reported in the other sink's name) — this sink then prepares the event itself.
+    /// Default: `None`.
+    fn copy(&self, prepared: &Prepared) -> Option<Prepared> {
+        let _ = prepared;
+        None
+    }
 }
 
 impl dyn Prepare {
@@ -180,6 +206,11 @@ impl dyn Prepare {
     /// send those of another preparer of the same type.
     pub fn form(&self) -> std::any::TypeId {
         (self as &dyn Any).type_id()
+    }
+
+    /// This preparer as a `T`, if it is one (for [`Prepare::same_items_as`]).
+    pub fn downcast_ref<T: Prepare>(&self) -> Option<&T> {
+        (self as &dyn Any).downcast_ref::<T>()
     }
 }
 

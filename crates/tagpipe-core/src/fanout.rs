@@ -3,6 +3,9 @@
 //! No deep copy: each sink gets the same `Arc`ed data and context plus its own
 //! [`DeliveryToken`] — or, for a sink that prepares events as they are queued
 //! ([`crate::component::Prepare`]), its own prepared form, made here on the accepting thread.
+//! Sinks whose preparers make the same items ([`Prepare::same_items_as`]) share one
+//! preparation per event: the first of them to take the event prepares it, the others get
+//! copies ([`Prepare::copy`]).
 //! A full queue follows its sink's `when_full`: `drop_newest` fails the event
 //! for that sink only, `block` waits for room (after every other sink has already got it).
 
@@ -13,23 +16,104 @@ use tokio::sync::mpsc::error::TrySendError;
 use tower::Service;
 
 use crate::ack::{DeliveryToken, DestinationOutcome};
-use crate::component::BoxError;
+use crate::component::{BoxError, Prepare, Prepared};
 use crate::event::Event;
 use crate::processor::{Disposition, PipelineFuture};
-use crate::queue::{QueueTx, QueuedEvent, SinkInput, SinkStats, WhenFull};
+use crate::queue::{QueueTx, Queued, QueuedEvent, SinkInput, SinkStats, WhenFull};
 
 /// Sends each event to every sink of a pipeline.
 #[derive(Debug, Clone)]
 pub struct FanOut {
     sinks: Arc<[SinkInput]>,
+    /// Per sink (same order): whether it shares its preparation with other sinks.
+    sharing: Arc<[Sharing]>,
+    /// How many groups of sinks share a preparation.
+    groups: usize,
+}
+
+/// Whether a sink prepares each event for itself or shares one preparation with other sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// It prepares its own (or does not prepare at all).
+    Alone,
+    /// One of a group whose preparers make the same items.
+    Shared {
+        /// The group's index among this fan-out's groups.
+        group: usize,
+        /// Whether a later sink of the group follows: this one then takes a copy and leaves
+        /// the prepared item for the next; the last takes the item itself.
+        more: bool,
+    },
 }
 
 impl FanOut {
     /// A fan-out to these sinks' queues.
     pub fn new(sinks: Vec<SinkInput>) -> Self {
+        let (sharing, groups) = sharing_plan(&sinks);
         Self {
             sinks: sinks.into(),
+            sharing: sharing.into(),
+            groups,
         }
+    }
+}
+
+/// Which sinks share a preparation: those whose preparers make the same items, grouped with the
+/// first of them; a sink with no such partner is alone. Also the number of groups.
+fn sharing_plan(sinks: &[SinkInput]) -> (Vec<Sharing>, usize) {
+    let preparer = |i: usize| sinks[i].prepare.as_deref();
+    let same = |a: &dyn Prepare, b: &dyn Prepare| a.form() == b.form() && a.same_items_as(b);
+    // Each sink's group leader: the first sink whose preparer makes the same items.
+    let leaders: Vec<Option<usize>> = (0..sinks.len())
+        .map(|i| {
+            let mine = preparer(i)?;
+            (0..i).find(|&j| preparer(j).is_some_and(|theirs| same(theirs, mine)))
+        })
+        .collect();
+    let mut group_of_leader = vec![None; sinks.len()];
+    let mut groups = 0;
+    let plan = (0..sinks.len())
+        .map(|i| {
+            let leader = leaders[i].unwrap_or(i);
+            let follows = |j: usize| leaders[j] == Some(leader);
+            if leaders[i].is_none() && !(i + 1..sinks.len()).any(follows) {
+                return Sharing::Alone;
+            }
+            let group = *group_of_leader[leader].get_or_insert_with(|| {
+                groups += 1;
+                groups - 1
+            });
+            Sharing::Shared {
+                group,
+                more: (i + 1..sinks.len()).any(follows),
+            }
+        })
+        .collect();
+    (plan, groups)
+}
+
+/// The prepared items a fan-out's groups of sharing sinks pass on while one event goes out.
+struct Shelf(Vec<Option<Prepared>>);
+
+impl Shelf {
+    fn new(groups: usize) -> Self {
+        Self((0..groups).map(|_| None).collect())
+    }
+
+    /// What goes into `sink`'s queue for `event`: its own preparation, or its group's — taken
+    /// from the shelf, or made and, when more of the group follow, copied for them.
+    fn queued(&mut self, sink: &SinkInput, sharing: Sharing, event: &Event) -> Queued {
+        let (Sharing::Shared { group, more }, Some(prepare)) = (sharing, &sink.prepare) else {
+            return sink.queued(event);
+        };
+        let prepared = self.0[group]
+            .take()
+            .unwrap_or_else(|| prepare.prepare(event));
+        if more && let Some(copy) = prepare.copy(&prepared) {
+            self.0[group] = Some(prepared);
+            return Queued::Prepared(copy);
+        }
+        Queued::Prepared(prepared)
     }
 }
 
@@ -46,9 +130,10 @@ impl Service<Event> for FanOut {
     fn call(&mut self, mut event: Event) -> Self::Future {
         let ack = event.ack.take();
         let mut waiting: Vec<(SinkInput, QueuedEvent)> = Vec::new();
-        for sink in self.sinks.iter() {
-            let item = |sink: &SinkInput| QueuedEvent {
-                event: sink.queued(&event),
+        let mut shelf = Shelf::new(self.groups);
+        for (sink, &sharing) in self.sinks.iter().zip(self.sharing.iter()) {
+            let mut item = |sink: &SinkInput| QueuedEvent {
+                event: shelf.queued(sink, sharing, &event),
                 token: DeliveryToken::new(ack.clone(), sink.id.clone()),
                 seq: None,
             };
@@ -102,3 +187,6 @@ impl Service<Event> for FanOut {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

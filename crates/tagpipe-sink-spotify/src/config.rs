@@ -84,8 +84,44 @@ pub struct SpotifySinkConfig {
     pub tag_name: Option<String>,
 }
 
+impl SpotifySinkConfig {
+    /// Whether `other` builds the same CAPI event as this sink from every event: the settings
+    /// that go into it are equal (those of delivery — token, connection, endpoint, batching,
+    /// retries, logging — may differ).
+    pub(crate) fn same_events_as(&self, other: &Self) -> bool {
+        // Destructured, so that a new setting cannot be left out of the comparison unseen.
+        let Self {
+            auth_token: _,
+            connection_id: _,
+            endpoint: _,
+            action_source,
+            opt_out_targeting,
+            server_event_data,
+            event_details,
+            user_data,
+            device_id_field,
+            derive_event_id,
+            optimistic: _,
+            dry_run: _,
+            batch: _,
+            concurrency: _,
+            request_timeout: _,
+            retry: _,
+            log_type: _,
+            tag_name: _,
+        } = self;
+        *action_source == other.action_source
+            && *opt_out_targeting == other.opt_out_targeting
+            && *server_event_data == other.server_event_data
+            && *event_details == other.event_details
+            && *user_data == other.user_data
+            && *device_id_field == other.device_id_field
+            && *derive_event_id == other.derive_event_id
+    }
+}
+
 /// The tag's "server event data" overrides.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerEventData {
     /// Replaces the event's `event_id`.

@@ -42,6 +42,23 @@ impl Prepare for SpotifyPrepare {
     fn prepare(&self, event: &Event) -> Prepared {
         Prepared::new(self.0.prepare(event))
     }
+
+    /// Another Spotify sink makes the same CAPI events when every setting that goes into them is
+    /// the same (its token, connection, endpoint and delivery settings may differ).
+    fn same_items_as(&self, other: &dyn Prepare) -> bool {
+        other.downcast_ref::<Self>().is_some_and(|other| {
+            self.0.clock_ms == other.0.clock_ms && self.0.config.same_events_as(&other.0.config)
+        })
+    }
+
+    /// A CAPI event to send is copied; an outcome found when preparing is not (its log record
+    /// names the sink that prepared it).
+    fn copy(&self, prepared: &Prepared) -> Option<Prepared> {
+        match prepared.downcast_ref::<Ready>()? {
+            Ready::Send(item) => Some(Prepared::new(Ready::Send(item.clone()))),
+            Ready::Done(_) => None,
+        }
+    }
 }
 
 thread_local! {
@@ -456,3 +473,6 @@ async fn read_text(mut response: reqwest::Response) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests;

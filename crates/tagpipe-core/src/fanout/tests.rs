@@ -1,0 +1,158 @@
+//! The fan-out's shared preparation: sinks whose preparers make the same items prepare each
+//! event once between them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+use tower::Service;
+
+use super::{FanOut, Sharing, sharing_plan};
+use crate::EventData;
+use crate::ack::DestinationOutcome;
+use crate::component::{Prepare, Prepared};
+use crate::event::{Event, RequestContext};
+use crate::id::ComponentId;
+use crate::queue::{BufferConfig, QueueRx, Queued, SinkInput, channel};
+
+/// Prepares an event into its `n` field (or, for `n` < 0, into an outcome), counting its calls;
+/// preparers of one `kind` make the same items.
+struct Counting {
+    kind: u8,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Prepare for Counting {
+    fn prepare(&self, event: &Event) -> Prepared {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let n = event.data.get("n").and_then(Value::as_i64).unwrap_or(0);
+        if n < 0 {
+            return Prepared::new(Err::<i64, _>(DestinationOutcome::skipped("negative")));
+        }
+        Prepared::new(Ok::<i64, DestinationOutcome>(n))
+    }
+
+    fn same_items_as(&self, other: &dyn Prepare) -> bool {
+        other
+            .downcast_ref::<Self>()
+            .is_some_and(|other| other.kind == self.kind)
+    }
+
+    fn copy(&self, prepared: &Prepared) -> Option<Prepared> {
+        let n = *prepared
+            .downcast_ref::<Result<i64, DestinationOutcome>>()?
+            .as_ref()
+            .ok()?;
+        Some(Prepared::new(Ok::<i64, DestinationOutcome>(n)))
+    }
+}
+
+/// A sink's queue whose items are prepared by a [`Counting`] of `kind` (none: not prepared).
+fn sink(name: &str, kind: Option<u8>, calls: &Arc<AtomicUsize>) -> (SinkInput, QueueRx) {
+    let (mut input, rx, _) =
+        channel(ComponentId::parse(name).unwrap(), &BufferConfig::default()).unwrap();
+    input.prepare_with(kind.map(|kind| {
+        Arc::new(Counting {
+            kind,
+            calls: calls.clone(),
+        }) as Arc<dyn Prepare>
+    }));
+    (input, rx)
+}
+
+fn event(n: i64) -> Event {
+    let mut data = EventData::new();
+    data.insert("n", Value::from(n));
+    Event::new(data, Arc::new(RequestContext::detached()))
+}
+
+/// What waits in a queue: each prepared item's number (or `None` for an outcome), or `-1000`
+/// for an event queued as it is.
+fn items(rx: &mut QueueRx) -> Vec<Option<i64>> {
+    let mut out = Vec::new();
+    rx.take_waiting(&mut out, usize::MAX);
+    out.into_iter()
+        .map(|queued| match queued.event {
+            Queued::Event(_) => Some(-1000),
+            Queued::Prepared(prepared) => prepared
+                .downcast::<Result<i64, DestinationOutcome>>()
+                .ok()
+                .and_then(Result::ok),
+        })
+        .collect()
+}
+
+#[test]
+fn sinks_with_the_same_items_form_a_group_and_the_last_of_it_takes_the_original() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sinks: Vec<SinkInput> = [
+        ("console/a", Some(1)),
+        ("console/b", Some(2)),
+        ("console/c", None),
+        ("console/d", Some(1)),
+        ("console/e", Some(1)),
+    ]
+    .into_iter()
+    .map(|(name, kind)| sink(name, kind, &calls).0)
+    .collect();
+    let (plan, groups) = sharing_plan(&sinks);
+    assert_eq!(groups, 1);
+    let shared = |more| Sharing::Shared { group: 0, more };
+    assert_eq!(
+        plan,
+        [
+            shared(true),
+            Sharing::Alone,
+            Sharing::Alone,
+            shared(true),
+            shared(false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_group_prepares_each_event_once_and_each_sink_gets_its_item() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (inputs, mut queues): (Vec<_>, Vec<_>) = [
+        ("spotify/a", Some(7)),
+        ("console", None),
+        ("spotify/b", Some(7)),
+        ("spotify/c", Some(7)),
+        ("other", Some(8)),
+    ]
+    .into_iter()
+    .map(|(name, kind)| sink(name, kind, &calls))
+    .unzip();
+    let mut fan_out = FanOut::new(inputs);
+    for n in [1, 2] {
+        fan_out.call(event(n)).await.unwrap();
+    }
+    // Per event: one preparation for the group of three, one for `other`.
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    let waiting: Vec<_> = queues.iter_mut().map(items).collect();
+    assert_eq!(
+        waiting,
+        [
+            vec![Some(1), Some(2)],
+            vec![Some(-1000), Some(-1000)],
+            vec![Some(1), Some(2)],
+            vec![Some(1), Some(2)],
+            vec![Some(1), Some(2)],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_item_that_is_not_copied_is_prepared_by_each_sink_of_the_group() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (inputs, mut queues): (Vec<_>, Vec<_>) = ["spotify/a", "spotify/b", "spotify/c"]
+        .into_iter()
+        .map(|name| sink(name, Some(7), &calls))
+        .unzip();
+    let mut fan_out = FanOut::new(inputs);
+    fan_out.call(event(-1)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    for queue in &mut queues {
+        assert_eq!(items(queue), [None]);
+    }
+}

@@ -1,0 +1,98 @@
+//! Shared preparation: which Spotify sinks make the same CAPI events, and the copies they share.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tagpipe_core::{
+    ComponentId, Event, EventData, Prepare, RequestContext, SinkCalls, SinkConfig, SinkContext,
+};
+
+use super::Ready;
+use crate::config::SpotifySinkConfig;
+
+/// The preparer of a Spotify sink built from `settings` (plus a token and a connection).
+async fn preparer(settings: Value) -> Arc<dyn Prepare> {
+    let mut config = json!({"auth_token": "token-a", "connection_id": "conn-a"});
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(settings.as_object().unwrap().clone());
+    let config: SpotifySinkConfig = serde_json::from_value(config).unwrap();
+    let context = SinkContext {
+        id: ComponentId::parse("spotify").unwrap(),
+        logs: None,
+    };
+    match config.build(context).await.unwrap().service {
+        SinkCalls::Prepared(sink) => sink.prepare,
+        SinkCalls::Events(_) => panic!("a Spotify sink prepares its events"),
+    }
+}
+
+fn event(data: Value) -> Event {
+    Event::new(
+        EventData::try_from(data).unwrap(),
+        Arc::new(RequestContext::detached()),
+    )
+}
+
+/// The CAPI JSON of a prepared item to send.
+fn json_of(prepared: &tagpipe_core::Prepared) -> Option<Vec<u8>> {
+    match prepared.downcast_ref::<Ready>()? {
+        Ready::Send(item) => Some(item.json.clone()),
+        Ready::Done(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn sinks_that_differ_only_in_delivery_make_the_same_events() {
+    let a = preparer(json!({"event_details": {"content_category": "shoes"}})).await;
+    let b = preparer(json!({
+        "connection_id": "conn-b",
+        "auth_token": "token-b",
+        "endpoint": "http://127.0.0.1:9/capi-direct/events/",
+        "batch": {"max_events": 10},
+        "concurrency": 2,
+        "optimistic": true,
+        "log_type": "always",
+        "tag_name": "second account",
+        "event_details": {"content_category": "shoes"},
+    }))
+    .await;
+    assert!(a.same_items_as(&*b) && b.same_items_as(&*a));
+
+    for other in [
+        json!({"event_details": {"content_category": "boots"}}),
+        json!({"event_details": {"content_category": "shoes"}, "action_source": "WEB"}),
+        json!({"event_details": {"content_category": "shoes"}, "derive_event_id": false}),
+        json!({"event_details": {"content_category": "shoes"}, "opt_out_targeting": true}),
+        json!({"event_details": {"content_category": "shoes"},
+               "server_event_data": {"event_source_url": "https://example.com/"}}),
+        json!({"event_details": {"content_category": "shoes"},
+               "user_data": {"device_id": "d-1"}}),
+        json!({"event_details": {"content_category": "shoes"}, "device_id_field": "device"}),
+    ] {
+        let c = preparer(other.clone()).await;
+        assert!(!a.same_items_as(&*c), "{other} makes other events");
+    }
+}
+
+#[tokio::test]
+async fn an_event_to_send_is_copied_and_an_outcome_is_not() {
+    let a = preparer(json!({})).await;
+    let sent = a.prepare(&event(json!({
+        "event_name": "purchase",
+        "client_id": "1.2",
+        "ip_override": "203.0.113.7",
+        "value": 10,
+        "currency": "EUR",
+    })));
+    let copy = a.copy(&sent).expect("an event to send is copied");
+    let json = json_of(&copy).expect("the copy is an event to send");
+    assert_eq!(Some(json.clone()), json_of(&sent));
+    let capi: Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(capi["event_name"], "purchase");
+
+    let failed = a.prepare(&event(json!({"event_name": "purchase"})));
+    assert!(json_of(&failed).is_none(), "no user identifier: not sent");
+    assert!(a.copy(&failed).is_none());
+}
