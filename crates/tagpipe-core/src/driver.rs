@@ -19,6 +19,7 @@ use crate::batch::BatchSettings;
 use crate::component::{
     BoxError, BoxFuture, Prepared, PreparedSink, SinkCalls, SinkParts, SinkService,
 };
+use crate::disk::DiskQueue;
 use crate::event::Event;
 use crate::id::ComponentId;
 use crate::queue::{QueueRx, Queued, QueuedEvent, SinkInput, SinkStats};
@@ -308,6 +309,15 @@ impl Driver {
         self.instruments.depth.set(queue.len() as f64);
         self.instruments.batch_size.record(batch.len() as f64);
         let seqs: Vec<u64> = batch.iter().filter_map(|item| item.seq).collect();
+        // Each early return below has given every event of the batch its outcome: their records
+        // leave a disk buffer as after a call (or a failed event would be sent again, and
+        // failed again, after every restart).
+        let disk = queue.disk();
+        let outcomes_given = move |disk: Option<Arc<DiskQueue>>| {
+            if let Some(disk) = disk {
+                disk.ack(&seqs);
+            }
+        };
         if let Err(error) = ready {
             tracing::warn!(sink = %self.sink, %error, "sink not ready; failing batch");
             let tokens = batch.drain(..).map(|item| item.token).collect();
@@ -316,6 +326,7 @@ impl Driver {
                 &DestinationOutcome::failed(error.to_string()),
                 &self.stats,
             );
+            outcomes_given(disk);
             return;
         }
         let Some((tokens, call)) = self
@@ -324,6 +335,7 @@ impl Driver {
             .await
         else {
             // Every item already has its outcome (prepared items only come from memory queues).
+            outcomes_given(disk);
             return;
         };
         let count = tokens.len();
@@ -332,7 +344,6 @@ impl Driver {
         let counter = self.in_flight_events.clone();
         let sink_id = self.sink.clone();
         let dead_letter = self.dead_letter.clone();
-        let disk = queue.disk();
         let instruments = self.instruments.clone();
         self.in_flight.spawn(async move {
             let started = std::time::Instant::now();
@@ -348,9 +359,7 @@ impl Driver {
             )
             .await;
             // Every event of the batch has its outcome: its record leaves the disk buffer.
-            if let Some(disk) = disk {
-                disk.ack(&seqs);
-            }
+            outcomes_given(disk);
             counter.fetch_sub(count, Ordering::Relaxed);
             drop(permit);
         });

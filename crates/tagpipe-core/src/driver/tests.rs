@@ -122,3 +122,88 @@ async fn a_preparing_sink_gets_queued_events_prepared_by_the_driver() {
     }
     assert_eq!(*seen.lock().unwrap(), ["EARLY", "LATE", "EARLY", "LATE"]);
 }
+
+/// A sink whose service is never ready (its `poll_ready` fails).
+struct NeverReady;
+
+impl Service<Vec<Event>> for NeverReady {
+    type Response = Vec<DestinationOutcome>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Vec<DestinationOutcome>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Err("destination down".into()))
+    }
+
+    fn call(&mut self, _events: Vec<Event>) -> Self::Future {
+        Box::pin(async { Err("called without being ready".into()) })
+    }
+}
+
+/// Events a sink fails because its service is not ready have their outcome: their records
+/// leave the disk buffer, as after a call — they are not sent (and failed) again at the next
+/// start.
+#[tokio::test]
+async fn events_failed_for_a_service_not_ready_leave_the_disk_buffer() {
+    let dir = std::env::temp_dir().join(format!("tagpipe-driver-{}-not-ready", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = crate::queue::BufferConfig {
+        kind: crate::queue::BufferKind::Disk,
+        path: Some(dir.join("buffer.redb")),
+        ..crate::queue::BufferConfig::default()
+    };
+    let (input, queue, stats) = crate::queue::channel(sink(), &config).unwrap();
+    let disk = queue.disk().expect("a disk queue");
+    let mut acks = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (mut event, ack) = named(name).with_acknowledgement();
+        let item = QueuedEvent {
+            token: DeliveryToken::new(event.ack.take(), sink()),
+            event: Queued::Event(event),
+            seq: None,
+        };
+        input.send(item, true).await.map_err(|(_, e)| e).unwrap();
+        acks.push(ack);
+    }
+    assert_eq!(disk.len(), 3);
+    drop(input);
+    let parts = SinkParts {
+        service: SinkCalls::Events(tower::util::BoxService::new(NeverReady)),
+        batch: BatchSettings {
+            max_events: 2,
+            timeout: std::time::Duration::ZERO,
+        },
+        concurrency: 1,
+        wait_for_delivery: true,
+    };
+    let (control, _handover) = DriverControl::new(CancellationToken::new());
+    let report = run(
+        sink(),
+        Handover {
+            queue,
+            pending: Vec::new(),
+        },
+        parts,
+        stats.clone(),
+        None,
+        SinkInstruments::new(&sink(), 1000),
+        control,
+    )
+    .await;
+    assert_eq!(report.undelivered, 0);
+    for ack in acks {
+        let outcomes = ack.await;
+        assert_eq!(outcomes["console"].outcome, Outcome::Failed);
+        assert_eq!(
+            outcomes["console"].reason.as_deref(),
+            Some("destination down")
+        );
+    }
+    assert_eq!(SinkStats::get(&stats.failed), 3);
+    assert_eq!(disk.len(), 0, "the failed events left the disk buffer");
+    drop(disk);
+    let _ = std::fs::remove_dir_all(&dir);
+}
