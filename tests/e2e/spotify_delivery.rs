@@ -399,11 +399,19 @@ fn two_accounts_fed_the_same_events_get_identical_events_each_with_its_own_envel
             .iter()
             .map(|e| &e["destinations"][sink]["outcome"])
             .collect();
-        assert_eq!(outcomes, ["sent", "sent", "sent", "failed"], "{sink}: {answer}");
+        assert_eq!(
+            outcomes,
+            ["sent", "sent", "sent", "failed"],
+            "{sink}: {answer}"
+        );
     }
     let delivered = |receiver: &Receiver, connection: &str| {
         let requests = receiver.requests();
-        assert!(receiver.violations().is_empty(), "{:?}", receiver.violations());
+        assert!(
+            receiver.violations().is_empty(),
+            "{:?}",
+            receiver.violations()
+        );
         let mut events = Vec::new();
         for request in &requests {
             let envelope = &request.body["conversion_events"];

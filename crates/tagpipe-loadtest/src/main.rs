@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 
 use crate::scenarios::{Options, Scenario};
 
@@ -85,6 +86,10 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Serve the harness's CAPI receiver (counting events, answering 200) on a free loopback
+    /// port, printing its endpoint URL: for driving a tagpipe by hand with wrk and the scripts
+    /// `run` leaves in its work directory.
+    Receiver,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +113,14 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
                 .block_on(ceiling::serve(listen))
                 .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Receiver => {
+            let mut config = ReceiverConfig::new("loadtest");
+            config.count_only = true;
+            println!("{}", Receiver::spawn(config).url());
+            loop {
+                std::thread::park();
+            }
         }
         Command::Instructions {
             tagpipe,
