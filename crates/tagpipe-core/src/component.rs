@@ -148,6 +148,11 @@ impl Prepared {
     pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
         self.0.downcast_ref::<T>()
     }
+
+    /// The sink's form, borrowed mutably, when it is a `T`.
+    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.0.downcast_mut::<T>()
+    }
 }
 
 impl Debug for Prepared {
@@ -193,9 +198,10 @@ pub trait Prepare: Any + Send + Sync {
 
     /// A copy, for this sink, of an item that a preparer [`same_items_as`](Prepare::same_items_as)
     /// this one made; `None` when the item is not to be shared (e.g. an outcome already
-    /// reported in the other sink's name) — this sink then prepares the event itself.
+    /// reported in the other sink's name) — this sink then prepares the event itself. The
+    /// item may be changed into a form whose data its copies share (rather than copy).
     /// Default: `None`.
-    fn copy(&self, prepared: &Prepared) -> Option<Prepared> {
+    fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
         let _ = prepared;
         None
     }

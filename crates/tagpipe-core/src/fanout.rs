@@ -106,10 +106,10 @@ impl Shelf {
         let (Sharing::Shared { group, more }, Some(prepare)) = (sharing, &sink.prepare) else {
             return sink.queued(event);
         };
-        let prepared = self.0[group]
+        let mut prepared = self.0[group]
             .take()
             .unwrap_or_else(|| prepare.prepare(event));
-        if more && let Some(copy) = prepare.copy(&prepared) {
+        if more && let Some(copy) = prepare.copy(&mut prepared) {
             self.0[group] = Some(prepared);
             return Queued::Prepared(copy);
         }

@@ -51,11 +51,19 @@ impl Prepare for SpotifyPrepare {
         })
     }
 
-    /// A CAPI event to send is copied; an outcome found when preparing is not (its log record
-    /// names the sink that prepared it).
-    fn copy(&self, prepared: &Prepared) -> Option<Prepared> {
-        match prepared.downcast_ref::<Ready>()? {
-            Ready::Send(item) => Some(Prepared::new(Ready::Send(item.clone()))),
+    /// A CAPI event to send is shared (its JSON is not copied); an outcome found when preparing
+    /// is not (its log record names the sink that prepared it).
+    fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
+        match prepared.downcast_mut::<Ready>()? {
+            Ready::Send(item) => {
+                let json = item.json.share();
+                Some(Prepared::new(Ready::Send(Item {
+                    json,
+                    name: item.name.clone(),
+                    trace_id: item.trace_id.clone(),
+                    ..*item
+                })))
+            }
             Ready::Done(_) => None,
         }
     }
@@ -73,10 +81,39 @@ struct Item {
     /// Its position in the batch being sent.
     index: usize,
     /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their bodies.
-    json: Vec<u8>,
+    json: ItemJson,
     name: ItemName,
     trace_id: Option<String>,
     debug: bool,
+}
+
+/// An item's CAPI JSON: its own, or shared with the items other sinks got of the same event
+/// (see [`Prepare::copy`]).
+#[derive(Clone)]
+enum ItemJson {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl ItemJson {
+    /// Makes the JSON shareable (once) and gives another handle on it.
+    fn share(&mut self) -> Self {
+        if let Self::Owned(json) = self {
+            *self = Self::Shared(Arc::new(std::mem::take(json)));
+        }
+        self.clone()
+    }
+}
+
+impl std::ops::Deref for ItemJson {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(json) => json,
+            Self::Shared(json) => json,
+        }
+    }
 }
 
 /// An item's event name, for logs: where it is in the item's JSON (written unescaped, nearly
@@ -150,7 +187,7 @@ impl Shared {
                 EXPECTED_LEN.set(json.len());
                 Ready::Send(Item {
                     index: 0,
-                    json,
+                    json: ItemJson::Owned(json),
                     name,
                     trace_id: event.context.trace_id.clone(),
                     debug,

@@ -38,7 +38,7 @@ impl Prepare for Counting {
             .is_some_and(|other| other.kind == self.kind)
     }
 
-    fn copy(&self, prepared: &Prepared) -> Option<Prepared> {
+    fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
         let n = *prepared
             .downcast_ref::<Result<i64, DestinationOutcome>>()?
             .as_ref()

@@ -7,7 +7,7 @@ use tagpipe_core::{
     ComponentId, Event, EventData, Prepare, RequestContext, SinkCalls, SinkConfig, SinkContext,
 };
 
-use super::Ready;
+use super::{ItemJson, Ready};
 use crate::config::SpotifySinkConfig;
 
 /// The preparer of a Spotify sink built from `settings` (plus a token and a connection).
@@ -38,7 +38,7 @@ fn event(data: Value) -> Event {
 /// The CAPI JSON of a prepared item to send.
 fn json_of(prepared: &tagpipe_core::Prepared) -> Option<Vec<u8>> {
     match prepared.downcast_ref::<Ready>()? {
-        Ready::Send(item) => Some(item.json.clone()),
+        Ready::Send(item) => Some(item.json.to_vec()),
         Ready::Done(_) => None,
     }
 }
@@ -79,20 +79,32 @@ async fn sinks_that_differ_only_in_delivery_make_the_same_events() {
 #[tokio::test]
 async fn an_event_to_send_is_copied_and_an_outcome_is_not() {
     let a = preparer(json!({})).await;
-    let sent = a.prepare(&event(json!({
+    let mut sent = a.prepare(&event(json!({
         "event_name": "purchase",
         "client_id": "1.2",
         "ip_override": "203.0.113.7",
         "value": 10,
         "currency": "EUR",
     })));
-    let copy = a.copy(&sent).expect("an event to send is copied");
+    let copy = a.copy(&mut sent).expect("an event to send is copied");
     let json = json_of(&copy).expect("the copy is an event to send");
     assert_eq!(Some(json.clone()), json_of(&sent));
+    // One JSON, shared: not copied per sink.
+    let shared = |prepared: &tagpipe_core::Prepared| match prepared.downcast_ref::<Ready>() {
+        Some(Ready::Send(item)) => match &item.json {
+            ItemJson::Shared(json) => Some(json.clone()),
+            ItemJson::Owned(_) => None,
+        },
+        _ => None,
+    };
+    assert!(Arc::ptr_eq(
+        &shared(&sent).expect("the original is shared"),
+        &shared(&copy).expect("the copy is shared")
+    ));
     let capi: Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(capi["event_name"], "purchase");
 
-    let failed = a.prepare(&event(json!({"event_name": "purchase"})));
+    let mut failed = a.prepare(&event(json!({"event_name": "purchase"})));
     assert!(json_of(&failed).is_none(), "no user identifier: not sent");
-    assert!(a.copy(&failed).is_none());
+    assert!(a.copy(&mut failed).is_none());
 }
