@@ -364,8 +364,9 @@ fn an_unreachable_endpoint_is_a_warning_or_with_require_healthy_a_start_up_error
 
 #[test]
 fn two_accounts_fed_the_same_events_get_identical_events_each_with_its_own_envelope() {
-    // The two sinks' CAPI events are built once per event and shared (their event settings are
-    // equal); each still sends with its own token and connection, and reports its own outcomes.
+    // The two sinks' event settings are equal, so they share each event's build (checked at
+    // unit level: `fanout` and the Spotify service's tests); here, end to end, each still sends
+    // the same events with its own token and connection and reports its own outcomes.
     let first = Receiver::spawn(ReceiverConfig::new(TOKEN));
     let second = Receiver::spawn(ReceiverConfig::new("tok-second"));
     let yaml = format!(

@@ -196,11 +196,12 @@ pub trait Prepare: Any + Send + Sync {
         false
     }
 
-    /// A copy, for this sink, of an item that a preparer [`same_items_as`](Prepare::same_items_as)
-    /// this one made; `None` when the item is not to be shared (e.g. an outcome already
-    /// reported in the other sink's name) — this sink then prepares the event itself. The
-    /// item may be changed into a form whose data its copies share (rather than copy).
-    /// Default: `None`.
+    /// A copy of `prepared` — an item this preparer or one [`same_items_as`](Prepare::same_items_as)
+    /// it made — for the next sink of the group; `None` when the item is not to be shared (e.g.
+    /// an outcome already reported in the preparing sink's name): the sink that prepared it
+    /// keeps it, and the next sink prepares the event itself. An item once copied must be
+    /// copyable again (the group's last sink takes it). The item may be changed into a form
+    /// whose data its copies share rather than copy. Default: `None`.
     fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
         let _ = prepared;
         None

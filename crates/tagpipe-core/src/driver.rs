@@ -309,9 +309,10 @@ impl Driver {
         self.instruments.depth.set(queue.len() as f64);
         self.instruments.batch_size.record(batch.len() as f64);
         let seqs: Vec<u64> = batch.iter().filter_map(|item| item.seq).collect();
-        // Each early return below has given every event of the batch its outcome: their records
-        // leave a disk buffer as after a call (or a failed event would be sent again, and
-        // failed again, after every restart).
+        // Each early return below has given every event of the batch its outcome (a failed one
+        // dead-lettered when the sink has a dead-letter sink): their records leave a disk buffer
+        // as after a call (or a failed event would be sent again, and failed again, after every
+        // restart).
         let disk = queue.disk();
         let outcomes_given = move |disk: Option<Arc<DiskQueue>>| {
             if let Some(disk) = disk {
@@ -320,12 +321,23 @@ impl Driver {
         };
         if let Err(error) = ready {
             tracing::warn!(sink = %self.sink, %error, "sink not ready; failing batch");
-            let tokens = batch.drain(..).map(|item| item.token).collect();
-            complete_all(
+            let keep_events = self.dead_letter.is_some();
+            let tokens = batch
+                .drain(..)
+                .map(|item| match item.event {
+                    Queued::Event(event) if keep_events => (item.token, Some(event)),
+                    Queued::Event(_) | Queued::Prepared(_) => (item.token, None),
+                })
+                .collect();
+            complete_batch(
+                &self.sink,
                 tokens,
-                &DestinationOutcome::failed(error.to_string()),
+                Err(error),
                 &self.stats,
-            );
+                self.dead_letter.as_ref(),
+                &self.instruments,
+            )
+            .await;
             outcomes_given(disk);
             return;
         }
@@ -334,7 +346,8 @@ impl Driver {
             .call(batch, self.dead_letter.is_some(), &self.stats)
             .await
         else {
-            // Every item already has its outcome (prepared items only come from memory queues).
+            // Every item already has its outcome — only ever prepared items, which only come
+            // from memory queues: a safety net for a disk buffer, should that change.
             outcomes_given(disk);
             return;
         };

@@ -4,8 +4,8 @@
 //! [`DeliveryToken`] — or, for a sink that prepares events as they are queued
 //! ([`crate::component::Prepare`]), its own prepared form, made here on the accepting thread.
 //! Sinks whose preparers make the same items ([`Prepare::same_items_as`]) share one
-//! preparation per event: the first of them to take the event prepares it, the others get
-//! copies ([`Prepare::copy`]).
+//! preparation per event: the first of them to take the event prepares it, each but the last
+//! takes a copy ([`Prepare::copy`]) and the last the item itself.
 //! A full queue follows its sink's `when_full`: `drop_newest` fails the event
 //! for that sink only, `block` waits for room (after every other sink has already got it).
 

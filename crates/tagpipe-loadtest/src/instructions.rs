@@ -15,8 +15,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
-
 use crate::scenarios::{KillOnDrop, Scenario};
 use tagpipe_loadtest::process::{free_port, terminate, wait_ready};
 
@@ -56,11 +54,7 @@ pub fn count(
     work_dir: &Path,
     load: Duration,
 ) -> Result<Instructions, String> {
-    let receiver = {
-        let mut config = ReceiverConfig::new("loadtest");
-        config.count_only = true;
-        Receiver::spawn(config)
-    };
+    let receiver = crate::scenarios::counting_receiver();
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let yaml = scenario

@@ -21,7 +21,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 
 use crate::scenarios::{Options, Scenario};
 
@@ -86,8 +85,8 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
-    /// Serve the harness's CAPI receiver (counting events, answering 200) on a free loopback
-    /// port, printing its endpoint URL: for driving a tagpipe by hand with wrk and the scripts
+    /// Serve the harness's CAPI receiver (counting mode: it reads only how many events each
+    /// request carries, and answers 200) on a free loopback port, printing its endpoint URL: for driving a tagpipe by hand with wrk and the scripts
     /// `run` leaves in its work directory.
     Receiver,
 }
@@ -115,9 +114,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Receiver => {
-            let mut config = ReceiverConfig::new("loadtest");
-            config.count_only = true;
-            println!("{}", Receiver::spawn(config).url());
+            println!("{}", scenarios::counting_receiver().url());
             loop {
                 std::thread::park();
             }

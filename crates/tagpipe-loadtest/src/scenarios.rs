@@ -218,15 +218,19 @@ pub struct RunFigures {
     pub commands: Vec<String>,
 }
 
+/// The receiver every tagpipe scenario delivers to: on a free loopback port, counting events
+/// (it reads only how many each request carries) and answering 200.
+pub fn counting_receiver() -> Receiver {
+    let mut config = ReceiverConfig::new("loadtest");
+    config.count_only = true;
+    Receiver::spawn(config)
+}
+
 /// Runs one scenario once.
 pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<RunFigures, String> {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let receiver = (scenario != Scenario::Ceiling).then(|| {
-        let mut config = ReceiverConfig::new("loadtest");
-        config.count_only = true;
-        Receiver::spawn(config)
-    });
+    let receiver = (scenario != Scenario::Ceiling).then(counting_receiver);
     let log = options
         .work_dir
         .join(format!("{}-{run}.log", scenario.slug()));

@@ -143,12 +143,13 @@ impl Service<Vec<Event>> for NeverReady {
     }
 }
 
-/// Events a sink fails because its service is not ready have their outcome: their records
-/// leave the disk buffer, as after a call — they are not sent (and failed) again at the next
-/// start.
-#[tokio::test]
-async fn events_failed_for_a_service_not_ready_leave_the_disk_buffer() {
-    let dir = std::env::temp_dir().join(format!("tagpipe-driver-{}-not-ready", std::process::id()));
+/// Three events through a disk buffer to a sink whose service is never ready, with or without
+/// a dead-letter sink: their outcomes, and what the buffer keeps once reopened.
+async fn never_ready_with_disk(
+    name: &str,
+    dead_letter: Option<SinkInput>,
+) -> (Vec<crate::EventOutcomes>, usize) {
+    let dir = std::env::temp_dir().join(format!("tagpipe-driver-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = crate::queue::BufferConfig {
         kind: crate::queue::BufferKind::Disk,
@@ -156,7 +157,6 @@ async fn events_failed_for_a_service_not_ready_leave_the_disk_buffer() {
         ..crate::queue::BufferConfig::default()
     };
     let (input, queue, stats) = crate::queue::channel(sink(), &config).unwrap();
-    let disk = queue.disk().expect("a disk queue");
     let mut acks = Vec::new();
     for name in ["a", "b", "c"] {
         let (mut event, ack) = named(name).with_acknowledgement();
@@ -168,7 +168,7 @@ async fn events_failed_for_a_service_not_ready_leave_the_disk_buffer() {
         input.send(item, true).await.map_err(|(_, e)| e).unwrap();
         acks.push(ack);
     }
-    assert_eq!(disk.len(), 3);
+    assert_eq!(queue.len(), 3);
     drop(input);
     let parts = SinkParts {
         service: SinkCalls::Events(tower::util::BoxService::new(NeverReady)),
@@ -188,22 +188,81 @@ async fn events_failed_for_a_service_not_ready_leave_the_disk_buffer() {
         },
         parts,
         stats.clone(),
-        None,
+        dead_letter,
         SinkInstruments::new(&sink(), 1000),
         control,
     )
     .await;
     assert_eq!(report.undelivered, 0);
+    assert_eq!(SinkStats::get(&stats.failed), 3);
+    let mut outcomes = Vec::new();
     for ack in acks {
-        let outcomes = ack.await;
-        assert_eq!(outcomes["console"].outcome, Outcome::Failed);
+        outcomes.push(ack.await);
+    }
+    // The buffer's writer thread commits the removals, then lets go of the file once the last
+    // handle has gone: until then redb refuses to open it again (and `DiskQueue::open` would
+    // take it for damaged).
+    let path = dir.join("buffer.redb");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match redb::Database::create(&path) {
+            Ok(_) => break,
+            Err(error) if std::time::Instant::now() > deadline => panic!("{error}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    let reopened =
+        crate::disk::DiskQueue::open(sink(), &path, 1000, None, std::time::Duration::ZERO).unwrap();
+    let kept = reopened.len();
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+    (outcomes, kept)
+}
+
+/// Events a sink fails because its service is not ready have their outcome: their records
+/// leave the disk buffer, as after a call — they are not sent (and failed) again at the next
+/// start.
+#[tokio::test]
+async fn events_failed_for_a_service_not_ready_leave_the_disk_buffer() {
+    let (outcomes, kept) = never_ready_with_disk("not-ready", None).await;
+    for outcome in &outcomes {
+        assert_eq!(outcome["console"].outcome, Outcome::Failed);
         assert_eq!(
-            outcomes["console"].reason.as_deref(),
+            outcome["console"].reason.as_deref(),
             Some("destination down")
         );
     }
-    assert_eq!(SinkStats::get(&stats.failed), 3);
-    assert_eq!(disk.len(), 0, "the failed events left the disk buffer");
-    drop(disk);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(kept, 0, "the failed events left the disk buffer");
+}
+
+/// … and go to the sink's dead-letter sink first, like events a call failed.
+#[tokio::test]
+async fn events_failed_for_a_service_not_ready_are_dead_lettered() {
+    let dead = ComponentId::parse("file/dead").unwrap();
+    let (dead_input, mut dead_queue, _) =
+        crate::queue::channel(dead, &crate::queue::BufferConfig::default()).unwrap();
+    let (outcomes, kept) = never_ready_with_disk("dead-letter", Some(dead_input)).await;
+    for outcome in &outcomes {
+        let console = &outcome["console"];
+        assert_eq!(console.outcome, Outcome::Failed);
+        assert!(console.dead_lettered, "{console:?}");
+    }
+    assert_eq!(kept, 0);
+    let mut dead_letters = Vec::new();
+    dead_queue.take_waiting(&mut dead_letters, 10);
+    let names: Vec<Option<&str>> = dead_letters
+        .iter()
+        .map(|item| {
+            let event = item.event.as_event().unwrap();
+            assert_eq!(
+                event.data.get("dead_letter").unwrap()["reason"],
+                "destination down"
+            );
+            event
+                .data
+                .get("event_name")
+                .and_then(serde_json::Value::as_str)
+        })
+        .collect();
+    assert_eq!(names, [Some("a"), Some("b"), Some("c")]);
 }

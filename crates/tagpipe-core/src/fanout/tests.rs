@@ -15,8 +15,11 @@ use crate::event::{Event, RequestContext};
 use crate::id::ComponentId;
 use crate::queue::{BufferConfig, QueueRx, Queued, SinkInput, channel};
 
-/// Prepares an event into its `n` field (or, for `n` < 0, into an outcome), counting its calls;
-/// preparers of one `kind` make the same items.
+/// An item: the preparer's kind times 1000 plus the event's `n`; or, for `n` < 0, an outcome.
+type Item = Result<i64, DestinationOutcome>;
+
+/// Prepares events into [`Item`]s, counting its calls; preparers of one `kind` make the same
+/// items.
 struct Counting {
     kind: u8,
     calls: Arc<AtomicUsize>,
@@ -29,7 +32,9 @@ impl Prepare for Counting {
         if n < 0 {
             return Prepared::new(Err::<i64, _>(DestinationOutcome::skipped("negative")));
         }
-        Prepared::new(Ok::<i64, DestinationOutcome>(n))
+        Prepared::new(Ok::<i64, DestinationOutcome>(
+            i64::from(self.kind) * 1000 + n,
+        ))
     }
 
     fn same_items_as(&self, other: &dyn Prepare) -> bool {
@@ -39,18 +44,24 @@ impl Prepare for Counting {
     }
 
     fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
-        let n = *prepared
-            .downcast_ref::<Result<i64, DestinationOutcome>>()?
-            .as_ref()
-            .ok()?;
-        Some(Prepared::new(Ok::<i64, DestinationOutcome>(n)))
+        let item = *prepared.downcast_ref::<Item>()?.as_ref().ok()?;
+        Some(Prepared::new(Ok::<i64, DestinationOutcome>(item)))
     }
 }
 
 /// A sink's queue whose items are prepared by a [`Counting`] of `kind` (none: not prepared).
 fn sink(name: &str, kind: Option<u8>, calls: &Arc<AtomicUsize>) -> (SinkInput, QueueRx) {
-    let (mut input, rx, _) =
-        channel(ComponentId::parse(name).unwrap(), &BufferConfig::default()).unwrap();
+    sink_with(name, kind, calls, &BufferConfig::default())
+}
+
+/// [`sink`] with a buffer of its own.
+fn sink_with(
+    name: &str,
+    kind: Option<u8>,
+    calls: &Arc<AtomicUsize>,
+    buffer: &BufferConfig,
+) -> (SinkInput, QueueRx) {
+    let (mut input, rx, _) = channel(ComponentId::parse(name).unwrap(), buffer).unwrap();
     input.prepare_with(kind.map(|kind| {
         Arc::new(Counting {
             kind,
@@ -74,10 +85,7 @@ fn items(rx: &mut QueueRx) -> Vec<Option<i64>> {
     out.into_iter()
         .map(|queued| match queued.event {
             Queued::Event(_) => Some(-1000),
-            Queued::Prepared(prepared) => prepared
-                .downcast::<Result<i64, DestinationOutcome>>()
-                .ok()
-                .and_then(Result::ok),
+            Queued::Prepared(prepared) => prepared.downcast::<Item>().ok().and_then(Result::ok),
         })
         .collect()
 }
@@ -133,11 +141,73 @@ async fn a_group_prepares_each_event_once_and_each_sink_gets_its_item() {
     assert_eq!(
         waiting,
         [
-            vec![Some(1), Some(2)],
+            vec![Some(7001), Some(7002)],
             vec![Some(-1000), Some(-1000)],
-            vec![Some(1), Some(2)],
-            vec![Some(1), Some(2)],
-            vec![Some(1), Some(2)],
+            vec![Some(7001), Some(7002)],
+            vec![Some(7001), Some(7002)],
+            vec![Some(8001), Some(8002)],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn interleaved_groups_each_pass_on_their_own_item() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (inputs, mut queues): (Vec<_>, Vec<_>) = [
+        ("spotify/a1", Some(1)),
+        ("spotify/b1", Some(2)),
+        ("spotify/a2", Some(1)),
+        ("spotify/b2", Some(2)),
+    ]
+    .into_iter()
+    .map(|(name, kind)| sink(name, kind, &calls))
+    .unzip();
+    let mut fan_out = FanOut::new(inputs);
+    assert_eq!(fan_out.groups, 2);
+    fan_out.call(event(5)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let waiting: Vec<_> = queues.iter_mut().map(items).collect();
+    assert_eq!(
+        waiting,
+        [
+            vec![Some(1005)],
+            vec![Some(2005)],
+            vec![Some(1005)],
+            vec![Some(2005)]
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_in_a_group_drops_its_event_and_the_others_still_get_theirs() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let one = BufferConfig {
+        max_events: 1,
+        when_full: crate::queue::WhenFull::DropNewest,
+        ..BufferConfig::default()
+    };
+    let roomy = BufferConfig::default();
+    // The group's first and last sinks hold one event: full after the first.
+    let (inputs, mut queues): (Vec<_>, Vec<_>) = [
+        ("spotify/a", &one),
+        ("spotify/b", &roomy),
+        ("spotify/c", &one),
+    ]
+    .into_iter()
+    .map(|(name, buffer)| sink_with(name, Some(7), &calls, buffer))
+    .unzip();
+    let mut fan_out = FanOut::new(inputs);
+    fan_out.call(event(1)).await.unwrap();
+    fan_out.call(event(2)).await.unwrap();
+    // One preparation per event: the second one by the middle sink, the only one with room.
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let waiting: Vec<_> = queues.iter_mut().map(items).collect();
+    assert_eq!(
+        waiting,
+        [
+            vec![Some(7001)],
+            vec![Some(7001), Some(7002)],
+            vec![Some(7001)]
         ]
     );
 }
