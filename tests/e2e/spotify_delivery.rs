@@ -34,6 +34,14 @@ fn events(n: usize) -> Vec<Value> {
 
 /// POSTs events in debug mode; returns each event's outcome at the sink.
 fn post_debug(t: &Tagpipe, events: &[Value]) -> Vec<Value> {
+    post_debug_answer(t, events)
+        .iter()
+        .map(|e| e["destinations"]["spotify"].clone())
+        .collect()
+}
+
+/// POSTs events in debug mode; returns the answer's `events` (each with its `destinations`).
+fn post_debug_answer(t: &Tagpipe, events: &[Value]) -> Vec<Value> {
     let body = Value::Array(events.to_vec()).to_string();
     let reply = send(
         t.addr,
@@ -51,12 +59,7 @@ fn post_debug(t: &Tagpipe, events: &[Value]) -> Vec<Value> {
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
-    reply.json()["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["destinations"]["spotify"].clone())
-        .collect()
+    reply.json()["events"].as_array().unwrap().clone()
 }
 
 fn sizes(receiver: &Receiver) -> Vec<usize> {
@@ -380,30 +383,16 @@ fn two_accounts_fed_the_same_events_get_identical_events_each_with_its_own_envel
     let t = Tagpipe::start("two-accounts", &yaml);
     let mut sent = events(3);
     sent.push(json!({"event_name": "Purchase", "event_id": "no-identifier"}));
-    let body = Value::Array(sent).to_string();
-    let reply = send(
-        t.addr,
-        "POST",
-        "/v1/events",
-        &[
-            ("Content-Type", "application/json"),
-            ("x-tagpipe-debug", "1"),
-        ],
-        body.as_bytes(),
-    );
-    assert_eq!(reply.status, 200);
-    let answer = reply.json();
+    let answer = post_debug_answer(&t, &sent);
     for sink in ["spotify/a", "spotify/b"] {
-        let outcomes: Vec<&Value> = answer["events"]
-            .as_array()
-            .unwrap()
+        let outcomes: Vec<&Value> = answer
             .iter()
             .map(|e| &e["destinations"][sink]["outcome"])
             .collect();
         assert_eq!(
             outcomes,
             ["sent", "sent", "sent", "failed"],
-            "{sink}: {answer}"
+            "{sink}: {answer:?}"
         );
     }
     let delivered = |receiver: &Receiver, connection: &str| {
