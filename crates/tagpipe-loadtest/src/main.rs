@@ -258,7 +258,7 @@ fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
     let header = format!(
         "Load: wrk, 1 thread, {} connections, {} s per run at full speed and {} s at \
          {latency_rate} (more connections, each waiting ~5 ms between requests; the wait set by \
-         a short calibration run), {} run(s) per scenario in rounds (medians); load generator, \
+         up to three short calibration runs), {} run(s) per scenario in rounds (medians); load generator, \
          server and receiver share this machine's {} cores.",
         options.connections,
         options.duration.as_secs(),

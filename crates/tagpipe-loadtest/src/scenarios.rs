@@ -185,6 +185,13 @@ const HALF_RATE_WAIT_S: f64 = 0.005;
 /// The short run that finds the half-rate run's response time (see [`run_once`]).
 const CALIBRATION: Duration = Duration::from_secs(2);
 
+/// At most this many calibration runs; they stop once one reaches the rate within
+/// [`CALIBRATION_TOLERANCE`].
+const CALIBRATION_RUNS: usize = 3;
+
+/// How far from the asked rate a calibration run may land (a fraction of it).
+const CALIBRATION_TOLERANCE: f64 = 0.05;
+
 /// One run's figures.
 #[derive(Debug, Clone, Default)]
 pub struct RunFigures {
@@ -303,10 +310,18 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     // Each connection's cycle is its wait plus the response time at *that* load, which the
     // full-speed run's median overstates (by far where requests queue: ~15 ms for the fan-out,
     // whose "half-rate" runs then ran at ~80 % of the maximum). A short run at the first guess
-    // shows the cycle; the wait is corrected with the response time it implies.
+    // shows the cycle; the wait is corrected with the response time it implies — again, until
+    // a run lands near the rate (wrk's waits are whole milliseconds and its timer adds to them,
+    // so one correction can overshoot: the ceiling's latency runs reached 46–57 % of its
+    // maximum with one).
     load.duration = options.duration.min(CALIBRATION);
-    let probe = run(&load, &format!("{}-calibration", scenario.slug()))?;
-    load.latency_ms = load.response_ms_at(probe.requests_per_second);
+    for _ in 0..CALIBRATION_RUNS {
+        let probe = run(&load, &format!("{}-calibration", scenario.slug()))?;
+        if (probe.requests_per_second / rate - 1.0).abs() <= CALIBRATION_TOLERANCE {
+            break;
+        }
+        load.latency_ms = load.response_ms_at(probe.requests_per_second);
+    }
     load.duration = options.duration;
     let half = run(&load, &format!("{}-half", scenario.slug()))?;
     drop(child);
