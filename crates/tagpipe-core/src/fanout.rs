@@ -62,31 +62,33 @@ impl FanOut {
 /// first of them; a sink with no such partner is alone. Also the number of groups.
 fn sharing_plan(sinks: &[SinkInput]) -> (Vec<Sharing>, usize) {
     let preparer = |i: usize| sinks[i].prepare.as_deref();
+    // Only preparers of one type can share: a group's items go into every member's queue.
     let same = |a: &dyn Prepare, b: &dyn Prepare| a.form() == b.form() && a.same_items_as(b);
-    // Each sink's group leader: the first sink whose preparer makes the same items.
-    let leaders: Vec<Option<usize>> = (0..sinks.len())
+    // Each preparing sink's leader: the first sink (itself, if none before it) making its items.
+    let leader: Vec<Option<usize>> = (0..sinks.len())
         .map(|i| {
             let mine = preparer(i)?;
-            (0..i).find(|&j| preparer(j).is_some_and(|theirs| same(theirs, mine)))
+            (0..i)
+                .find(|&j| preparer(j).is_some_and(|theirs| same(theirs, mine)))
+                .or(Some(i))
         })
         .collect();
-    let mut group_of_leader = vec![None; sinks.len()];
+    let members = |l: usize| leader.iter().filter(|&&x| x == Some(l)).count();
+    let mut group_of_leader = vec![0; sinks.len()];
     let mut groups = 0;
     let plan = (0..sinks.len())
-        .map(|i| {
-            let leader = leaders[i].unwrap_or(i);
-            let follows = |j: usize| leaders[j] == Some(leader);
-            if leaders[i].is_none() && !(i + 1..sinks.len()).any(follows) {
-                return Sharing::Alone;
+        .map(|i| match leader[i] {
+            Some(l) if members(l) > 1 => {
+                if l == i {
+                    group_of_leader[i] = groups;
+                    groups += 1;
+                }
+                Sharing::Shared {
+                    group: group_of_leader[l],
+                    more: leader[i + 1..].contains(&Some(l)),
+                }
             }
-            let group = *group_of_leader[leader].get_or_insert_with(|| {
-                groups += 1;
-                groups - 1
-            });
-            Sharing::Shared {
-                group,
-                more: (i + 1..sinks.len()).any(follows),
-            }
+            _ => Sharing::Alone,
         })
         .collect();
     (plan, groups)

@@ -56,13 +56,8 @@ impl Prepare for SpotifyPrepare {
     fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
         match prepared.downcast_mut::<Ready>()? {
             Ready::Send(item) => {
-                let json = item.json.share();
-                Some(Prepared::new(Ready::Send(Item {
-                    json,
-                    name: item.name.clone(),
-                    trace_id: item.trace_id.clone(),
-                    ..*item
-                })))
+                item.json.make_shared();
+                Some(Prepared::new(Ready::Send(item.clone())))
             }
             Ready::Done(_) => None,
         }
@@ -96,12 +91,11 @@ enum ItemJson {
 }
 
 impl ItemJson {
-    /// Makes the JSON shareable (once) and gives another handle on it.
-    fn share(&mut self) -> Self {
+    /// Makes the JSON shareable (once): clones of the item then share it instead of copying it.
+    fn make_shared(&mut self) {
         if let Self::Owned(json) = self {
             *self = Self::Shared(Arc::new(std::mem::take(json)));
         }
-        self.clone()
     }
 }
 

@@ -118,28 +118,69 @@ fn sinks_with_the_same_items_form_a_group_and_the_last_of_it_takes_the_original(
     );
 }
 
+/// A fan-out to sinks prepared by [`Counting`]s, their queues, and the count of preparations.
+struct Setup {
+    fan_out: FanOut,
+    queues: Vec<QueueRx>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Setup {
+    /// Sinks of these names and kinds, with default buffers.
+    fn new(sinks: &[(&str, Option<u8>)]) -> Self {
+        let buffer = BufferConfig::default();
+        let sinks: Vec<_> = sinks
+            .iter()
+            .map(|&(name, kind)| (name, kind, &buffer))
+            .collect();
+        Self::with_buffers(&sinks)
+    }
+
+    /// Sinks of these names, kinds and buffers.
+    fn with_buffers(sinks: &[(&str, Option<u8>, &BufferConfig)]) -> Self {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (inputs, queues) = sinks
+            .iter()
+            .map(|&(name, kind, buffer)| sink_with(name, kind, &calls, buffer))
+            .unzip();
+        Self {
+            fan_out: FanOut::new(inputs),
+            queues,
+            calls,
+        }
+    }
+
+    async fn send(&mut self, n: i64) {
+        self.fan_out.call(event(n)).await.unwrap();
+    }
+
+    /// Preparations so far.
+    fn prepared(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// What waits in each queue (see [`items`]).
+    fn waiting(&mut self) -> Vec<Vec<Option<i64>>> {
+        self.queues.iter_mut().map(items).collect()
+    }
+}
+
 #[tokio::test]
 async fn a_group_prepares_each_event_once_and_each_sink_gets_its_item() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (inputs, mut queues): (Vec<_>, Vec<_>) = [
+    let mut setup = Setup::new(&[
         ("spotify/a", Some(7)),
         ("console", None),
         ("spotify/b", Some(7)),
         ("spotify/c", Some(7)),
         ("other", Some(8)),
-    ]
-    .into_iter()
-    .map(|(name, kind)| sink(name, kind, &calls))
-    .unzip();
-    let mut fan_out = FanOut::new(inputs);
+    ]);
     for n in [1, 2] {
-        fan_out.call(event(n)).await.unwrap();
+        setup.send(n).await;
     }
     // Per event: one preparation for the group of three, one for `other`.
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
-    let waiting: Vec<_> = queues.iter_mut().map(items).collect();
+    assert_eq!(setup.prepared(), 4);
     assert_eq!(
-        waiting,
+        setup.waiting(),
         [
             vec![Some(7001), Some(7002)],
             vec![Some(-1000), Some(-1000)],
@@ -152,23 +193,17 @@ async fn a_group_prepares_each_event_once_and_each_sink_gets_its_item() {
 
 #[tokio::test]
 async fn interleaved_groups_each_pass_on_their_own_item() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (inputs, mut queues): (Vec<_>, Vec<_>) = [
+    let mut setup = Setup::new(&[
         ("spotify/a1", Some(1)),
         ("spotify/b1", Some(2)),
         ("spotify/a2", Some(1)),
         ("spotify/b2", Some(2)),
-    ]
-    .into_iter()
-    .map(|(name, kind)| sink(name, kind, &calls))
-    .unzip();
-    let mut fan_out = FanOut::new(inputs);
-    assert_eq!(fan_out.groups, 2);
-    fan_out.call(event(5)).await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
-    let waiting: Vec<_> = queues.iter_mut().map(items).collect();
+    ]);
+    assert_eq!(setup.fan_out.groups, 2);
+    setup.send(5).await;
+    assert_eq!(setup.prepared(), 2);
     assert_eq!(
-        waiting,
+        setup.waiting(),
         [
             vec![Some(1005)],
             vec![Some(2005)],
@@ -180,7 +215,6 @@ async fn interleaved_groups_each_pass_on_their_own_item() {
 
 #[tokio::test]
 async fn a_full_queue_in_a_group_drops_its_event_and_the_others_still_get_theirs() {
-    let calls = Arc::new(AtomicUsize::new(0));
     let one = BufferConfig {
         max_events: 1,
         when_full: crate::queue::WhenFull::DropNewest,
@@ -188,22 +222,17 @@ async fn a_full_queue_in_a_group_drops_its_event_and_the_others_still_get_theirs
     };
     let roomy = BufferConfig::default();
     // The group's first and last sinks hold one event: full after the first.
-    let (inputs, mut queues): (Vec<_>, Vec<_>) = [
-        ("spotify/a", &one),
-        ("spotify/b", &roomy),
-        ("spotify/c", &one),
-    ]
-    .into_iter()
-    .map(|(name, buffer)| sink_with(name, Some(7), &calls, buffer))
-    .unzip();
-    let mut fan_out = FanOut::new(inputs);
-    fan_out.call(event(1)).await.unwrap();
-    fan_out.call(event(2)).await.unwrap();
+    let mut setup = Setup::with_buffers(&[
+        ("spotify/a", Some(7), &one),
+        ("spotify/b", Some(7), &roomy),
+        ("spotify/c", Some(7), &one),
+    ]);
+    setup.send(1).await;
+    setup.send(2).await;
     // One preparation per event: the second one by the middle sink, the only one with room.
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
-    let waiting: Vec<_> = queues.iter_mut().map(items).collect();
+    assert_eq!(setup.prepared(), 2);
     assert_eq!(
-        waiting,
+        setup.waiting(),
         [
             vec![Some(7001)],
             vec![Some(7001), Some(7002)],
@@ -214,15 +243,12 @@ async fn a_full_queue_in_a_group_drops_its_event_and_the_others_still_get_theirs
 
 #[tokio::test]
 async fn an_item_that_is_not_copied_is_prepared_by_each_sink_of_the_group() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (inputs, mut queues): (Vec<_>, Vec<_>) = ["spotify/a", "spotify/b", "spotify/c"]
-        .into_iter()
-        .map(|name| sink(name, Some(7), &calls))
-        .unzip();
-    let mut fan_out = FanOut::new(inputs);
-    fan_out.call(event(-1)).await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
-    for queue in &mut queues {
-        assert_eq!(items(queue), [None]);
-    }
+    let mut setup = Setup::new(&[
+        ("spotify/a", Some(7)),
+        ("spotify/b", Some(7)),
+        ("spotify/c", Some(7)),
+    ]);
+    setup.send(-1).await;
+    assert_eq!(setup.prepared(), 3);
+    assert_eq!(setup.waiting(), [[None], [None], [None]]);
 }
