@@ -335,17 +335,38 @@ impl EventData {
 
 /// The first eight bytes of a name as a big-endian integer (zero-padded): comparing two of these
 /// orders names as comparing the names does, except that equal prefixes need the full compare.
-fn name_prefix(name: &str) -> u64 {
+const fn name_prefix(name: &str) -> u64 {
     let bytes = name.as_bytes();
     if let Some(head) = bytes.first_chunk::<8>() {
         return u64::from_be_bytes(*head);
     }
     // Shorter names: byte by byte (a copy of variable length would call `memcpy`).
     let mut prefix = 0u64;
-    for (i, &b) in bytes.iter().enumerate() {
-        prefix |= u64::from(b) << (56 - 8 * i);
+    let mut i = 0;
+    while i < bytes.len() {
+        prefix |= (bytes[i] as u64) << (56 - 8 * i);
+        i += 1;
     }
     prefix
+}
+
+/// The names of a [`SlotBuilder`]'s slots with their [`name_prefix`]es, worked out when the
+/// program is compiled (a `const`): a builder made from it computes nothing per name.
+pub struct SlotTable<const N: usize> {
+    slots: [(&'static str, u64); N],
+}
+
+impl<const N: usize> SlotTable<N> {
+    /// The table of `names` (see [`SlotBuilder::new`] for what they must be).
+    pub const fn new(names: [&'static str; N]) -> Self {
+        let mut slots = [("", 0); N];
+        let mut i = 0;
+        while i < N {
+            slots[i] = (names[i], name_prefix(names[i]));
+            i += 1;
+        }
+        Self { slots }
+    }
 }
 
 /// Builds event data whose names mostly come from a table known in advance (a source's parameter
@@ -363,11 +384,22 @@ impl SlotBuilder {
     /// A builder for the names of `table`, which must be unique and should be sorted by name
     /// (byte order); an unsorted table still gives sorted event data, only slower.
     pub fn new<const N: usize>(table: &'static [&'static str; N]) -> Self {
+        Self::from_table(&SlotTable::new(*table))
+    }
+
+    /// [`SlotBuilder::new`] from a table whose prefixes were worked out in advance (as a
+    /// `const`): the per-event path.
+    pub fn from_table<const N: usize>(table: &SlotTable<N>) -> Self {
         const { assert!(N <= 64, "a slot table has at most 64 names") };
         Self {
             fields: table
+                .slots
                 .iter()
-                .map(|&name| Field::new(Key::Borrowed(name), Value::Null))
+                .map(|&(name, prefix)| Field {
+                    prefix,
+                    name: Key::Borrowed(name),
+                    value: FieldValue::Ready(Value::Null),
+                })
                 .collect(),
             filled: 0,
         }

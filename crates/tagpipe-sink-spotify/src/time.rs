@@ -49,8 +49,23 @@ impl EventTime {
 }
 
 /// `2025-05-27T20:16:56.000Z`.
+///
+/// Events that arrive together share their millisecond (a GA4 hit's event time is when its
+/// request arrived; at tens of thousands of hits a second, dozens arrive in each millisecond):
+/// each thread keeps the last text it made and copies it for the same millisecond, rather than
+/// doing the calendar arithmetic again (~600 instructions per event).
 pub fn rfc3339_millis(ms: i64) -> String {
-    tagpipe_core::time::rfc3339(ms.saturating_mul(1000), 3)
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((0, String::new())) };
+    }
+    LAST.with_borrow_mut(|(last_ms, text)| {
+        if *last_ms != ms || text.is_empty() {
+            *text = tagpipe_core::time::rfc3339(ms.saturating_mul(1000), 3);
+            *last_ms = ms;
+        }
+        text.clone()
+    })
 }
 
 #[cfg(test)]
@@ -89,6 +104,13 @@ mod tests {
             "2025-05-01T00:00:00.000Z"
         );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(0),
+            "1970-01-01T00:00:00.000Z",
+            "again, from the cache"
+        );
+        assert_eq!(rfc3339_millis(1), "1970-01-01T00:00:00.001Z");
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             rfc3339_millis(1_704_067_199_999),

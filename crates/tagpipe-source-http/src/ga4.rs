@@ -32,7 +32,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
-use tagpipe_core::event_data::{Deferred, Key, SlotBuilder};
+use tagpipe_core::event_data::{Deferred, Key, SlotBuilder, SlotTable};
 
 use crate::urlencoded;
 
@@ -103,6 +103,9 @@ macro_rules! known_names {
             /// The slots' names, by slot.
             const NAMES: [&'static str; [$($name),*].len()] = [$($name),*];
 
+            /// The slots' names and their prefixes, worked out at compile time.
+            const TABLE: SlotTable<{ Self::NAMES.len() }> = SlotTable::new(Self::NAMES);
+
             /// The slot of an event-data name: a match (length compares, a name compare only
             /// for names of the same length) rather than a binary search of name compares.
             fn of(name: &str) -> Option<usize> {
@@ -170,7 +173,7 @@ impl HitBuilder {
     /// A hit from a client at `client_addr`.
     fn new(client_addr: IpAddr) -> Self {
         let mut hit = Self {
-            known: SlotBuilder::new(&Known::NAMES),
+            known: SlotBuilder::from_table(&Known::TABLE),
             others: Vec::new(),
             user_properties: Map::new(),
             client_hints: ClientHints::default(),
