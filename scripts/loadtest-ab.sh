@@ -9,7 +9,9 @@
 # A variant is `label:scenario:ENV=VALUE:binary` — the scenario (`ceiling`, `ga4`, `batches`,
 # `fanout`), an optional environment setting for the run, and the tagpipe binary (empty: this
 # workspace's release build, as last built — build it first). DUR sets the seconds per run
-# (default 6). A run that fails shows as FAIL. Example:
+# (default 6). A run that fails shows as FAIL. The last lines give each variant's medians over the
+# rounds (the machine's speed drifts between rounds; compare medians, never a single round).
+# Example:
 #
 #   ./scripts/loadtest-ab.sh 6 "old:ga4::/tmp/tagpipe-old" "new:ga4::"
 set -uo pipefail
@@ -20,6 +22,7 @@ rounds=$1
 shift
 variants=("$@")
 count=${#variants[@]}
+declare -A rates cpus
 for round in $(seq "$rounds"); do
   line="round $round"
   for offset in $(seq 0 $((count - 1))); do
@@ -33,7 +36,19 @@ for round in $(seq "$rounds"); do
       line="$line | $label FAIL"
     else
       line="$line | $label ${row%%|*} req/s ${row##*|} µs"
+      rates[$label]+="${row%%|*} "
+      cpus[$label]+="${row##*|} "
     fi
   done
   echo "$line"
+done
+
+# The middle value of a list of numbers (the mean of the two middle ones for an even count).
+median() {
+  tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {
+    if (NR == 0) print "—"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+for variant in "${variants[@]}"; do
+  label=${variant%%:*}
+  echo "median $label: $(median <<<"${rates[$label]:-}") req/s, $(median <<<"${cpus[$label]:-}") µs"
 done

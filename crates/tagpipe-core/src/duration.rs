@@ -1,11 +1,12 @@
-//! Human-friendly durations in configuration: `250ms`, `30s`, `5m`, `1h`, or a bare number of
-//! seconds.
+//! Human-friendly durations in configuration: `250ms`, `30s`, `5m`, `1h`, `7d`, or a bare number
+//! of seconds.
 
 use std::time::Duration;
 
 use serde::{Deserializer, de};
 
-/// Parses `250ms`, `30s`, `5m`, `1h`, `1.5s` or a plain number of seconds.
+/// Parses `250ms`, `30s`, `5m`, `1h`, `7d` (days of 24 hours), `1.5s` or a plain number of
+/// seconds.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -20,9 +21,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "invalid duration unit `{other}` in `{text}`: use ms, s, m or h"
+                "invalid duration unit `{other}` in `{text}`: use ms, s, m, h or d"
             ));
         }
     };
@@ -73,8 +75,13 @@ mod tests {
         assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse("1.5d"), Ok(Duration::from_secs(36 * 3600)));
         assert_eq!(parse("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse("5 days").is_err());
+        assert_eq!(
+            parse("5 days"),
+            Err("invalid duration unit `days` in `5 days`: use ms, s, m, h or d".to_owned())
+        );
         assert!(parse("fast").is_err());
     }
 }
