@@ -382,8 +382,10 @@ pub struct SlotBuilder {
 
 impl SlotBuilder {
     /// A builder for the names of `table`, which must be unique and should be sorted by name
-    /// (byte order); an unsorted table still gives sorted event data, only slower.
-    pub fn new<const N: usize>(table: &'static [&'static str; N]) -> Self {
+    /// (byte order); an unsorted table still gives sorted event data, only slower. Works out the
+    /// names' prefixes each time: a source that builds many events keeps a `const`
+    /// [`SlotTable`] and uses [`Self::from_table`].
+    pub fn new<const N: usize>(table: &[&'static str; N]) -> Self {
         Self::from_table(&SlotTable::new(*table))
     }
 
