@@ -194,9 +194,11 @@ impl Pipelines {
         self.send_each(events.into_iter()).await;
     }
 
-    /// Sends `events` into every pipeline: a copy of them into each but the last, which takes
-    /// them.
-    async fn send_each(&self, events: impl Iterator<Item = Event> + Clone) {
+    /// Sends `events`, in order, into every pipeline: a copy of them into each but the last,
+    /// which takes them. Each event is taken from the iterator only when its turn comes, so one
+    /// that is made as it is taken (e.g. read from a request's body) is made, processed and
+    /// queued before the next is made.
+    pub async fn send_each(&self, events: impl Iterator<Item = Event> + Clone) {
         let Some((last, rest)) = self.0.split_last() else {
             return;
         };

@@ -12,6 +12,7 @@ const SEEDS: &[&[u8]] = &[
     b"en=page_view&_et=10\nen=scroll&epn.percent_scrolled=90\n",
     br#"{"event_name":"purchase","items":[{"item_id":"a","price":1}],"user_data":{"email":"x@y.z"}}"#,
     br#"[{"a":1},{"b":[1,2,{"c":null}]}]"#,
+    b"[ {\"v\":1e308,\"w\":-0.5e-3} ,\n{\"s\":\"\\u00e9\\ud83d\\ude00\"},{\"t\":[true,false,null]} ]",
     b"eventName=a&items.0.item_id=b&items.1.price=2&user_data.email=e",
     b"dtdc=eyJldmVudF9uYW1lIjoiYSJ9&x=1",
 ];
@@ -56,7 +57,23 @@ fn exercise(input: &[u8]) {
     let _ = ga4::parse_hits(&query, input, addr, Some("UA"), 50);
     let _ = ga4::parse_hits(&query, b"", addr, None, 50);
     for framing in [events::Framing::Json, events::Framing::Ndjson] {
-        let _ = events::parse(input, framing, 50);
+        // What the checking pass accepts, decoding reads: no accepted event is lost.
+        if let Ok(batch) = events::parse(input, framing, 50) {
+            let accepted = batch.len();
+            assert_eq!(batch.events().count(), accepted, "{framing:?} {input:?}");
+        }
+    }
+    // An array body is accepted exactly when it decodes as an array of objects.
+    if let Ok(text) = std::str::from_utf8(input)
+        && text.trim_start().starts_with('[')
+    {
+        let decoded = serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(text);
+        let parsed = events::parse(input, events::Framing::Json, usize::MAX);
+        assert_eq!(
+            decoded.as_ref().map(Vec::len).ok(),
+            parsed.as_ref().map(events::Batch::len).ok(),
+            "{text:?}"
+        );
     }
     for media in [
         None,

@@ -14,6 +14,7 @@ use tagpipe_core::{
 use crate::client_ip::{client_addr, normalise_ip};
 use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
+use crate::events::Batch;
 use crate::response::{Reply, apply_parts, empty, gif, json};
 use crate::server::{Endpoint, Routed, Server};
 use crate::{body, cors, data_client, events, ga4};
@@ -169,20 +170,20 @@ fn check_before_body(
 }
 
 /// A request's events, their shared context, and the answer to give.
-struct Parsed {
-    data: Vec<EventData>,
+struct Parsed<'a> {
+    data: Batch<'a>,
     context: Arc<RequestContext>,
     answer: Answer,
 }
 
 /// Parses a request's events (the endpoint's format) and counts them as received.
-fn parse(
+fn parse<'a>(
     server: &Server,
     format: Format,
     parts: http::request::Parts,
-    bytes: &[u8],
+    bytes: &'a [u8],
     client: IpAddr,
-) -> Result<Parsed, HttpError> {
+) -> Result<Parsed<'a>, HttpError> {
     let config = &server.config;
     let debug = config.debug.enabled && is_debug(&parts.headers);
     // Read now: the headers move into the events' context.
@@ -202,7 +203,7 @@ fn parse(
     let context = Arc::new(context);
 
     let max = config.max_events_per_request;
-    let (mut data, answer) = match format {
+    let (data, answer) = match format {
         Format::Events(framing) => (events::parse(bytes, framing, max)?, Answer::Accepted),
         Format::Ga4 => {
             let user_agent = context.header(header::USER_AGENT);
@@ -213,7 +214,7 @@ fn parse(
                     HttpError::bad_request(e)
                 }
             })?;
-            (data, Answer::NoContent)
+            (Batch::Decoded(data), Answer::NoContent)
         }
         Format::Data => {
             let is_get = method == Method::GET;
@@ -244,12 +245,9 @@ fn parse(
             } else {
                 Answer::Json(receipts.into_iter().next().unwrap_or(Value::Null))
             };
-            (data, answer)
+            (Batch::Decoded(data), answer)
         }
     };
-    for event in &mut data {
-        normalise_ip_override(event);
-    }
     server
         .metrics
         .received(format.endpoint().into(), data.len() as u64);
@@ -338,31 +336,22 @@ fn normalise_ip_override(event: &mut EventData) {
 /// debug mode returns the debug answer.
 async fn deliver(
     server: &Server,
-    data: Vec<EventData>,
+    batch: Batch<'_>,
     context: &Arc<RequestContext>,
 ) -> Option<Value> {
     let debug = context.debug;
     // One snapshot for the whole request, even if a reload swaps the pipelines meanwhile.
     let output = server.output.current();
+    let events = batch.events().map(|mut data| {
+        normalise_ip_override(&mut data);
+        Event::new(data, context.clone())
+    });
     if !debug && !output.waits_for_delivery() {
-        let mut data = data;
-        if data.len() == 1
-            && let Some(only) = data.pop()
-        {
-            output.send(Event::new(only, context.clone())).await;
-            return None;
-        }
-        let events = data
-            .into_iter()
-            .map(|d| Event::new(d, context.clone()))
-            .collect();
-        output.send_all(events).await;
+        // Each event is read (a checked batch), processed and queued before the next is read.
+        output.send_each(events).await;
         return None;
     }
-    let (events, acks): (Vec<Event>, Vec<_>) = data
-        .into_iter()
-        .map(|d| Event::new(d, context.clone()).with_acknowledgement())
-        .unzip();
+    let (events, acks): (Vec<Event>, Vec<_>) = events.map(Event::with_acknowledgement).unzip();
     output.send_all(events).await;
     let timeout = if debug {
         server.config.debug.timeout
