@@ -184,9 +184,16 @@ impl Dispatcher {
 pub struct Pipelines(Arc<[Pipeline]>);
 
 impl Pipelines {
-    /// Sends one event into every pipeline (no list to allocate, as for a GA4 hit).
+    /// Sends one event into every pipeline (no list to allocate, as for a GA4 hit): a copy of
+    /// it (its shared data) into each but the last, which takes it.
     pub async fn send(&self, event: Event) {
-        self.send_each(std::iter::once(event)).await;
+        let Some((last, rest)) = self.0.split_last() else {
+            return;
+        };
+        for pipeline in rest {
+            pipeline.process(std::iter::once(event.clone())).await;
+        }
+        last.process(std::iter::once(event)).await;
     }
 
     /// Sends events, in order, into every pipeline.
@@ -194,18 +201,23 @@ impl Pipelines {
         self.send_each(events.into_iter()).await;
     }
 
-    /// Sends `events`, in order, into every pipeline: a copy of them into each but the last,
-    /// which takes them. Each event is taken from the iterator only when its turn comes, so one
-    /// that is made as it is taken (e.g. read from a request's body) is made, processed and
-    /// queued before the next is made.
-    pub async fn send_each(&self, events: impl Iterator<Item = Event> + Clone) {
-        let Some((last, rest)) = self.0.split_last() else {
-            return;
-        };
-        for pipeline in rest {
-            pipeline.process(events.clone()).await;
+    /// Sends `events`, in order, into every pipeline. With one pipeline each event is taken
+    /// from the iterator only when its turn comes, so one made as it is taken (e.g. read from a
+    /// request's body) is made, processed and queued before the next is made. With more, the
+    /// events are made first and each pipeline but the last gets a copy of them (their shared
+    /// data), the last the events themselves.
+    pub async fn send_each(&self, events: impl Iterator<Item = Event>) {
+        match &*self.0 {
+            [] => {}
+            [only] => only.process(events).await,
+            [rest @ .., last] => {
+                let events: Vec<Event> = events.collect();
+                for pipeline in rest {
+                    pipeline.process(events.iter().cloned()).await;
+                }
+                last.process(events.into_iter()).await;
+            }
         }
-        last.process(events).await;
     }
 
     /// Every sink these pipelines reach, without duplicates.
@@ -359,5 +371,39 @@ mod tests {
         dispatcher.send_all(Vec::new()).await;
         assert_eq!(first_counts.calls.load(Ordering::Relaxed), 4);
         assert_eq!(second_counts.calls.load(Ordering::Relaxed), 4);
+    }
+
+    /// How many calls the pipelines' services had seen as each event was made.
+    async fn calls_seen_as_events_are_made(
+        pipelines: Pipelines,
+        calls: &AtomicUsize,
+    ) -> Vec<usize> {
+        let seen = Mutex::new(Vec::new());
+        let events = (0..3).map(|_| {
+            seen.lock().unwrap().push(calls.load(Ordering::Relaxed));
+            event()
+        });
+        pipelines.send_each(events).await;
+        seen.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_pipeline_takes_each_event_only_when_its_turn_comes() {
+        let (only, counts) = counting_pipeline();
+        let pipelines = Pipelines(vec![only].into());
+        assert_eq!(
+            calls_seen_as_events_are_made(pipelines, &counts.calls).await,
+            [0, 1, 2],
+            "each event made after the one before went through"
+        );
+        let (first, counts) = counting_pipeline();
+        let (second, _) = counting_pipeline();
+        let pipelines = Pipelines(vec![first, second].into());
+        assert_eq!(
+            calls_seen_as_events_are_made(pipelines, &counts.calls).await,
+            [0, 0, 0],
+            "with two pipelines the events are made first, then shared"
+        );
+        assert_eq!(counts.calls.load(Ordering::Relaxed), 3);
     }
 }

@@ -70,8 +70,7 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// The events, in order; a checked one is read when taken. A copy of the iterator reads
-    /// the events again (one copy of them per further pipeline, as cloning them would).
+    /// The events, in order; a checked one is read when taken.
     pub(crate) fn events(self) -> Events<'a> {
         match self {
             Self::Decoded(events) => Events::Decoded(events.into_iter()),
@@ -81,7 +80,6 @@ impl<'a> Batch<'a> {
 }
 
 /// The iterator of [`Batch::events`].
-#[derive(Clone)]
 pub(crate) enum Events<'a> {
     Decoded(std::vec::IntoIter<EventData>),
     Checked(std::vec::IntoIter<&'a str>),
