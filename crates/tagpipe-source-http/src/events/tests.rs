@@ -62,8 +62,14 @@ fn the_checking_pass_refuses_what_only_decoding_finds() {
     let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
     let items = [
         r#"{"value":1e400}"#.to_owned(),
+        r#"{"value":-1e400}"#.to_owned(),
+        format!(r#"{{"value":{}}}"#, "9".repeat(400)),
         r#"{"a":"\ud800"}"#.to_owned(),
+        r#"{"\ud800":1}"#.to_owned(),
+        "{\"a\":\"\u{1}\"}".to_owned(),
         deep,
+        // One level more than the decoder takes: the object and 127 arrays.
+        format!("{{\"a\":{}1{}}}", "[".repeat(127), "]".repeat(127)),
     ];
     for item in &items {
         let array = format!(r#"[{{"ok":1}},{item}]"#);
@@ -141,23 +147,29 @@ fn refusals_say_what_and_where() {
 
 #[test]
 fn the_element_wise_pass_reads_arrays_as_the_whole_body_pass_does() {
-    for (body, events) in [
-        ("[]", 0),
-        (" \r\n[ ]\t", 0),
-        ("[{}]", 1),
+    for (body, texts) in [
+        ("[]", vec![]),
+        (" \r\n[ ]\t", vec![]),
+        ("[{}]", vec!["{}"]),
         (
             "[\n {\"a\": [1, {\"b\": \"]\"}]} ,\n\t{\"c\": \"},{\"}\n]\n",
-            2,
+            vec!["{\"a\": [1, {\"b\": \"]\"}]}", "{\"c\": \"},{\"}"],
         ),
+        ("[{}, 2]", vec!["{}", "2"]),
     ] {
-        let batch = parse(body.as_bytes(), Framing::Json, 10).unwrap();
-        assert!(matches!(batch, Batch::Checked(_)), "{body:?}");
-        assert_eq!(
-            read_all(body.as_bytes(), Framing::Json).unwrap().len(),
-            events
-        );
+        let array = array_items(body, 10).expect(body);
+        assert_eq!(array.items, texts, "{body:?}");
+        assert_eq!(array.len, texts.len());
     }
+    let array = array_items("[{}, 2, [], {}]", 2).unwrap();
+    assert_eq!(
+        (array.len, array.items, array.first_other),
+        (4, vec!["{}", "2"], Some((1, "a number"))),
+        "all counted, the first non-object named, no more texts kept than can be accepted"
+    );
     for body in [
+        "{}",
+        "\"x\"",
         "[{},]",
         "[{} {}]",
         "[{}] x",
@@ -169,13 +181,15 @@ fn the_element_wise_pass_reads_arrays_as_the_whole_body_pass_does() {
         "[{\"a\":01}]",
         "[1 2]",
     ] {
-        let e = parse(body.as_bytes(), Framing::Json, 10).unwrap_err();
-        assert!(
-            e.message.starts_with("malformed JSON at line 1 column"),
-            "{body:?}: {}",
-            e.message
-        );
-        assert!(serde_json::from_str::<Value>(body).is_err(), "{body:?}");
+        assert!(array_items(body, 10).is_none(), "{body:?}");
+        if body.contains('[') {
+            let e = parse(body.as_bytes(), Framing::Json, 10).unwrap_err();
+            assert!(
+                e.message.starts_with("malformed JSON at line 1 column"),
+                "{body:?}: {}",
+                e.message
+            );
+        }
     }
     let e = parse(b"[{}, 2, {}]", Framing::Json, 10).unwrap_err();
     assert_eq!(e.message, "event 1 is not a JSON object (found a number)");
@@ -186,5 +200,39 @@ fn the_element_wise_pass_reads_arrays_as_the_whole_body_pass_does() {
         e.status,
         StatusCode::BAD_REQUEST,
         "broken syntax is said before too many"
+    );
+}
+
+#[test]
+fn an_element_nests_as_deep_as_decoding_takes() {
+    // The object and 126 arrays: 127 levels, the most the decoder takes.
+    let item = format!("{{\"a\":{}1{}}}", "[".repeat(126), "]".repeat(126));
+    assert!(serde_json::from_str::<EventData>(&item).is_ok());
+    assert_eq!(
+        read_all(format!("[{item}]").as_bytes(), Framing::Json)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        read_all(format!("{item}\n").as_bytes(), Framing::Ndjson)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn serde_json_private_names_are_ordinary_keys() {
+    // With serde_json's `raw_value` feature on (in any crate of the build), a map whose first
+    // key is this name decodes as the JSON text of its value: the checking pass would accept
+    // events that decoding then refuses, and `{"x": 1}` would silently change meaning.
+    let body = br#"[{"a":{"$serde_json::private::RawValue":"[1"}},{"b":{"$serde_json::private::RawValue":1}}]"#;
+    assert_eq!(
+        read_all(body, Framing::Json).unwrap(),
+        vec![
+            json!({"a": {"$serde_json::private::RawValue": "[1"}}),
+            json!({"b": {"$serde_json::private::RawValue": 1}}),
+        ]
     );
 }
