@@ -150,15 +150,16 @@ pub(crate) fn parse(
             }
             // Not a well-formed array: a pass over the whole body says where it breaks or what
             // it is instead.
-            None => Err(match serde_json::from_str::<Shape>(text) {
+            None => Err(match serde_json::from_str::<Kind>(text) {
                 Err(e) => malformed(&e),
-                Ok(Shape::Other(found)) => HttpError::bad_request(format!(
+                // Not reached: the element-wise pass reads an array as this pass does, and a
+                // body starting as an object was decoded above.
+                Ok(Kind::Object | Kind::Other("an array")) => {
+                    HttpError::bad_request("malformed JSON: the body could not be read as events")
+                }
+                Ok(Kind::Other(found)) => HttpError::bad_request(format!(
                     "expected a JSON object or an array of objects, found {found}"
                 )),
-                // Not reached: the element-wise pass reads what the whole-body pass reads.
-                Ok(Shape::Array) => {
-                    HttpError::bad_request("malformed JSON: the array's elements could not be read")
-                }
             }),
         },
         Framing::Ndjson => {
@@ -205,7 +206,7 @@ struct ArrayItems<'a> {
 /// found — one pass over the body that yields each element's text. Each element is read as
 /// [`Batch::events`] decodes it, on its own, so it may nest as deep as the decoder allows
 /// (127 levels, itself included). `None` for a body that is anything else or breaks anywhere:
-/// the whole-body pass then finds the error to report.
+/// a [`Kind`] pass over the whole body then finds the error to report.
 fn array_items(text: &str, max: usize) -> Option<ArrayItems<'_>> {
     let mut rest = trim_json_space(text).strip_prefix('[')?;
     let mut array = ArrayItems {
@@ -296,14 +297,8 @@ macro_rules! scalar_visits {
     };
 }
 
-/// What a JSON body that is not a single object is, read whole (for the error to report when
-/// [`array_items`] finds no well-formed array): an array, or something else (named).
-enum Shape {
-    Array,
-    Other(&'static str),
-}
-
-/// One checked element of an array body, or one NDJSON line: an object, or what was found.
+/// One checked element of an array body, or one NDJSON line (or a whole body that is no
+/// well-formed array, for its error): an object, or what was found.
 enum Kind {
     Object,
     Other(&'static str),
@@ -313,24 +308,6 @@ enum Kind {
 /// range is an error), strings unescaped (a lone surrogate is an error), nesting counted
 /// against the same limit — and kept nowhere.
 struct Check;
-
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ShapeVisitor;
-        impl<'de> Visitor<'de> for ShapeVisitor {
-            type Value = Shape;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object or an array of objects")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Shape, A::Error> {
-                CheckVisitor.visit_seq(seq)?;
-                Ok(Shape::Array)
-            }
-            scalar_visits!(Shape);
-        }
-        deserializer.deserialize_any(ShapeVisitor)
-    }
-}
 
 impl<'de> Deserialize<'de> for Kind {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
