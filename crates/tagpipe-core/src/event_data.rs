@@ -47,10 +47,24 @@ pub type Key = Cow<'static, str>;
 /// these differences: `insert` takes any `Into<Key>` (a `&'static str` or a `String`), there is
 /// `get_or_insert_with` instead of `entry`, `iter` yields `(&str, &Value)`, and indexing a missing
 /// field gives `null` rather than panicking. Iteration is in key order.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Default, PartialEq)]
 pub struct EventData {
     /// Sorted by name (byte order, as `str`'s `Ord`), names unique.
     fields: Vec<Field>,
+}
+
+/// Room for this many more fields in event data read from JSON or copied: a pipeline's
+/// mapping that sets a field or two (`action_source`, `event_id`) then moves no fields to a
+/// larger vector. 128 bytes per event.
+const ROOM_TO_GROW: usize = 2;
+
+impl Clone for EventData {
+    /// A copy with [`ROOM_TO_GROW`] (a derived clone would be exactly full).
+    fn clone(&self) -> Self {
+        let mut fields = Vec::with_capacity(self.fields.len() + ROOM_TO_GROW);
+        fields.extend(self.fields.iter().cloned());
+        Self { fields }
+    }
 }
 
 /// One field: its name, the name's first eight bytes as an integer, and its value.
@@ -257,6 +271,60 @@ impl EventData {
                 None
             }
         }
+    }
+
+    /// Sets field `key` to `value`, dropping any previous value (a deferred one unbuilt): the
+    /// field is found with one search, and its name, borrowed, is copied only when the field
+    /// is new — not even then for a well-known name, which is `'static`. For a processor that
+    /// writes a configured name (mapping's `set`, `copy` and `rename`).
+    pub fn set(&mut self, key: &str, value: Value) {
+        let prefix = name_prefix(key);
+        match self.position_with(prefix, key) {
+            Ok(i) => self.fields[i].value = FieldValue::Ready(value),
+            Err(i) => {
+                let name = key_of(key);
+                let value = FieldValue::Ready(value);
+                self.fields.insert(
+                    i,
+                    Field {
+                        prefix,
+                        name,
+                        value,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Renames field `from` to `to`, replacing any field `to`; its value moves as it is (a
+    /// deferred one unbuilt), the fields between the two places shift by one, and the new name
+    /// is copied as in [`set`](Self::set). Whether there was a field `from`.
+    pub fn rename(&mut self, from: &str, to: &str) -> bool {
+        let Ok(i) = self.position(from) else {
+            return false;
+        };
+        if from == to {
+            return true;
+        }
+        let prefix = name_prefix(to);
+        match self.position_with(prefix, to) {
+            Ok(j) => {
+                let moved = self.fields.remove(i);
+                self.fields[if j > i { j - 1 } else { j }].value = moved.value;
+            }
+            Err(j) => {
+                let field = &mut self.fields[i];
+                field.prefix = prefix;
+                field.name = key_of(to);
+                // `j` is where `to` goes while `from` still sits at `i`.
+                if j > i {
+                    self.fields[i..j].rotate_left(1);
+                } else {
+                    self.fields[j..=i].rotate_right(1);
+                }
+            }
+        }
+        true
     }
 
     /// The value of field `key`, inserted with `make` first when missing.
@@ -624,8 +692,9 @@ impl<'de> Visitor<'de> for EventDataVisitor {
         while let Some((FieldName(key), value)) = access.next_entry::<FieldName, Value>()? {
             fields.push(Field::new(key, value));
         }
-        // Events wait in queues by the thousand: no room left over from growing the vector.
-        fields.shrink_to_fit();
+        // Events wait in queues by the thousand: no more room left over from growing the
+        // vector than a pipeline's few new fields need.
+        fields.shrink_to(fields.len() + ROOM_TO_GROW);
         Ok(EventData::from_unsorted(fields))
     }
 }
@@ -644,10 +713,7 @@ impl<'de> Deserialize<'de> for FieldName {
                 f.write_str("a field name")
             }
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FieldName, E> {
-                Ok(FieldName(well_known_name(name).map_or_else(
-                    || Key::Owned(name.to_owned()),
-                    Key::Borrowed,
-                )))
+                Ok(FieldName(key_of(name)))
             }
             fn visit_string<E: serde::de::Error>(self, name: String) -> Result<FieldName, E> {
                 Ok(FieldName(
@@ -657,6 +723,11 @@ impl<'de> Deserialize<'de> for FieldName {
         }
         deserializer.deserialize_str(NameVisitor)
     }
+}
+
+/// The key for a borrowed name: the `'static` copy of a well-known name, else an owned copy.
+fn key_of(name: &str) -> Key {
+    well_known_name(name).map_or_else(|| Key::Owned(name.to_owned()), Key::Borrowed)
 }
 
 /// Declares the well-known names and their look-up (a `match`: length checks and compares).

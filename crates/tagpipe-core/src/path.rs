@@ -41,6 +41,18 @@ pub fn remove(data: &mut EventData, path: &str) -> Option<Value> {
     }
 }
 
+/// Moves the value at `from` to `to`, as [`remove`] then [`set`] would; whether there was one.
+/// Between two top-level names it is one move within the event data ([`EventData::rename`]).
+pub fn rename(data: &mut EventData, from: &str, to: &str) -> Result<bool, String> {
+    if !from.contains('.') && !to.contains('.') && !to.is_empty() {
+        return Ok(data.rename(from, to));
+    }
+    match remove(data, from) {
+        Some(value) => set(data, to, value).map(|()| true),
+        None => Ok(false),
+    }
+}
+
 /// Mutable access to the value at `path`, if any.
 pub fn get_mut<'a>(data: &'a mut EventData, path: &str) -> Option<&'a mut Value> {
     let mut segments = path.split('.');
@@ -63,13 +75,8 @@ pub fn set(data: &mut EventData, path: &str, value: Value) -> Result<(), String>
         if path.is_empty() {
             return Err("an empty path".into());
         }
-        // The common case: a top-level field, replaced in place when it exists.
-        match data.get_mut(path) {
-            Some(slot) => *slot = value,
-            None => {
-                data.insert(path.to_owned(), value);
-            }
-        }
+        // The common case: a top-level field, found with one search.
+        data.set(path, value);
         return Ok(());
     }
     let segments: Vec<&str> = path.split('.').collect();
@@ -165,5 +172,22 @@ mod tests {
         );
         assert_eq!(remove(&mut d, "items.0"), Some(json!({"price": 1})));
         assert_eq!(d["items"], json!([{"price": 2}]));
+    }
+
+    #[test]
+    fn rename_moves_top_level_and_nested_values() {
+        let mut d = data(json!({"transaction_id": "T-1", "user_data": {"em": "x"}, "a": 1}));
+        assert_eq!(rename(&mut d, "transaction_id", "event_id"), Ok(true));
+        assert_eq!(rename(&mut d, "user_data.em", "email"), Ok(true));
+        assert_eq!(rename(&mut d, "a", "user_data.a"), Ok(true));
+        assert_eq!(rename(&mut d, "missing", "b"), Ok(false));
+        assert_eq!(
+            d.to_value(),
+            json!({"event_id": "T-1", "email": "x", "user_data": {"a": 1}})
+        );
+        assert!(
+            rename(&mut d, "event_id", "email.x").is_err(),
+            "a scalar in the way"
+        );
     }
 }

@@ -176,10 +176,7 @@ fn apply_operation(event: &mut Event, op: &Operation) -> Result<(), String> {
             if !owned && path::get(&event.data, from).is_none() {
                 return Ok(());
             }
-            let data = event.data_mut();
-            if let Some(value) = path::remove(data, from) {
-                path::set(data, to, value)?;
-            }
+            path::rename(event.data_mut(), from, to)?;
         }
         Operation::Delete(p) => {
             if path::get(&event.data, p).is_some() {

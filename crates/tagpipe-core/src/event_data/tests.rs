@@ -357,3 +357,95 @@ fn a_deferred_field_unread_is_built_by_whatever_takes_or_changes_it() {
     assert_eq!(data.get("hints"), Some(&expected));
     assert_eq!(builds(), 8);
 }
+
+/// A name from a small alphabet, six to ten bytes: many shared prefixes and repeats.
+fn generated_name(random: &mut crate::random::Repeatable) -> String {
+    let len = 6 + random.below(5);
+    (0..len)
+        .map(|_| char::from(b"ab_-"[random.below(4)]))
+        .collect()
+}
+
+#[test]
+fn set_and_rename_agree_with_a_json_map_on_many_generated_name_sets() {
+    let mut random = crate::random::Repeatable::new(0x5EED_0002);
+    for round in 0..500 {
+        let mut map = Map::new();
+        for i in 0..random.below(20) {
+            map.insert(generated_name(&mut random), json!(i));
+        }
+        let mut data = EventData::from(map.clone());
+        for step in 0..6 {
+            let (a, b) = (generated_name(&mut random), generated_name(&mut random));
+            // Half the time a name that is there, so renames move fields both ways.
+            let from = match map.keys().nth(random.below(map.len().max(1))) {
+                Some(existing) if random.below(2) == 0 => existing.clone(),
+                _ => a,
+            };
+            if step % 2 == 0 {
+                map.insert(from.clone(), json!(["set", round, step]));
+                data.set(&from, json!(["set", round, step]));
+            } else {
+                let moved = map.remove(&from);
+                let had = moved.is_some();
+                if let Some(value) = moved {
+                    map.insert(b.clone(), value);
+                }
+                assert_eq!(data.rename(&from, &b), had, "{from} → {b}");
+            }
+            let got: Vec<(&str, &Value)> = data.iter().collect();
+            let want: Vec<(&str, &Value)> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            assert_eq!(got, want, "round {round}, step {step}");
+        }
+    }
+    // Renaming onto itself, or onto a field that is there (before or after it).
+    let mut data = EventData::from_iter([("a", json!(1)), ("m", json!(2)), ("z", json!(3))]);
+    assert!(data.rename("m", "m"));
+    assert!(data.rename("z", "a"));
+    assert_eq!(data.to_value(), json!({"a": 3, "m": 2}));
+    assert!(data.rename("a", "m"));
+    assert_eq!(data.to_value(), json!({"m": 3}));
+    assert!(!data.rename("a", "b"));
+}
+
+#[test]
+fn set_and_rename_give_well_known_names_the_static_copy_and_leave_deferred_values_unbuilt() {
+    let before = builds();
+    let mut data = with_deferred();
+    data.set("event_id", json!("e"));
+    data.set("my_field", json!(1));
+    let kinds: Vec<(&str, bool)> = data
+        .fields
+        .iter()
+        .map(|f| (f.name.as_ref(), matches!(f.name, Key::Borrowed(_))))
+        .collect();
+    assert!(kinds.contains(&("event_id", true)), "{kinds:?}");
+    assert!(kinds.contains(&("my_field", false)), "{kinds:?}");
+    // A deferred value moves as it is, and one overwritten is never built.
+    assert!(data.rename("hints", "client_hints"));
+    assert_eq!(builds(), before);
+    assert_eq!(data["client_hints"], json!({"built": "raw"}));
+    assert_eq!(builds(), before + 1);
+    let mut data = with_deferred();
+    data.set("hints", json!(0));
+    assert_eq!(data["hints"], json!(0));
+    assert_eq!(builds(), before + 1);
+}
+
+#[test]
+fn event_data_read_from_json_or_copied_has_room_for_two_more_fields() {
+    let data: EventData = serde_json::from_str(r#"{"a":1,"b":2,"c":3}"#).unwrap();
+    let room = |d: &EventData| d.fields.capacity() - d.fields.len();
+    assert_eq!(room(&data), 2, "not the decoder's default of 16");
+    let mut copy = data.clone();
+    assert_eq!(room(&copy), 2);
+    let first = copy.fields.as_ptr();
+    copy.set("d", json!(4));
+    copy.set("e", json!(5));
+    assert_eq!(copy.fields.as_ptr(), first, "two more fields moved nothing");
+    assert_eq!(
+        std::mem::size_of::<super::Field>(),
+        64,
+        "the room's cost in the docs"
+    );
+}
