@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
-use serde_json::json;
+use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
+use serde_json::{Value, json};
 use tagpipe_core::{Event, RequestContext};
 use tagpipe_sink_bigquery::{SchemaKind, insert_id, schema};
 
@@ -36,11 +37,18 @@ fn bench(c: &mut Criterion) {
             TableDataInsertAllRequest::new,
             |mut request| {
                 request.skip_invalid_rows();
+                let mut rows = Vec::with_capacity(events.len());
                 for event in &events {
                     let row = schema::row(&columns, event).unwrap();
                     let id = insert_id(&event.data, &row);
-                    request.add_row(Some(id), &row).unwrap();
+                    rows.push((id, row));
                 }
+                // As the sink does: the request gets copies, the rows stay for a retry.
+                let copies = rows.iter().map(|(id, row)| TableDataInsertAllRequestRows {
+                    insert_id: Some(id.clone()),
+                    json: Value::Object(row.clone()),
+                });
+                request.add_rows(copies.collect()).unwrap();
                 serde_json::to_vec(&request).unwrap()
             },
             BatchSize::SmallInput,

@@ -112,17 +112,16 @@ pub fn row(columns: &[Column], event: &Event) -> Result<Map<String, Value>, Stri
     let mut row = Map::new();
     for c in columns {
         let value = if c.path == "." {
-            Some(event.data.to_value())
+            Some(whole_event(event, c.kind).map_err(|e| format!("column `{}`: {e}", c.name))?)
         } else {
-            path::get(&event.data, &c.path).cloned()
-        };
-        let value = match (value, c.kind) {
-            (None | Some(Value::Null), ColumnType::Timestamp) if c.path == "timestamp" => {
-                Some(received_at(event))
-            }
-            (None | Some(Value::Null), _) => None,
-            (Some(v), kind) => {
-                Some(convert(&v, kind).map_err(|e| format!("column `{}`: {e}", c.name))?)
+            match (path::get(&event.data, &c.path), c.kind) {
+                (None | Some(Value::Null), ColumnType::Timestamp) if c.path == "timestamp" => {
+                    Some(received_at(event))
+                }
+                (None | Some(Value::Null), _) => None,
+                (Some(v), kind) => {
+                    Some(convert(v, kind).map_err(|e| format!("column `{}`: {e}", c.name))?)
+                }
             }
         };
         if let Some(v) = value {
@@ -130,6 +129,18 @@ pub fn row(columns: &[Column], event: &Event) -> Result<Map<String, Value>, Stri
         }
     }
     Ok(row)
+}
+
+/// The value of a column that holds the whole event (`path: "."`): as a `json` or `string`
+/// column its JSON text, written straight from the event data (no copy of the event as a
+/// `Value` first); any other type fails as [`convert`] says.
+fn whole_event(event: &Event, kind: ColumnType) -> Result<Value, String> {
+    match kind {
+        ColumnType::Json | ColumnType::String => serde_json::to_string(&*event.data)
+            .map(Value::String)
+            .map_err(|e| e.to_string()),
+        other => convert(&event.data.to_value(), other),
+    }
 }
 
 fn received_at(event: &Event) -> Value {
@@ -175,8 +186,12 @@ fn convert(v: &Value, kind: ColumnType) -> Result<Value, String> {
             Value::String(s) if s.parse::<f64>().is_err() => v.clone(),
             _ => {
                 let n = number(v).ok_or_else(|| format!("`{v}` is not a time"))?;
-                let digits = format!("{:.0}", n.abs().trunc()).len();
-                let micros = if digits <= 10 { n * 1e6 } else { n * 1e3 };
+                // Up to ten integer digits: seconds; more: milliseconds.
+                let micros = if n.abs().trunc() < 1e10 {
+                    n * 1e6
+                } else {
+                    n * 1e3
+                };
                 Value::String(rfc3339_micros(micros as i64))
             }
         },
@@ -217,6 +232,44 @@ mod tests {
         assert_eq!(whole["user_data"]["x"], 1);
         assert!(!r.contains_key("currency"));
         assert_eq!(partition_column(&cols), Some("timestamp"));
+    }
+
+    #[test]
+    fn a_time_of_up_to_ten_integer_digits_is_seconds_and_a_longer_one_milliseconds() {
+        let at = |t: Value| {
+            row(
+                &[column("t", ColumnType::Timestamp, "t")],
+                &event(json!({"t": t})),
+            )
+        };
+        assert_eq!(
+            at(json!(9_999_999_999.5)).unwrap()["t"],
+            "2286-11-20T17:46:39.500000Z"
+        );
+        assert_eq!(
+            at(json!(-9_999_999_999_i64)).unwrap()["t"],
+            "1653-02-10T06:13:21.000000Z"
+        );
+        assert_eq!(
+            at(json!(10_000_000_000_i64)).unwrap()["t"],
+            "1970-04-26T17:46:40.000000Z"
+        );
+        assert_eq!(
+            at(json!("1748377016123")).unwrap()["t"],
+            "2025-05-27T20:16:56.123000Z"
+        );
+    }
+
+    #[test]
+    fn a_whole_event_column_is_the_events_json_text_as_json_or_string() {
+        let e = event(json!({"b": [1, {"c": "é\n"}], "a": 1.5, "event_name": "x"}));
+        let text = e.data.to_value().to_string();
+        for kind in [ColumnType::Json, ColumnType::String] {
+            let r = row(&[column("whole", kind, ".")], &e).unwrap();
+            assert_eq!(r["whole"], Value::String(text.clone()), "{kind:?}");
+        }
+        let refused = row(&[column("n", ColumnType::Integer, ".")], &e).unwrap_err();
+        assert!(refused.starts_with("column `n`: "), "{refused}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
+use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tagpipe_core::logs::{DeliveryLog, LogEmitter, LogKind};
@@ -46,6 +47,18 @@ struct Row {
     insert_id: String,
     json: Map<String, Value>,
     size: usize,
+}
+
+impl Row {
+    /// The row as the `insertAll` request carries it: a copy (the row stays for a retry), made
+    /// as a plain clone of the map rather than serialised into a new `Value` (what the client
+    /// library's `add_row` does).
+    fn request_row(&self) -> TableDataInsertAllRequestRows {
+        TableDataInsertAllRequestRows {
+            insert_id: Some(self.insert_id.clone()),
+            json: Value::Object(self.json.clone()),
+        }
+    }
 }
 
 /// Reasons BigQuery gives for rows worth sending again.
@@ -219,11 +232,7 @@ impl Shared {
             request.ignore_unknown_values();
         }
         request.skip_invalid_rows();
-        for row in rows {
-            if let Err(e) = request.add_row(Some(row.insert_id.clone()), &row.json) {
-                tracing::error!(error = %e, "cannot serialise a row");
-            }
-        }
+        let _always_ok = request.add_rows(rows.iter().map(Row::request_row).collect());
         let result = self
             .client
             .tabledata()
