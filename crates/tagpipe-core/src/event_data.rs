@@ -688,12 +688,15 @@ impl<'de> Visitor<'de> for EventDataVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<EventData, A::Error> {
-        let mut fields = Vec::with_capacity(access.size_hint().unwrap_or(16).min(256));
+        let hint = access.size_hint().unwrap_or(16).min(256);
+        let mut fields = Vec::with_capacity(hint + ROOM_TO_GROW);
         while let Some((FieldName(key), value)) = access.next_entry::<FieldName, Value>()? {
             fields.push(Field::new(key, value));
         }
         // Events wait in queues by the thousand: no more room left over from growing the
-        // vector than a pipeline's few new fields need.
+        // vector than a pipeline's few new fields need, and no less (a vector that grew to
+        // just its length gets it now).
+        fields.reserve_exact(ROOM_TO_GROW);
         fields.shrink_to(fields.len() + ROOM_TO_GROW);
         Ok(EventData::from_unsorted(fields))
     }

@@ -84,8 +84,8 @@ pub fn render(results: &[(Scenario, Vec<RunFigures>)], header: &str) -> String {
 }
 
 /// The GA4 / ceiling ratio of requests/s: of the medians, and with several rounds also per
-/// round — the two runs of a round met the same background load, so the median of the rounds'
-/// ratios is the steadier figure on a machine whose speed drifts between rounds.
+/// round (the two runs of a round, minutes apart, met similar background load) with the median
+/// of the rounds' ratios.
 fn ga4_ratio(results: &[(Scenario, Vec<RunFigures>)]) -> Option<String> {
     let runs = |wanted: Scenario| {
         results
@@ -107,10 +107,10 @@ fn ga4_ratio(results: &[(Scenario, Vec<RunFigures>)]) -> Option<String> {
         .map(|(g, c)| ratio(g.requests_per_second, c.requests_per_second))
         .collect();
     if rounds.len() > 1 {
-        let each: Vec<String> = rounds.iter().map(|r| format!("{r:.0}")).collect();
+        let each: Vec<String> = rounds.iter().map(|r| format!("{r:.0}%")).collect();
         let _ = write!(
             sentence,
-            " Round by round: {} % (median **{:.0}%**).",
+            " Round by round: {} (median **{:.0}%**).",
             each.join(" / "),
             median(rounds)
         );
@@ -144,7 +144,7 @@ mod tests {
         assert!(
             report.contains(
                 "reach **50%** of the hyper-204 ceiling's requests/s (ratio of the medians). \
-                 Round by round: 55 / 60 / 42 % (median **55%**)."
+                 Round by round: 55% / 60% / 42% (median **55%**)."
             ),
             "{report}"
         );

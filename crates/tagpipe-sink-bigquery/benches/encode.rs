@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
-use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
-use serde_json::{Value, json};
+use serde_json::json;
 use tagpipe_core::{Event, RequestContext};
-use tagpipe_sink_bigquery::{SchemaKind, insert_id, schema};
+use tagpipe_sink_bigquery::{SchemaKind, insert_id, request_row, schema};
 
 /// As in the `tagpipe` binary.
 #[global_allocator]
@@ -44,10 +43,7 @@ fn bench(c: &mut Criterion) {
                     rows.push((id, row));
                 }
                 // As the sink does: the request gets copies, the rows stay for a retry.
-                let copies = rows.iter().map(|(id, row)| TableDataInsertAllRequestRows {
-                    insert_id: Some(id.clone()),
-                    json: Value::Object(row.clone()),
-                });
+                let copies = rows.iter().map(|(id, row)| request_row(id, row));
                 request.add_rows(copies.collect()).unwrap();
                 serde_json::to_vec(&request).unwrap()
             },

@@ -40,7 +40,7 @@ pub mod schema;
 mod service;
 mod storage;
 
-pub use service::insert_id;
+pub use service::{insert_id, request_row};
 
 use std::sync::Arc;
 

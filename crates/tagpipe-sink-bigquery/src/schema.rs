@@ -258,6 +258,19 @@ mod tests {
             at(json!("1748377016123")).unwrap()["t"],
             "2025-05-27T20:16:56.123000Z"
         );
+        assert_eq!(
+            at(json!(-1e10)).unwrap()["t"],
+            "1969-09-07T06:13:20.000000Z"
+        );
+        // Text that reads as no finite number: the epoch, or the latest time there is.
+        assert_eq!(
+            at(json!("NaN")).unwrap()["t"],
+            "1970-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            at(json!("inf")).unwrap()["t"],
+            at(json!(1e300)).unwrap()["t"]
+        );
     }
 
     #[test]

@@ -49,18 +49,6 @@ struct Row {
     size: usize,
 }
 
-impl Row {
-    /// The row as the `insertAll` request carries it: a copy (the row stays for a retry), made
-    /// as a plain clone of the map rather than serialised into a new `Value` (what the client
-    /// library's `add_row` does).
-    fn request_row(&self) -> TableDataInsertAllRequestRows {
-        TableDataInsertAllRequestRows {
-            insert_id: Some(self.insert_id.clone()),
-            json: Value::Object(self.json.clone()),
-        }
-    }
-}
-
 /// Reasons BigQuery gives for rows worth sending again.
 const RETRYABLE_ROW_REASONS: &[&str] = &[
     "backendError",
@@ -232,7 +220,12 @@ impl Shared {
             request.ignore_unknown_values();
         }
         request.skip_invalid_rows();
-        let _always_ok = request.add_rows(rows.iter().map(Row::request_row).collect());
+        let copies = rows
+            .iter()
+            .map(|row| request_row(&row.insert_id, &row.json));
+        if let Err(e) = request.add_rows(copies.collect()) {
+            tracing::error!(error = %e, "cannot add the rows to the request");
+        }
         let result = self
             .client
             .tabledata()
@@ -332,6 +325,16 @@ pub fn insert_id(data: &tagpipe_core::EventData, row: &Map<String, Value>) -> St
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+/// A row as the `insertAll` request carries it: a copy (the sink keeps its rows for a retry),
+/// made as a plain clone of the map rather than serialised into a new `Value` (what the client
+/// library's `add_row` does).
+pub fn request_row(insert_id: &str, row: &Map<String, Value>) -> TableDataInsertAllRequestRows {
+    TableDataInsertAllRequestRows {
+        insert_id: Some(insert_id.to_owned()),
+        json: Value::Object(row.clone()),
+    }
 }
 
 /// The length of a row's JSON, counted while serialising (no string is built).

@@ -396,6 +396,10 @@ fn set_and_rename_agree_with_a_json_map_on_many_generated_name_sets() {
             let got: Vec<(&str, &Value)> = data.iter().collect();
             let want: Vec<(&str, &Value)> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
             assert_eq!(got, want, "round {round}, step {step}");
+            // Found by look-up too: every field's prefix is its name's.
+            for (name, value) in &map {
+                assert_eq!(data.get(name), Some(value), "{name}");
+            }
         }
     }
     // Renaming onto itself, or onto a field that is there (before or after it).
@@ -424,6 +428,8 @@ fn set_and_rename_give_well_known_names_the_static_copy_and_leave_deferred_value
     // A deferred value moves as it is, and one overwritten is never built.
     assert!(data.rename("hints", "client_hints"));
     assert_eq!(builds(), before);
+    let renamed = data.fields.iter().find(|f| f.name == "client_hints");
+    assert!(renamed.is_some_and(|f| matches!(f.name, Key::Borrowed(_))));
     assert_eq!(data["client_hints"], json!({"built": "raw"}));
     assert_eq!(builds(), before + 1);
     let mut data = with_deferred();
@@ -434,9 +440,18 @@ fn set_and_rename_give_well_known_names_the_static_copy_and_leave_deferred_value
 
 #[test]
 fn event_data_read_from_json_or_copied_has_room_for_two_more_fields() {
-    let data: EventData = serde_json::from_str(r#"{"a":1,"b":2,"c":3}"#).unwrap();
     let room = |d: &EventData| d.fields.capacity() - d.fields.len();
-    assert_eq!(room(&data), 2, "not the decoder's default of 16");
+    // Around the sizes a growing vector fills exactly, from text (no size known in advance)
+    // and from a value (its size known).
+    for count in [0, 1, 3, 15, 16, 17, 18, 19, 31, 32, 33, 34, 64, 300] {
+        let object: Map<String, Value> = (0..count).map(|i| (format!("f{i}"), json!(i))).collect();
+        let text = serde_json::to_string(&object).unwrap();
+        let from_text: EventData = serde_json::from_str(&text).unwrap();
+        let from_value: EventData = serde_json::from_value(Value::Object(object)).unwrap();
+        assert_eq!(room(&from_text), 2, "{count} fields from text");
+        assert_eq!(room(&from_value), 2, "{count} fields from a value");
+    }
+    let data: EventData = serde_json::from_str(r#"{"a":1,"b":2,"c":3}"#).unwrap();
     let mut copy = data.clone();
     assert_eq!(room(&copy), 2);
     let first = copy.fields.as_ptr();
