@@ -177,9 +177,17 @@ impl Field {
 
     /// Orders this field's name against a name and its prefix.
     fn cmp_name(&self, prefix: u64, name: &str) -> std::cmp::Ordering {
-        self.prefix
-            .cmp(&prefix)
-            .then_with(|| self.name.as_ref().cmp(name))
+        self.prefix.cmp(&prefix).then_with(|| {
+            let (mine, theirs) = (self.name.as_bytes(), name.as_bytes());
+            if mine.len() <= 8 && theirs.len() <= 8 {
+                // Equal prefixes hold both names whole: any bytes one has beyond the other are
+                // the other's zero padding, so the shorter comes first (as `str` orders them).
+                // Most look-ups end here: no `memcmp` call for a short name.
+                mine.len().cmp(&theirs.len())
+            } else {
+                mine.cmp(theirs)
+            }
+        })
     }
 }
 

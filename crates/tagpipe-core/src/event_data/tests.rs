@@ -122,6 +122,7 @@ fn sorting_agrees_with_string_order_for_shared_prefixes_and_repeats() {
         "a",
         "ab",
         "ab\u{0}",
+        "ab\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}",
         "page_location",
         "page_title",
         "x-ga-gcs",
@@ -147,6 +148,13 @@ fn sorting_agrees_with_string_order_for_shared_prefixes_and_repeats() {
         .iter()
         .map(|(k, v)| (k.to_owned(), v.clone()))
         .collect();
+    // Look-ups tell apart the names whose zero-padded prefixes are equal.
+    for (name, value) in &expected {
+        assert_eq!(data.get(name), Some(value), "{name:?}");
+    }
+    for absent in ["ab\u{0}\u{0}", "ga_sessio", "x-ga-gc", "\u{0}"] {
+        assert_eq!(data.get(absent), None, "{absent:?}");
+    }
     let want: Vec<(String, Value)> = expected.into_iter().collect();
     assert_eq!(got, want);
 }
