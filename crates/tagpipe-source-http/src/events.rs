@@ -273,30 +273,6 @@ pub(crate) fn objects(items: Vec<Value>, max: usize) -> Result<Vec<EventData>, H
         .collect()
 }
 
-/// The visits of JSON scalars, each naming what was found (`Other`).
-macro_rules! scalar_visits {
-    ($what:ident) => {
-        fn visit_unit<E: serde::de::Error>(self) -> Result<$what, E> {
-            Ok($what::Other("null"))
-        }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$what, E> {
-            Ok($what::Other("a boolean"))
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$what, E> {
-            Ok($what::Other("a number"))
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$what, E> {
-            Ok($what::Other("a number"))
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$what, E> {
-            Ok($what::Other("a number"))
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<$what, E> {
-            Ok($what::Other("a string"))
-        }
-    };
-}
-
 /// One checked element of an array body, or one NDJSON line (or a whole body that is no
 /// well-formed array, for its error): an object, or what was found.
 enum Kind {
@@ -325,7 +301,24 @@ impl<'de> Deserialize<'de> for Kind {
                 CheckVisitor.visit_seq(seq)?;
                 Ok(Kind::Other("an array"))
             }
-            scalar_visits!(Kind);
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Kind, E> {
+                Ok(Kind::Other("null"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Kind, E> {
+                Ok(Kind::Other("a boolean"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Kind, E> {
+                Ok(Kind::Other("a number"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Kind, E> {
+                Ok(Kind::Other("a number"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Kind, E> {
+                Ok(Kind::Other("a number"))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Kind, E> {
+                Ok(Kind::Other("a string"))
+            }
         }
         deserializer.deserialize_any(KindVisitor)
     }

@@ -12,6 +12,14 @@ fn read_all(body: &[u8], framing: Framing) -> Result<Vec<Value>, HttpError> {
     Ok(events)
 }
 
+/// Asserts that `parse` refuses `body` with a reason starting with `start`; the refusal.
+fn refused_with(body: &[u8], framing: Framing, max: usize, start: &str) -> HttpError {
+    let e = parse(body, framing, max).unwrap_err();
+    let shown = String::from_utf8_lossy(body);
+    assert!(e.message.starts_with(start), "{shown:?}: {}", e.message);
+    e
+}
+
 #[test]
 fn objects_arrays_and_ndjson() {
     assert_eq!(parse(br#"{"a":1}"#, Framing::Json, 10).unwrap().len(), 1);
@@ -73,20 +81,16 @@ fn the_checking_pass_refuses_what_only_decoding_finds() {
     ];
     for item in &items {
         let array = format!(r#"[{{"ok":1}},{item}]"#);
-        let e = parse(array.as_bytes(), Framing::Json, 10).unwrap_err();
+        let e = refused_with(
+            array.as_bytes(),
+            Framing::Json,
+            10,
+            "malformed JSON at line 1",
+        );
         assert_eq!(e.status, StatusCode::BAD_REQUEST, "{array}");
-        assert!(
-            e.message.starts_with("malformed JSON at line 1"),
-            "{}",
-            e.message
-        );
         let lines = format!("{{\"ok\":1}}\n{item}\n");
-        let e = parse(lines.as_bytes(), Framing::Ndjson, 10).unwrap_err();
-        assert!(
-            e.message.starts_with("event 1 (line 2): malformed JSON"),
-            "{}",
-            e.message
-        );
+        let start = "event 1 (line 2): malformed JSON";
+        refused_with(lines.as_bytes(), Framing::Ndjson, 10, start);
         assert!(
             serde_json::from_str::<EventData>(item).is_err(),
             "decoding refuses it too"
@@ -100,29 +104,21 @@ fn refusals_say_what_and_where() {
     assert_eq!(e.message, "event 1 is not a JSON object (found a string)");
     let e = parse(br#"[{"a":1},[1,{}]]"#, Framing::Json, 10).unwrap_err();
     assert_eq!(e.message, "event 1 is not a JSON object (found an array)");
-    let e = parse(b"{\"a\":1}\n{\"b\":", Framing::Ndjson, 10).unwrap_err();
-    assert!(
-        e.message.starts_with("event 1 (line 2): malformed JSON"),
-        "{}",
-        e.message
-    );
+    let start = "event 1 (line 2): malformed JSON";
+    refused_with(b"{\"a\":1}\n{\"b\":", Framing::Ndjson, 10, start);
     let e = parse(b"{\"a\":1}\nnull", Framing::Ndjson, 10).unwrap_err();
     assert_eq!(
         e.message,
         "event 1 (line 2) is not a JSON object (found null)"
     );
-    let e = parse(b"{\"a\": tru}", Framing::Json, 10).unwrap_err();
-    assert!(
-        e.message.starts_with("malformed JSON at line 1 column"),
-        "{}",
-        e.message
+    refused_with(
+        b"{\"a\": tru}",
+        Framing::Json,
+        10,
+        "malformed JSON at line 1 column",
     );
-    let e = parse(b"[{\"a\":1},\n {\"a\": tru}]", Framing::Json, 10).unwrap_err();
-    assert!(
-        e.message.starts_with("malformed JSON at line 2 column"),
-        "{}",
-        e.message
-    );
+    let body = b"[{\"a\":1},\n {\"a\": tru}]";
+    refused_with(body, Framing::Json, 10, "malformed JSON at line 2 column");
     let e = parse(b"{\"a\": \"\xff\"}", Framing::Json, 10).unwrap_err();
     assert_eq!(e.message, "the body is not valid UTF-8 (at byte 7)");
     let e = parse(b"[{},{},{}]", Framing::Json, 2).unwrap_err();
@@ -135,8 +131,7 @@ fn refusals_say_what_and_where() {
     );
     let e = parse(b"42", Framing::Json, 2).unwrap_err();
     assert!(e.message.contains("found a number"));
-    let e = parse(b"  ", Framing::Json, 2).unwrap_err();
-    assert!(e.message.starts_with("empty body"), "{}", e.message);
+    refused_with(b"  ", Framing::Json, 2, "empty body");
     assert_eq!(
         Framing::from_media_type(Some("text/csv"))
             .unwrap_err()
@@ -183,12 +178,8 @@ fn the_element_wise_pass_reads_arrays_as_the_whole_body_pass_does() {
     ] {
         assert!(array_items(body, 10).is_none(), "{body:?}");
         if body.contains('[') {
-            let e = parse(body.as_bytes(), Framing::Json, 10).unwrap_err();
-            assert!(
-                e.message.starts_with("malformed JSON at line 1 column"),
-                "{body:?}: {}",
-                e.message
-            );
+            let start = "malformed JSON at line 1 column";
+            refused_with(body.as_bytes(), Framing::Json, 10, start);
         }
     }
     let e = parse(b"[{}, 2, {}]", Framing::Json, 10).unwrap_err();
