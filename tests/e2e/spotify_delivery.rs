@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig, Reply};
 
-use crate::http_client::{post_json, send};
+use crate::http_client::{build, post_json, send, send_raw};
 use crate::support::Tagpipe;
 
 const TOKEN: &str = "tok-SECRET-3f9a1c";
@@ -249,6 +249,30 @@ fn optimistic_false_answers_after_delivery_and_true_before() {
     crate::support::eventually("delivery after the answer", Duration::from_secs(20), || {
         receiver.accepted_events().len() == 1
     });
+}
+
+/// A client that closes its sending side once its request is out (HTTP/1 half-close) still gets
+/// its answer when the answer waits for delivery: the request is carried through, not dropped
+/// because the connection's read side reached its end while Spotify was slow to answer.
+#[test]
+fn a_half_closed_client_gets_its_answer_after_delivery() {
+    let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));
+    receiver.script([Reply::Stall(Duration::from_millis(400))]);
+    let t = start("half-close", &receiver, "");
+    let body = events(1)[0].to_string();
+    let raw = build(
+        "POST",
+        "/v1/events",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    let reply = send_raw(t.addr, &raw, true);
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        receiver.accepted_events().len(),
+        1,
+        "answered after delivery"
+    );
 }
 
 #[test]
