@@ -252,8 +252,8 @@ fn optimistic_false_answers_after_delivery_and_true_before() {
 }
 
 /// A client that closes its sending side once its request is out (HTTP/1 half-close) still gets
-/// its answer when the answer waits for delivery: the request is carried through, not dropped
-/// because the connection's read side reached its end while Spotify was slow to answer.
+/// its answer when the answer waits for delivery: the request is processed to its end, not
+/// cancelled because the connection's read side reached its end while Spotify was slow.
 #[test]
 fn a_half_closed_client_gets_its_answer_after_delivery() {
     let receiver = Receiver::spawn(ReceiverConfig::new(TOKEN));

@@ -155,12 +155,12 @@ pub(crate) async fn serve(
 ) -> Result<(), BoxError> {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Half-close: a request is carried through to its answer even when the client's side of the
-    // connection has ended (a client that shut its sending side down, or one that left while the
-    // answer waited for delivery) — events already taken in are never abandoned half-way. It
-    // also spares hyper's check for that end while each request is handled: the check reads into
-    // a fresh 8 KiB buffer, because the request still borrows the old one (BENCHMARKS.md, "The
-    // half-close session": ~7 % of the CPU of a GA4 hit).
+    // HTTP/1 half-close: a request read whole is processed to its end even when the client's side
+    // of the connection has ended (it shut its sending side down, or left while the answer
+    // waited) — not cancelled half-way, e.g. while its events wait for room in a full queue. It
+    // also spares hyper's check for that end while each request is handled, a read that first
+    // reserves a fresh 8 KiB buffer because the request still borrows the old one (one
+    // allocation per request; BENCHMARKS.md, "The half-close session").
     builder
         .http1()
         .header_read_timeout(server.config.read_timeout)
