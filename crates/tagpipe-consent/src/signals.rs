@@ -26,7 +26,7 @@ pub fn decide(event: &EventData, purpose: Purpose) -> Decision {
             Decision::Denied
         };
     }
-    if let Some(gcd) = event.get("x-ga-gcd").and_then(Value::as_str) {
+    if let Some(gcd) = event.get_str("x-ga-gcd") {
         match gcd::purpose(gcd, purpose.gcd_index()) {
             Some(State::Granted) => return Decision::Granted,
             Some(State::Denied) => return Decision::Denied,
@@ -38,7 +38,7 @@ pub fn decide(event: &EventData, purpose: Purpose) -> Decision {
         Purpose::AnalyticsStorage => Some(3),
         Purpose::AdUserData | Purpose::AdPersonalization => None,
     };
-    if let (Some(at), Some(gcs)) = (gcs_position, event.get("x-ga-gcs").and_then(Value::as_str))
+    if let (Some(at), Some(gcs)) = (gcs_position, event.get_str("x-ga-gcs"))
         && gcs.starts_with('G')
     {
         match gcs.as_bytes().get(at) {

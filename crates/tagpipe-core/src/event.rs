@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::Value;
 
 use crate::ack::{AckReceiver, AckTracker};
 
@@ -52,7 +51,7 @@ impl Event {
 
     /// The `event_name` field, when it is a string.
     pub fn event_name(&self) -> Option<&str> {
-        self.data.get("event_name").and_then(Value::as_str)
+        self.data.get_str("event_name")
     }
 
     /// Whether this event's outcome is being tracked for its source.
@@ -327,6 +326,8 @@ impl fmt::Display for SetCookie {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]

@@ -27,6 +27,13 @@
 //! `client_hints`, two dozen allocations per hit that a Spotify-only pipeline never reads).
 //! Every reader — look-ups, iteration, serialisation, comparison — sees the built value; only
 //! [`EventData::fields`] lets a pass over the fields read names without building values.
+//!
+//! A source that reads many short strings keeps them as text in one buffer per event (see
+//! `text`): [`SlotBuilder::set_text`] appends a value to the buffer instead of allocating a
+//! `String` for it. Readers that want text — [`EventData::get_str`], [`EventData::get_ref`],
+//! [`FieldRef::view`] — read the slice; one that asks for a `&Value` gets a JSON string built on
+//! its first read; serialisation writes the text. A GA4 hit's two dozen string parameters cost
+//! one allocation rather than two dozen.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,6 +43,9 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+
+pub use self::text::ValueRef;
+use self::text::{TextSpan, TextStore};
 
 /// A field name: `'static` for names known in advance (and well-known names read from JSON),
 /// owned for any other name read from a request.
@@ -47,10 +57,12 @@ pub type Key = Cow<'static, str>;
 /// these differences: `insert` takes any `Into<Key>` (a `&'static str` or a `String`), there is
 /// `get_or_insert_with` instead of `entry`, `iter` yields `(&str, &Value)`, and indexing a missing
 /// field gives `null` rather than panicking. Iteration is in key order.
-#[derive(Default, PartialEq)]
+#[derive(Default)]
 pub struct EventData {
     /// Sorted by name (byte order, as `str`'s `Ord`), names unique.
     fields: Vec<Field>,
+    /// The text of the fields whose values are [`FieldValue::Text`].
+    text: TextStore,
 }
 
 /// Room for this many more fields in event data read from JSON or copied: a pipeline's
@@ -63,12 +75,25 @@ impl Clone for EventData {
     fn clone(&self) -> Self {
         let mut fields = Vec::with_capacity(self.fields.len() + ROOM_TO_GROW);
         fields.extend(self.fields.iter().cloned());
-        Self { fields }
+        Self {
+            fields,
+            text: self.text.clone(),
+        }
+    }
+}
+
+impl PartialEq for EventData {
+    /// The same names with equal values (a text value equals the same JSON string).
+    fn eq(&self, other: &Self) -> bool {
+        self.fields.len() == other.fields.len()
+            && self.fields.iter().zip(&other.fields).all(|(a, b)| {
+                a.name == b.name && a.value.view(&self.text) == b.value.view(&other.text)
+            })
     }
 }
 
 /// One field: its name, the name's first eight bytes as an integer, and its value.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 struct Field {
     /// [`name_prefix`] of `name`: orders fields as their names do, unless equal.
     prefix: u64,
@@ -76,45 +101,56 @@ struct Field {
     value: FieldValue,
 }
 
-/// A field's value: built, or built on first read. As small as a `Value` (the box fits in
-/// `Value`'s unused tags).
+/// A field's value: built, built on first read, or text in the event's [`TextStore`]. As
+/// small as a `Value` (the other variants fit in `Value`'s unused tags).
 #[derive(Clone)]
 enum FieldValue {
     Ready(Value),
     Deferred(Box<Deferred>),
+    Text(TextSpan),
 }
 
+const _: () = assert!(size_of::<FieldValue>() == size_of::<Value>());
+
 impl FieldValue {
-    /// The value, built now if deferred.
-    fn get(&self) -> &Value {
+    /// The value, built now if deferred (or text not read as a `Value` before).
+    fn get<'a>(&'a self, text: &'a TextStore) -> &'a Value {
         match self {
             Self::Ready(value) => value,
             Self::Deferred(deferred) => deferred.get(),
+            Self::Text(span) => text.value(*span),
         }
     }
 
-    /// Mutable access: a deferred value is built and becomes an ordinary one.
-    fn get_mut(&mut self) -> &mut Value {
-        if let Self::Deferred(deferred) = self {
-            *self = Self::Ready(deferred.take_value());
+    /// The value as a reader of text sees it: text stays text.
+    fn view<'a>(&'a self, text: &'a TextStore) -> ValueRef<'a> {
+        match self {
+            Self::Text(span) => ValueRef::Str(text.str(*span)),
+            other => ValueRef::Value(other.get(text)),
+        }
+    }
+
+    /// Mutable access: a deferred value is built, and text copied, into an ordinary value.
+    fn get_mut(&mut self, text: &TextStore) -> &mut Value {
+        match self {
+            Self::Ready(_) => {}
+            Self::Deferred(deferred) => *self = Self::Ready(deferred.take_value()),
+            Self::Text(span) => *self = Self::Ready(text.to_value(*span)),
         }
         match self {
             Self::Ready(value) => value,
-            Self::Deferred(_) => unreachable!("a deferred value was just replaced"),
+            Self::Deferred(_) | Self::Text(_) => {
+                unreachable!("a deferred or text value was just replaced")
+            }
         }
     }
 
-    fn into_value(self) -> Value {
+    fn into_value(self, text: &TextStore) -> Value {
         match self {
             Self::Ready(value) => value,
             Self::Deferred(deferred) => deferred.into_value(),
+            Self::Text(span) => text.to_value(span),
         }
-    }
-}
-
-impl PartialEq for FieldValue {
-    fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
     }
 }
 
@@ -194,17 +230,26 @@ impl Field {
 impl EventData {
     /// Empty event data.
     pub const fn new() -> Self {
-        Self { fields: Vec::new() }
+        Self {
+            fields: Vec::new(),
+            text: TextStore::new(),
+        }
     }
 
     /// Empty event data with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             fields: Vec::with_capacity(capacity),
+            text: TextStore::new(),
         }
     }
 
-    fn from_unsorted(mut fields: Vec<Field>) -> Self {
+    fn from_unsorted(fields: Vec<Field>) -> Self {
+        Self::from_unsorted_with(fields, TextStore::new())
+    }
+
+    /// Event data from fields in any order whose text values are in `text`.
+    fn from_unsorted_with(mut fields: Vec<Field>, text: TextStore) -> Self {
         let in_order = |a: &Field, b: &Field| a.cmp_name(b.prefix, &b.name).is_lt();
         if !fields.is_sorted_by(in_order) {
             // Stable: repeated names end up next to each other in their original order. Nearly
@@ -219,7 +264,7 @@ impl EventData {
                 same
             });
         }
-        Self { fields }
+        Self { fields, text }
     }
 
     /// The number of fields.
@@ -243,14 +288,29 @@ impl EventData {
 
     /// The value of field `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.position(key).ok().map(|i| self.fields[i].value.get())
+        self.position(key)
+            .ok()
+            .map(|i| self.fields[i].value.get(&self.text))
+    }
+
+    /// The value of field `key` as a reader of text sees it: text kept as text is not made a
+    /// `Value` (see the module docs). For readers on an event's hot path.
+    pub fn get_ref(&self, key: &str) -> Option<ValueRef<'_>> {
+        self.position(key)
+            .ok()
+            .map(|i| self.fields[i].value.view(&self.text))
+    }
+
+    /// The text of field `key`, when it is a string (no `Value` built for text kept as text).
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get_ref(key).and_then(ValueRef::as_str)
     }
 
     /// Mutable access to the value of field `key`.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.position(key)
             .ok()
-            .map(|i| self.fields[i].value.get_mut())
+            .map(|i| self.fields[i].value.get_mut(&self.text))
     }
 
     /// Whether field `key` exists.
@@ -273,7 +333,9 @@ impl EventData {
             return None;
         }
         match self.position_with(field.prefix, &field.name) {
-            Ok(i) => Some(std::mem::replace(&mut self.fields[i].value, field.value).into_value()),
+            Ok(i) => Some(
+                std::mem::replace(&mut self.fields[i].value, field.value).into_value(&self.text),
+            ),
             Err(i) => {
                 self.fields.insert(i, field);
                 None
@@ -301,6 +363,27 @@ impl EventData {
                     },
                 );
             }
+        }
+    }
+
+    /// Sets field `key` to the string `value`, reusing what holds the old text where it can: a
+    /// JSON string is overwritten in place, and so is text kept as text when the new value has
+    /// its length (an event name mapped to another of the same length, `purchase` →
+    /// `PURCHASE`); otherwise the value is a new string. For a processor that rewrites a
+    /// string field (mapping's event name).
+    pub fn set_str(&mut self, key: &str, value: &str) {
+        let Ok(i) = self.position(key) else {
+            self.set(key, Value::String(value.to_owned()));
+            return;
+        };
+        let text = &mut self.text;
+        match &mut self.fields[i].value {
+            FieldValue::Ready(Value::String(s)) => {
+                s.clear();
+                s.push_str(value);
+            }
+            FieldValue::Text(span) if text.overwrite(*span, value) => {}
+            other => *other = FieldValue::Ready(Value::String(value.to_owned())),
         }
     }
 
@@ -349,30 +432,32 @@ impl EventData {
                 i
             }
         };
-        self.fields[i].value.get_mut()
+        self.fields[i].value.get_mut(&self.text)
     }
 
     /// Removes field `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         self.position(key)
             .ok()
-            .map(|i| self.fields.remove(i).value.into_value())
+            .map(|i| self.fields.remove(i).value.into_value(&self.text))
     }
 
     /// Keeps only the fields for which `keep` returns `true`.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
-        self.fields.retain_mut(|f| keep(&f.name, f.value.get_mut()));
+        let text = &self.text;
+        self.fields
+            .retain_mut(|f| keep(&f.name, f.value.get_mut(text)));
     }
 
     /// The fields in key order.
     pub fn iter(&self) -> Iter<'_> {
-        Iter(self.fields.iter())
+        Iter(self.fields.iter(), &self.text)
     }
 
     /// The fields in key order, each value built only when asked for (see [`Deferred`]): for a
     /// pass that reads the values of a few names only.
     pub fn fields(&self) -> impl Iterator<Item = FieldRef<'_>> {
-        self.fields.iter().map(FieldRef)
+        self.fields.iter().map(|field| FieldRef(field, &self.text))
     }
 
     /// The field names in order.
@@ -382,19 +467,21 @@ impl EventData {
 
     /// The values in key order.
     pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.fields.iter().map(|f| f.value.get())
+        self.fields.iter().map(|f| f.value.get(&self.text))
     }
 
     /// Mutable access to the values, in key order.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
-        self.fields.iter_mut().map(|f| f.value.get_mut())
+        let text = &self.text;
+        self.fields.iter_mut().map(|f| f.value.get_mut(text))
     }
 
     /// The fields as a `serde_json::Map` (for a JSON `Value` of the whole object).
     pub fn into_map(self) -> Map<String, Value> {
-        self.fields
+        let Self { fields, text } = self;
+        fields
             .into_iter()
-            .map(|f| (f.name.into_owned(), f.value.into_value()))
+            .map(|f| (f.name.into_owned(), f.value.into_value(&text)))
             .collect()
     }
 
@@ -450,11 +537,18 @@ impl<const N: usize> SlotTable<N> {
 /// search, no sort, no field moved until the end —, and the few fields with other names are
 /// inserted when finishing. Slots left unset are not fields. At most 64 names.
 pub struct SlotBuilder {
-    /// One field per table name (values `null` until set), in the table's order.
+    /// One field per table name (an empty text span until set), in the table's order.
     fields: Vec<Field>,
     /// Bit `i`: slot `i` was set.
     filled: u64,
+    /// The text of slots set with [`Self::set_text`].
+    text: TextStore,
 }
+
+/// What an unset slot holds: an empty text span. A `const`, so that it is copied in from
+/// read-only data (built on the spot, the enum went through the stack in small stores read back
+/// in larger loads — a stall per slot).
+const UNSET: FieldValue = FieldValue::Text(TextSpan::EMPTY);
 
 impl SlotBuilder {
     /// A builder for the names of `table`, which must be unique and should be sorted by name
@@ -476,17 +570,54 @@ impl SlotBuilder {
                 .map(|&(name, prefix)| Field {
                     prefix,
                     name: Key::Borrowed(name),
-                    value: FieldValue::Ready(Value::Null),
+                    value: UNSET,
                 })
                 .collect(),
             filled: 0,
+            text: TextStore::new(),
         }
+    }
+
+    /// Room for `bytes` of text values ([`Self::set_text`]) without growing.
+    pub fn reserve_text(&mut self, bytes: usize) {
+        self.text.reserve(bytes);
     }
 
     /// Sets slot `slot` (a position in the table), replacing what it had. Positions past the
     /// table are ignored.
     pub fn set(&mut self, slot: usize, value: Value) {
         self.set_field(slot, FieldValue::Ready(value));
+    }
+
+    /// Sets slot `slot` to the string `value`, kept as text in the event's buffer (see the
+    /// module docs): no allocation once the buffer has room.
+    pub fn set_text(&mut self, slot: usize, value: &str) {
+        self.set_text_with(slot, |text| text.push_str(value));
+    }
+
+    /// Sets slot `slot` to the string that `write` appends to the event's text buffer (for
+    /// text made on the spot, such as an address).
+    pub fn set_text_with(&mut self, slot: usize, write: impl FnOnce(&mut String)) {
+        match self.text.push_with(write) {
+            Ok(span) => self.set_span(slot, span),
+            Err(text) => self.set(slot, Value::String(text)),
+        }
+    }
+
+    /// Sets slot `slot` to text of the buffer.
+    fn set_span(&mut self, slot: usize, span: TextSpan) {
+        if let Some(field) = self.fields.get_mut(slot) {
+            match &mut field.value {
+                // An unset slot holds an empty span (one set to text before, another span):
+                // only the span's numbers are written, in place. A whole value made first and
+                // then copied in was written to the stack in small stores and read back in
+                // 16-byte loads, which stalls (most of this function's time in the GA4 parse
+                // bench, under `perf annotate`).
+                FieldValue::Text(old) => *old = span,
+                other => *other = FieldValue::Text(span),
+            }
+            self.filled |= 1 << slot;
+        }
     }
 
     /// Sets slot `slot` to a value built on first read (see [`Deferred`]).
@@ -498,10 +629,11 @@ impl SlotBuilder {
         if let Some(field) = self.fields.get_mut(slot) {
             let bit = 1 << slot;
             if self.filled & bit == 0 {
-                // An unset slot holds `null`: nothing to drop. Not calling the drop lets the new
-                // value go from registers straight into the slot (around a call it is spilled
-                // to the stack in 8-byte halves and read back in 16-byte ones, which stalls).
-                debug_assert!(matches!(field.value, FieldValue::Ready(Value::Null)));
+                // An unset slot holds an empty text span: nothing to drop. Not calling the drop
+                // lets the new value go from registers straight into the slot (around a call it
+                // is spilled to the stack in 8-byte halves and read back in 16-byte ones, which
+                // stalls).
+                debug_assert!(matches!(field.value, FieldValue::Text(_)));
                 std::mem::forget(std::mem::replace(&mut field.value, value));
             } else {
                 field.value = value;
@@ -513,20 +645,31 @@ impl SlotBuilder {
     /// The value of slot `slot`, if set.
     pub fn get(&self, slot: usize) -> Option<&Value> {
         let field = self.fields.get(slot)?;
-        (self.filled & (1 << slot) != 0).then(|| field.value.get())
+        (self.filled & (1 << slot) != 0).then(|| field.value.get(&self.text))
+    }
+
+    /// The value of slot `slot`, if set, as a reader of text sees it (see
+    /// [`EventData::get_ref`]).
+    pub fn get_ref(&self, slot: usize) -> Option<ValueRef<'_>> {
+        let field = self.fields.get(slot)?;
+        (self.filled & (1 << slot) != 0).then(|| field.value.view(&self.text))
     }
 
     /// The event data: the slots that were set, then `others` inserted in order (of repeated
     /// names the last wins; a name equal to a set slot's replaces its value).
     pub fn finish(self, others: impl IntoIterator<Item = (Key, Value)>) -> EventData {
-        let Self { mut fields, filled } = self;
+        let Self {
+            mut fields,
+            filled,
+            text,
+        } = self;
         let mut slot = 0;
         fields.retain(|_| {
             let keep = filled & (1 << slot) != 0;
             slot += 1;
             keep
         });
-        let mut data = EventData::from_unsorted(fields);
+        let mut data = EventData::from_unsorted_with(fields, text);
         for (name, value) in others {
             data.insert(name, value);
         }
@@ -537,7 +680,7 @@ impl SlotBuilder {
 /// One field of [`EventData`] (from [`EventData::fields`]): its name, and its value built on
 /// request.
 #[derive(Clone, Copy)]
-pub struct FieldRef<'a>(&'a Field);
+pub struct FieldRef<'a>(&'a Field, &'a TextStore);
 
 impl<'a> FieldRef<'a> {
     /// The field's name.
@@ -547,18 +690,25 @@ impl<'a> FieldRef<'a> {
 
     /// The field's value (built now, if it was deferred and no one read it yet).
     pub fn value(self) -> &'a Value {
-        self.0.value.get()
+        self.0.value.get(self.1)
+    }
+
+    /// The field's value as a reader of text sees it: text kept as text is not made a
+    /// `Value` (see the module docs).
+    pub fn view(self) -> ValueRef<'a> {
+        self.0.value.view(self.1)
     }
 }
 
 /// The fields of [`EventData`] in key order, as `(name, value)`.
-pub struct Iter<'a>(std::slice::Iter<'a, Field>);
+pub struct Iter<'a>(std::slice::Iter<'a, Field>, &'a TextStore);
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|f| (f.name.as_ref(), f.value.get()))
+        let text = self.1;
+        self.0.next().map(|f| (f.name.as_ref(), f.value.get(text)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -582,18 +732,19 @@ impl IntoIterator for EventData {
     type IntoIter = IntoIter;
 
     fn into_iter(self) -> IntoIter {
-        IntoIter(self.fields.into_iter())
+        IntoIter(self.fields.into_iter(), self.text)
     }
 }
 
 /// The fields of [`EventData`] in key order, owned.
-pub struct IntoIter(std::vec::IntoIter<Field>);
+pub struct IntoIter(std::vec::IntoIter<Field>, TextStore);
 
 impl Iterator for IntoIter {
     type Item = (Key, Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|f| (f.name, f.value.into_value()))
+        let text = &self.1;
+        self.0.next().map(|f| (f.name, f.value.into_value(text)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -665,7 +816,9 @@ impl std::ops::Index<&str> for EventData {
 
 impl fmt::Debug for EventData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        f.debug_map()
+            .entries(self.fields().map(|field| (field.name(), field.view())))
+            .finish()
     }
 }
 
@@ -673,7 +826,7 @@ impl Serialize for EventData {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
         for f in &self.fields {
-            map.serialize_entry(f.name.as_ref(), f.value.get())?;
+            map.serialize_entry(f.name.as_ref(), &f.value.view(&self.text))?;
         }
         map.end()
     }
@@ -801,6 +954,8 @@ well_known_names![
     "x-ga-system_properties",
     "x-ga-tfd",
 ];
+
+mod text;
 
 #[cfg(test)]
 mod tests;

@@ -124,18 +124,7 @@ impl Mapping {
             };
             if let Some(new_name) = new_name.filter(|n| *n != current) {
                 // Replace the text in place: no new key, usually no new allocation.
-                match event.data_mut().get_mut("event_name") {
-                    Some(Value::String(s)) => {
-                        s.clear();
-                        s.push_str(new_name);
-                    }
-                    Some(other) => *other = Value::String(new_name.to_owned()),
-                    None => {
-                        event
-                            .data_mut()
-                            .insert("event_name", Value::String(new_name.to_owned()));
-                    }
-                }
+                event.data_mut().set_str("event_name", new_name);
             }
         }
         for op in &self.config.operations {

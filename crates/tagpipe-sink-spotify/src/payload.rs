@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tagpipe_core::event_data::ValueRef;
 use tagpipe_core::{EventData, RequestContext};
 use tagpipe_hashing::{Preset, is_sha256_hex, normalise, push_lower_hex, sha256_hex};
 
@@ -152,7 +153,7 @@ pub fn build<'a>(
     let known = Known::of(data);
     let page = known
         .page_location
-        .and_then(Value::as_str)
+        .and_then(ValueRef::as_str)
         .or_else(|| context.header("referer"));
     if page.is_some_and(|p| p.starts_with(DEBUG_RENDERER)) {
         return Built::Skip(
@@ -196,7 +197,7 @@ pub fn build<'a>(
         .server_event_data
         .event_source_url
         .as_deref()
-        .or_else(|| known.page_location.and_then(Value::as_str))
+        .or_else(|| known.page_location.and_then(ValueRef::as_str))
         .filter(|s| !s.is_empty())
         .map(Cow::Borrowed);
     let user_data = user_data(data, &known, config);
@@ -236,28 +237,33 @@ pub fn build<'a>(
 }
 
 /// A value as text (numbers and booleans as JSON text).
-fn text(v: &Value) -> Cow<'_, str> {
+fn text(v: ValueRef<'_>) -> Cow<'_, str> {
     match v {
-        Value::String(s) => Cow::Borrowed(s),
-        Value::Null => Cow::Borrowed(""),
-        other => Cow::Owned(other.to_string()),
+        ValueRef::Str(s) => Cow::Borrowed(s),
+        ValueRef::Value(Value::String(s)) => Cow::Borrowed(s),
+        ValueRef::Value(Value::Null) => Cow::Borrowed(""),
+        ValueRef::Value(other) => Cow::Owned(other.to_string()),
     }
 }
 
 /// A value as text, empty when missing.
-fn optional_text(value: Option<&Value>) -> Cow<'_, str> {
+fn optional_text(value: Option<ValueRef<'_>>) -> Cow<'_, str> {
     value.map_or(Cow::Borrowed(""), text)
 }
 
 /// Whether a value counts as given: not null, not empty, not the strings `undefined`/`null`,
 /// not an empty array or object.
-fn given(v: &Value) -> bool {
+fn given<'a>(v: impl Into<ValueRef<'a>>) -> bool {
+    let v = v.into();
+    if let Some(s) = v.as_str() {
+        return !matches!(s.trim(), "" | "undefined" | "null");
+    }
     match v {
-        Value::Null => false,
-        Value::String(s) => !matches!(s.trim(), "" | "undefined" | "null"),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-        _ => true,
+        ValueRef::Value(Value::Null) => false,
+        ValueRef::Value(Value::Array(a)) => !a.is_empty(),
+        ValueRef::Value(Value::Object(o)) => !o.is_empty(),
+        // Strings were read above.
+        ValueRef::Value(_) | ValueRef::Str(_) => true,
     }
 }
 
@@ -265,32 +271,32 @@ fn given(v: &Value) -> bool {
 /// each would search the fields two dozen times per event).
 #[derive(Default)]
 struct Known<'a> {
-    page_location: Option<&'a Value>,
-    event_name: Option<&'a Value>,
-    event_time: Option<&'a Value>,
-    event_time_camel: Option<&'a Value>,
-    timestamp: Option<&'a Value>,
-    event_id: Option<&'a Value>,
-    event_id_camel: Option<&'a Value>,
-    value: Option<&'a Value>,
-    currency: Option<&'a Value>,
-    user_data: Option<&'a Value>,
-    email: Option<&'a Value>,
-    email_address: Option<&'a Value>,
-    phone: Option<&'a Value>,
-    phone_number: Option<&'a Value>,
-    ip_override: Option<&'a Value>,
-    client_id: Option<&'a Value>,
-    unique_event_id: Option<&'a Value>,
-    transaction_id: Option<&'a Value>,
-    page_id: Option<&'a Value>,
+    page_location: Option<ValueRef<'a>>,
+    event_name: Option<ValueRef<'a>>,
+    event_time: Option<ValueRef<'a>>,
+    event_time_camel: Option<ValueRef<'a>>,
+    timestamp: Option<ValueRef<'a>>,
+    event_id: Option<ValueRef<'a>>,
+    event_id_camel: Option<ValueRef<'a>>,
+    value: Option<ValueRef<'a>>,
+    currency: Option<ValueRef<'a>>,
+    user_data: Option<ValueRef<'a>>,
+    email: Option<ValueRef<'a>>,
+    email_address: Option<ValueRef<'a>>,
+    phone: Option<ValueRef<'a>>,
+    phone_number: Option<ValueRef<'a>>,
+    ip_override: Option<ValueRef<'a>>,
+    client_id: Option<ValueRef<'a>>,
+    unique_event_id: Option<ValueRef<'a>>,
+    transaction_id: Option<ValueRef<'a>>,
+    page_id: Option<ValueRef<'a>>,
 }
 
 impl<'a> Known<'a> {
     fn of(data: &'a EventData) -> Self {
         let mut known = Self::default();
-        // `fields`: the values of other fields are not built (a deferred one, like GA4's
-        // `client_hints`, stays unbuilt).
+        // `fields` and `view`: the values of other fields are not built (a deferred one, like
+        // GA4's `client_hints`, stays unbuilt), and text is read as text.
         for field in data.fields() {
             // Byte patterns: a length check and integer compares per field.
             let slot = match field.name().as_bytes() {
@@ -315,41 +321,40 @@ impl<'a> Known<'a> {
                 b"x-ga-page_id" => &mut known.page_id,
                 _ => continue,
             };
-            *slot = Some(field.value());
+            *slot = Some(field.view());
         }
         known
     }
 }
 
 /// The first given value among `candidates`, in order.
-fn first<'a>(candidates: &[Option<&'a Value>]) -> Option<&'a Value> {
-    candidates.iter().flatten().copied().find(|v| given(v))
+fn first<'a>(candidates: &[Option<ValueRef<'a>>]) -> Option<ValueRef<'a>> {
+    candidates.iter().flatten().copied().find(|&v| given(v))
 }
 
 /// The first given value among the fields `names` of a nested object.
-fn first_nested<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+fn first_nested<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<ValueRef<'a>> {
     names
         .iter()
         .filter_map(|name| object.get(*name))
-        .find(|v| given(v))
+        .find(|v| given(*v))
+        .map(ValueRef::Value)
 }
 
 /// A number when the value is numeric (`"123"` → 123), else `None`.
-fn as_number(v: &Value) -> Option<Value> {
-    match v {
-        Value::Number(_) => Some(v.clone()),
-        Value::String(s) => {
-            let t = s.trim();
-            if let Ok(i) = t.parse::<i64>() {
-                return Some(Value::from(i));
-            }
-            t.parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number)
-        }
-        _ => None,
+fn as_number<'a>(v: impl Into<ValueRef<'a>>) -> Option<Value> {
+    let v = v.into();
+    if let Some(number @ Value::Number(_)) = v.as_value() {
+        return Some(number.clone());
     }
+    let t = v.as_str()?.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(Value::from(i));
+    }
+    t.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map(Value::Number)
 }
 
 fn event_details<'a>(known: &Known<'a>, config: &'a SpotifySinkConfig) -> Object<'a> {
@@ -357,7 +362,7 @@ fn event_details<'a>(known: &Known<'a>, config: &'a SpotifySinkConfig) -> Object
     if let Some(amount) = known.value.and_then(as_number) {
         details.insert("amount", Member::Value(Cow::Owned(amount)));
     }
-    if let Some(currency) = known.currency.filter(|v| given(v)) {
+    if let Some(currency) = known.currency.filter(|&v| given(v)) {
         details.insert("currency", Member::Text(text(currency)));
     }
     for (k, v) in &config.event_details {
@@ -383,7 +388,7 @@ fn user_data<'a>(
     // `email`, `email_address`, then `user_data.email`, `user_data.email_address`,
     // `user_data.sha256_email_address`.
     let nested = match known.user_data {
-        Some(Value::Object(nested)) => Some(nested),
+        Some(ValueRef::Value(Value::Object(nested))) => Some(nested),
         _ => None,
     };
     let emails = first(&[known.email, known.email_address]).or_else(|| {
@@ -398,18 +403,18 @@ fn user_data<'a>(
     if let Some(phone) = phone.and_then(first_value) {
         set_phone(&mut user, phone);
     }
-    if let Some(ip) = known.ip_override.filter(|v| given(v)) {
+    if let Some(ip) = known.ip_override.filter(|&v| given(v)) {
         user.insert("ip_address", Member::Text(text(ip)));
     }
-    for (k, v) in config.user_data.iter().filter(|(_, v)| given(v)) {
+    for (k, v) in config.user_data.iter().filter(|(_, v)| given(*v)) {
         match k.as_str() {
-            "hashed_emails" => set_emails(&mut user, v),
-            "hashed_phone_number" => set_phone(&mut user, v),
+            "hashed_emails" => set_emails(&mut user, v.into()),
+            "hashed_phone_number" => set_phone(&mut user, v.into()),
             _ => user.insert(k.as_str(), Member::Value(Cow::Borrowed(v))),
         }
     }
     if !user.contains_key("device_id")
-        && let Some(id) = data.get(&config.device_id_field).filter(|v| given(v))
+        && let Some(id) = data.get_ref(&config.device_id_field).filter(|&v| given(v))
     {
         user.insert("device_id", Member::Text(text(id)));
     }
@@ -417,10 +422,10 @@ fn user_data<'a>(
 }
 
 /// From an array or object, the first given value; otherwise the value.
-fn first_value(v: &Value) -> Option<&Value> {
+fn first_value(v: ValueRef<'_>) -> Option<ValueRef<'_>> {
     match v {
-        Value::Array(a) => a.iter().find(|x| given(x)),
-        Value::Object(o) => o.values().find(|x| given(x)),
+        ValueRef::Value(Value::Array(a)) => a.iter().find(|x| given(*x)).map(ValueRef::Value),
+        ValueRef::Value(Value::Object(o)) => o.values().find(|x| given(*x)).map(ValueRef::Value),
         other => Some(other),
     }
 }
@@ -428,16 +433,16 @@ fn first_value(v: &Value) -> Option<&Value> {
 /// Sets `hashed_emails` to the hashes of the emails of `v` — a string is one email, an array's
 /// elements and an object's values are emails; absent-looking ones go —, or removes it when
 /// none is left.
-fn set_emails(user: &mut Object<'_>, v: &Value) {
+fn set_emails(user: &mut Object<'_>, v: ValueRef<'_>) {
     let mut hashes = Vec::with_capacity(1);
-    let mut add = |email: &Value| {
+    let mut add = |email: ValueRef<'_>| {
         if given(email) {
             hashes.push(hashed(&text(email), Preset::Email));
         }
     };
     match v {
-        Value::Array(a) => a.iter().for_each(&mut add),
-        Value::Object(o) => o.values().for_each(&mut add),
+        ValueRef::Value(Value::Array(a)) => a.iter().for_each(|e| add(e.into())),
+        ValueRef::Value(Value::Object(o)) => o.values().for_each(|e| add(e.into())),
         other => add(other),
     }
     if hashes.is_empty() {
@@ -449,7 +454,7 @@ fn set_emails(user: &mut Object<'_>, v: &Value) {
 
 /// Sets `hashed_phone_number` to the hash of `v`, a given value (an array or object as its
 /// JSON text, as the tag does).
-fn set_phone(user: &mut Object<'_>, v: &Value) {
+fn set_phone(user: &mut Object<'_>, v: ValueRef<'_>) {
     let hash = hashed(&text(v), Preset::Phone);
     user.insert("hashed_phone_number", Member::Text(Cow::Owned(hash)));
 }

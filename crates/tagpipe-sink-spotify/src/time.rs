@@ -2,6 +2,7 @@
 //! RFC 3339 (the tag renders exact midnight as hour 24 of the previous day; tagpipe does not).
 
 use serde_json::Value;
+use tagpipe_core::event_data::ValueRef;
 
 /// What an event-time value means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,20 +15,19 @@ pub enum EventTime {
 
 /// Reads a time value: a number (or numeric string) whose integer part has 10 digits is seconds,
 /// otherwise milliseconds; any other non-empty string passes through; anything else is `None`.
-pub fn read(value: &Value) -> Option<EventTime> {
-    match value {
-        Value::Number(n) => n.as_f64().map(from_number),
-        Value::String(s) => {
-            let t = s.trim();
-            if t.is_empty() {
-                return None;
-            }
-            match t.parse::<f64>() {
-                Ok(n) if n.is_finite() => Some(from_number(n)),
-                _ => Some(EventTime::Text(s.clone())),
-            }
-        }
-        _ => None,
+pub fn read<'a>(value: impl Into<ValueRef<'a>>) -> Option<EventTime> {
+    let value = value.into();
+    if let Some(Value::Number(n)) = value.as_value() {
+        return n.as_f64().map(from_number);
+    }
+    let s = value.as_str()?;
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    match t.parse::<f64>() {
+        Ok(n) if n.is_finite() => Some(from_number(n)),
+        _ => Some(EventTime::Text(s.to_owned())),
     }
 }
 

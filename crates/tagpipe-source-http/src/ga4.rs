@@ -32,7 +32,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
-use tagpipe_core::event_data::{Deferred, Key, SlotBuilder, SlotTable};
+use tagpipe_core::event_data::{Deferred, Key, SlotBuilder, SlotTable, ValueRef};
 
 use crate::urlencoded;
 
@@ -54,7 +54,7 @@ pub fn parse_hits(
     if lines.is_empty() {
         // A single hit (a GET, nearly always): parameters go straight from the query into the
         // event data, decoded values moved rather than copied.
-        let mut hit = HitBuilder::new(client_addr);
+        let mut hit = HitBuilder::new(client_addr, query.len(), user_agent);
         urlencoded::for_each_str(query, |name, value| hit.apply(&name, value))
             .map_err(query_error)?;
         let event = hit.finish(user_agent).map_err(|e| format!("hit 0: {e}"))?;
@@ -71,15 +71,15 @@ pub fn parse_hits(
     for (i, line) in lines.iter().enumerate() {
         let own =
             urlencoded::parse(line).map_err(|e| format!("hit {i} (body line {}): {e}", i + 1))?;
-        let mut hit = HitBuilder::new(client_addr);
+        let mut hit = HitBuilder::new(client_addr, query.len() + line.len(), user_agent);
         // The shared parameters, overridden by the hit's own.
         for (name, value) in &shared {
             if !own.iter().any(|(n, _)| n == name) {
-                hit.apply(name, value.clone());
+                hit.apply(name, value);
             }
         }
-        for (name, value) in own {
-            hit.apply(&name, value);
+        for (name, value) in &own {
+            hit.apply(name, value);
         }
         events.push(
             hit.finish(user_agent)
@@ -154,7 +154,8 @@ known_names! {
 
 /// The event data of one hit. Fields whose names are known in advance go into their slot
 /// (a later parameter overwrites an earlier one, as inserting would); the few others are
-/// inserted at the end. No sort, no allocation for known names.
+/// inserted at the end. No sort, no allocation for known names, and their string values are
+/// text in the event's one buffer (`SlotBuilder::set_text`), not a `String` each.
 struct HitBuilder {
     known: SlotBuilder,
     /// Fields with names outside [`Known`], in parameter order.
@@ -169,9 +170,13 @@ struct HitBuilder {
     items: Vec<(usize, Value)>,
 }
 
+/// The longest text of an IPv4 address (nearly every client's; an IPv6 one grows the hit's
+/// text buffer).
+const IPV4_TEXT: usize = "255.255.255.255".len();
+
 impl HitBuilder {
-    /// A hit from a client at `client_addr`.
-    fn new(client_addr: IpAddr) -> Self {
+    /// A hit from a client at `client_addr`, whose parameters take up to `parameter_bytes`.
+    fn new(client_addr: IpAddr, parameter_bytes: usize, user_agent: Option<&str>) -> Self {
         let mut hit = Self {
             known: SlotBuilder::from_table(&Known::TABLE),
             others: Vec::new(),
@@ -182,9 +187,15 @@ impl HitBuilder {
             address: Map::new(),
             items: Vec::new(),
         };
+        // Decoded values are never longer than their parameters: room for all of them, the
+        // address and the user agent in one allocation.
+        hit.known
+            .reserve_text(parameter_bytes + IPV4_TEXT + user_agent.map_or(0, str::len));
         // The client's address first: an `_uip` (or `ep.ip_override`) parameter comes later
         // and wins.
-        hit.set(Known::IpOverride, Value::String(address_text(client_addr)));
+        hit.known.set_text_with(Known::IpOverride as usize, |text| {
+            push_address(text, client_addr);
+        });
         hit
     }
 
@@ -224,13 +235,13 @@ impl HitBuilder {
         }
         if let Some(ua) = user_agent {
             // Last: the header wins over any parameter of that name.
-            known.set(Known::UserAgent as usize, Value::String(ua.to_owned()));
+            known.set_text(Known::UserAgent as usize, ua);
         }
-        match known.get(Known::EventName as usize) {
-            Some(Value::String(s)) if !s.is_empty() => {}
-            _ => return Err("missing the event name (`en`)".into()),
+        let text = |slot: Known| known.get_ref(slot as usize).and_then(ValueRef::as_str);
+        if text(Known::EventName).is_none_or(str::is_empty) {
+            return Err("missing the event name (`en`)".into());
         }
-        if let Some(Value::String(v)) = known.get(Known::ProtocolVersion as usize)
+        if let Some(v) = text(Known::ProtocolVersion)
             && v != "2"
         {
             return Err(format!("unsupported protocol version `v={v}` (expected 2)"));
@@ -242,16 +253,27 @@ impl HitBuilder {
         self.known.set(slot as usize, value);
     }
 
-    /// Sets a field whose name is only known at run time (`ep.NAME`, `x-ga-NAME`).
-    /// A name with a slot costs no allocation.
-    fn set_named(&mut self, name: Cow<'_, str>, value: Value) {
-        match Known::of(&name) {
+    /// Sets a field whose name is only known at run time (`epn.NAME`). A name with a slot
+    /// costs no allocation.
+    fn set_named(&mut self, name: &str, value: Value) {
+        match Known::of(name) {
             Some(slot) => self.known.set(slot, value),
-            None => self.others.push((Key::Owned(name.into_owned()), value)),
+            None => self.others.push((Key::Owned(name.to_owned()), value)),
         }
     }
 
-    fn apply(&mut self, name: &str, value: Cow<'_, str>) {
+    /// Sets a string field whose name is only known at run time (`ep.NAME`, `x-ga-NAME`). A
+    /// name with a slot costs no allocation, nor does its value.
+    fn set_named_text(&mut self, name: Cow<'_, str>, value: &str) {
+        match Known::of(&name) {
+            Some(slot) => self.known.set_text(slot, value),
+            None => self
+                .others
+                .push((Key::Owned(name.into_owned()), Value::from(value))),
+        }
+    }
+
+    fn apply(&mut self, name: &str, value: &str) {
         // Byte-array patterns compile to a length check and integer compares (no memcmp
         // calls): this table is the hot path of GA4 ingestion.
         let slot = match name.as_bytes() {
@@ -276,28 +298,28 @@ impl HitBuilder {
             b"dma" => Known::Dma,
             b"tfd" => Known::Tfd,
             b"_uip" => Known::IpOverride,
-            b"sct" => return self.set(Known::GaSessionNumber, number(&value)),
-            b"_et" => return self.set(Known::EngagementTimeMsec, number(&value)),
-            b"em" => return self.user_provided_data(&value),
+            b"sct" => return self.set(Known::GaSessionNumber, number(value)),
+            b"_et" => return self.set(Known::EngagementTimeMsec, number(value)),
+            b"em" => return self.user_provided_data(value),
             _ => return self.other(name, value),
         };
-        self.set(slot, Value::from(value));
+        self.known.set_text(slot as usize, value);
     }
 
-    fn other(&mut self, name: &str, value: Cow<'_, str>) {
+    fn other(&mut self, name: &str, value: &str) {
         match name.as_bytes() {
-            [b'e', b'p', b'.', ..] => self.set_named(name[3..].into(), Value::from(value)),
-            [b'e', b'p', b'n', b'.', ..] => self.set_named(name[4..].into(), number(&value)),
+            [b'e', b'p', b'.', ..] => self.set_named_text(name[3..].into(), value),
+            [b'e', b'p', b'n', b'.', ..] => self.set_named(&name[4..], number(value)),
             [b'u', b'p', b'.', ..] => {
                 self.user_properties
                     .insert(name[3..].to_owned(), Value::from(value));
             }
             [b'u', b'p', b'n', b'.', ..] => {
                 self.user_properties
-                    .insert(name[4..].to_owned(), number(&value));
+                    .insert(name[4..].to_owned(), number(value));
             }
             [b'u', b'a', ..] => match ClientHints::index(name) {
-                Some(hint) => self.client_hints.push(hint, &value),
+                Some(hint) => self.client_hints.push(hint, value),
                 None => self.unmapped(name, value),
             },
             [b'p', b'r', digits @ ..]
@@ -305,7 +327,7 @@ impl HitBuilder {
             {
                 if let Some(index) = name[2..].parse::<usize>().ok().filter(|&n| n >= 1) {
                     self.items.retain(|(i, _)| *i != index);
-                    self.items.push((index, item(&value)));
+                    self.items.push((index, item(value)));
                 } else {
                     self.unmapped(name, value);
                 }
@@ -319,8 +341,8 @@ impl HitBuilder {
     }
 
     /// A parameter outside the table: `x-ga-NAME`.
-    fn unmapped(&mut self, name: &str, value: Cow<'_, str>) {
-        self.set_named(format!("x-ga-{name}").into(), Value::from(value));
+    fn unmapped(&mut self, name: &str, value: &str) {
+        self.set_named_text(format!("x-ga-{name}").into(), value);
     }
 
     /// `em=tv.1~em.HASH~ph.HASH~fn.HASH…`: user-provided data, hashed in the browser.
@@ -347,12 +369,12 @@ impl HitBuilder {
     }
 }
 
-/// An address as text; IPv4 (nearly every hit) without the formatting machinery.
-fn address_text(addr: IpAddr) -> String {
+/// Appends an address as text; IPv4 (nearly every hit) without the formatting machinery.
+fn push_address(text: &mut String, addr: IpAddr) {
     let IpAddr::V4(v4) = addr else {
-        return addr.to_string();
+        text.push_str(&addr.to_string());
+        return;
     };
-    let mut text = String::with_capacity(15);
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
             text.push('.');
@@ -365,7 +387,6 @@ fn address_text(addr: IpAddr) -> String {
         }
         text.push(char::from(b'0' + octet % 10));
     }
-    text
 }
 
 /// A hit's client hints as text: per hint parameter, in order, its index in
@@ -397,8 +418,10 @@ impl ClientHints {
             // gtag sends all eight, ~100 bytes: one allocation, not a growing string.
             self.0 = String::with_capacity(160);
         }
-        // Digits by hand: `write!` costs ~500 instructions per hint, a sixteenth of a hit.
-        push_decimal(&mut self.0, hint);
+        // Digits by hand: `write!` costs ~500 instructions per hint, a sixteenth of a hit. The
+        // index is one digit (eight hints).
+        const { assert!(Self::PARAMETERS.len() <= 8) };
+        self.0.push(char::from(b"01234567"[hint & 7]));
         push_decimal(&mut self.0, value.len());
         self.0.push(':');
         self.0.push_str(value);

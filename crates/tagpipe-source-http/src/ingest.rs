@@ -323,11 +323,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// `ip_override` values such as `1.2.3.4:5678` or `[::1]:80` become the bare address.
 fn normalise_ip_override(event: &mut EventData) {
-    if let Some(Value::String(ip)) = event.get_mut("ip_override")
-        && ip.parse::<IpAddr>().is_err()
-        && let Some(bare) = normalise_ip(ip)
-    {
-        *ip = bare.to_string();
+    // Read as text first: an address kept as text (a GA4 hit's) is not copied to be checked.
+    let bare = match event.get_str("ip_override") {
+        Some(ip) if ip.parse::<IpAddr>().is_err() => normalise_ip(ip),
+        _ => None,
+    };
+    if let Some(bare) = bare {
+        event.insert("ip_override", Value::String(bare.to_string()));
     }
 }
 

@@ -16,15 +16,41 @@ pub(crate) fn parse(input: &[u8]) -> Result<Pairs<'_>, String> {
 /// [`parse`] for input already known to be text (a request's query string).
 pub(crate) fn parse_str(text: &str) -> Result<Pairs<'_>, String> {
     let mut pairs = Vec::with_capacity(32);
-    for_each_str(text, |name, value| pairs.push((name, value)))?;
+    split(text, |name, value, escaped| {
+        pairs.push((name, component(value, escaped)?));
+        Ok(())
+    })?;
     Ok(pairs)
 }
 
 /// Decodes `a=1&b=x+y`, already known to be text (a request's query string), and hands each
-/// name/value pair to `pair`, in order (see [`parse`]).
+/// name/value pair to `pair`, in order (see [`parse`]). A value is lent, not given: one that
+/// needed decoding was decoded into a buffer that the next such value reuses (one allocation
+/// per call rather than one per escaped value).
 pub(crate) fn for_each_str<'a>(
     text: &'a str,
-    mut pair: impl FnMut(Cow<'a, str>, Cow<'a, str>),
+    mut pair: impl FnMut(Cow<'a, str>, &str),
+) -> Result<(), String> {
+    let mut scratch = Vec::new();
+    split(text, |name, value, escaped| {
+        if escaped {
+            scratch.clear();
+            decode_into(value.as_bytes(), &mut scratch)?;
+            let decoded = std::str::from_utf8(&scratch).map_err(|e| after_decoding(&e))?;
+            pair(name, decoded);
+        } else {
+            pair(name, value);
+        }
+        Ok(())
+    })
+}
+
+/// Splits `a=1&b=x+y` into its pairs, in order, and hands each to `pair`: the decoded name, the
+/// value as it is, and whether the value needs decoding. A value's error is reported with its
+/// parameter's name.
+fn split<'a>(
+    text: &'a str,
+    mut pair: impl FnMut(Cow<'a, str>, &'a str, bool) -> Result<(), String>,
 ) -> Result<(), String> {
     let bytes = text.as_bytes();
     // One pass: find each `&`-separated part, its `=`, and whether either side needs decoding.
@@ -64,11 +90,14 @@ pub(crate) fn for_each_str<'a>(
                 Some(i) => (&text[start..i], &text[i + 1..end]),
                 None => (&text[start..end], ""),
             };
+            let raw_name = name;
             let name = component(name, name_escaped)
                 .map_err(|e| format!("parameter name `{name}`: {e}"))?;
-            let value =
-                component(value, value_escaped).map_err(|e| format!("parameter `{name}`: {e}"))?;
-            pair(name, value);
+            pair(name, value, value_escaped).map_err(|e| {
+                // The name decoded again: only on this error path (the pair took it).
+                let name = component(raw_name, name_escaped).unwrap_or_default();
+                format!("parameter `{name}`: {e}")
+            })?;
         }
         start = end + 1;
     }
@@ -130,8 +159,23 @@ pub(crate) fn decode(input: &[u8]) -> Result<Cow<'_, str>, String> {
 }
 
 fn decode_escaped(input: &[u8]) -> Result<String, String> {
-    // Decoding never lengthens. The stretches between escapes are copied whole.
+    // Decoding never lengthens.
     let mut out = Vec::with_capacity(input.len());
+    decode_into(input, &mut out)?;
+    String::from_utf8(out).map_err(|e| after_decoding(&e.utf8_error()))
+}
+
+/// The error for bytes that are not UTF-8 once decoded.
+fn after_decoding(error: &std::str::Utf8Error) -> String {
+    format!(
+        "invalid UTF-8 after percent-decoding (at byte {})",
+        error.valid_up_to()
+    )
+}
+
+/// Percent-decodes `input` (`+` is a space) onto the end of `out`, which may then not be UTF-8.
+fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    // The stretches between escapes are copied whole.
     let mut i = 0;
     loop {
         let escape = find_any(input, i, [b'%', b'+']);
@@ -156,12 +200,7 @@ fn decode_escaped(input: &[u8]) -> Result<String, String> {
             }
         }
     }
-    String::from_utf8(out).map_err(|e| {
-        format!(
-            "invalid UTF-8 after percent-decoding (at byte {})",
-            e.utf8_error().valid_up_to()
-        )
-    })
+    Ok(())
 }
 
 /// Marks a byte that is not a hexadecimal digit in [`HEX`].
@@ -206,6 +245,41 @@ mod tests {
         assert!(parse(b"a=%4").is_err());
         assert!(parse(b"a=%ff%fe").unwrap_err().contains("invalid UTF-8"));
         assert!(parse(b"a=\xff").unwrap_err().contains("invalid UTF-8"));
+    }
+
+    /// `for_each_str` lends each value (escaped ones decoded into one reused buffer) and gives
+    /// the pairs and errors that `parse` gives.
+    #[test]
+    fn lent_values_and_errors_match_parse() {
+        for query in [
+            "a=1&b=x+y%21&&c",
+            "dl=https%3A%2F%2Fe.com%2F%C3%A9&dt=A%20long%20title&x=short%21&dr=plain",
+            "n%61me=v%61lue&e=",
+            "a=%zz",
+            "ok=1&a=%4",
+            "ok=%41%42&a=%ff%fe",
+            "b%zz=1",
+        ] {
+            let mut lent = Vec::new();
+            let result = for_each_str(query, |name, value| {
+                lent.push((name.into_owned(), value.to_owned()));
+            });
+            match parse_str(query) {
+                Ok(pairs) => {
+                    result.unwrap();
+                    let owned: Vec<(String, String)> = pairs
+                        .into_iter()
+                        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                        .collect();
+                    assert_eq!(lent, owned, "{query}");
+                }
+                Err(error) => assert_eq!(result.unwrap_err(), error, "{query}"),
+            }
+        }
+        assert_eq!(
+            parse_str("ok=%41%42&a=%ff%fe").unwrap_err(),
+            "parameter `a`: invalid UTF-8 after percent-decoding (at byte 0)"
+        );
     }
 
     /// The eight-bytes-at-a-time search finds exactly the first byte of its set, whatever the

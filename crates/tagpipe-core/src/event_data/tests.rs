@@ -472,3 +472,113 @@ fn event_data_read_from_json_or_copied_has_room_for_two_more_fields() {
         "the room's cost in the docs"
     );
 }
+
+/// Event data with text values: `event_name` and `page_location` kept as text (the first
+/// overwritten once, as a repeated GA4 parameter is), `value` a number.
+fn with_text() -> EventData {
+    let mut slots = SlotBuilder::new(&["event_name", "page_location", "value"]);
+    slots.reserve_text(64);
+    slots.set_text(0, "page_view");
+    slots.set_text(1, "https://e.com/é");
+    slots.set(2, json!(59.9));
+    slots.set_text(0, "purchase");
+    slots.finish([(Key::Borrowed("x-other"), json!("owned"))])
+}
+
+fn without_text() -> EventData {
+    EventData::from_iter([
+        ("event_name", json!("purchase")),
+        ("page_location", json!("https://e.com/é")),
+        ("value", json!(59.9)),
+        ("x-other", json!("owned")),
+    ])
+}
+
+#[test]
+fn text_values_read_as_text_build_nothing_and_every_reader_sees_strings() {
+    let data = with_text();
+    // Read as text: the slices, and no value built.
+    assert_eq!(data.get_str("event_name"), Some("purchase"));
+    assert_eq!(data.get_str("page_location"), Some("https://e.com/é"));
+    assert_eq!(data.get_str("value"), None);
+    assert_eq!(data.get_ref("x-other"), Some(super::ValueRef::Str("owned")));
+    let views: Vec<super::ValueRef<'_>> = data.fields().map(FieldRef::view).collect();
+    assert!(matches!(views[0], super::ValueRef::Str("purchase")));
+    assert!(!data.text.built_any(), "nothing built by reading text");
+    // Every other reader: the same as the event data of ordinary strings.
+    let expected = without_text();
+    assert_eq!(data, expected);
+    assert_eq!(
+        serde_json::to_string(&data).unwrap(),
+        serde_json::to_string(&expected).unwrap()
+    );
+    assert!(!data.text.built_any(), "nor by serialising it");
+    assert_eq!(format!("{data:?}"), format!("{expected:?}"));
+    assert_eq!(data.get("event_name"), Some(&json!("purchase")));
+    assert_eq!(data["page_location"], json!("https://e.com/é"));
+    let pairs: Vec<(&str, &Value)> = data.iter().collect();
+    let expected_pairs: Vec<(&str, &Value)> = expected.iter().collect();
+    assert_eq!(pairs, expected_pairs);
+    assert_eq!(data.clone(), expected);
+    assert_eq!(data.clone().into_value(), expected.clone().into_value());
+    let owned: Vec<(Key, Value)> = data.clone().into_iter().collect();
+    assert_eq!(owned, expected.clone().into_iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn text_values_taken_or_changed_become_ordinary_strings() {
+    let mut data = with_text();
+    assert_eq!(data.remove("event_name"), Some(json!("purchase")));
+    assert_eq!(
+        data.insert("page_location", json!(1)),
+        Some(json!("https://e.com/é"))
+    );
+    let mut data = with_text();
+    match data.get_mut("event_name") {
+        Some(Value::String(name)) => name.push_str("_done"),
+        other => panic!("a string, not {other:?}"),
+    }
+    assert_eq!(data.get_str("event_name"), Some("purchase_done"));
+    let mut data = with_text();
+    data.retain(|name, value| {
+        if name == "page_location" {
+            *value = json!("changed");
+        }
+        true
+    });
+    assert_eq!(data["page_location"], json!("changed"));
+    // Renamed, a text value moves as it is.
+    let mut data = with_text();
+    assert!(data.rename("page_location", "page_url"));
+    assert_eq!(data.get_str("page_url"), Some("https://e.com/é"));
+}
+
+#[test]
+fn set_str_rewrites_text_in_place_when_it_fits_and_otherwise_stores_a_string() {
+    let mut data = with_text();
+    // Read as a value first: the value built from the old text goes.
+    assert_eq!(data["event_name"], json!("purchase"));
+    data.set_str("event_name", "PURCHASE");
+    assert!(matches!(
+        data.get_ref("event_name"),
+        Some(super::ValueRef::Str("PURCHASE"))
+    ));
+    assert_eq!(data["event_name"], json!("PURCHASE"));
+    // The neighbouring text is untouched.
+    assert_eq!(data.get_str("page_location"), Some("https://e.com/é"));
+    // Another length, an ordinary string, a number, a new field.
+    data.set_str("event_name", "Purchase Completed");
+    assert_eq!(data.get_str("event_name"), Some("Purchase Completed"));
+    data.set_str("event_name", "again");
+    data.set_str("value", "sixty");
+    data.set_str("new", "field");
+    assert_eq!(
+        data.to_value(),
+        json!({"event_name": "again", "new": "field", "page_location": "https://e.com/é",
+               "value": "sixty", "x-other": "owned"})
+    );
+    assert_eq!(
+        std::mem::size_of::<super::FieldValue>(),
+        std::mem::size_of::<Value>()
+    );
+}

@@ -195,7 +195,10 @@ fn client_addresses_are_written_as_usual() {
         "2001:db8::7",
     ] {
         let ip: std::net::IpAddr = addr.parse().unwrap();
-        assert_eq!(super::address_text(ip), ip.to_string());
+        // After other text, as in a hit's buffer.
+        let mut text = String::from("before");
+        super::push_address(&mut text, ip);
+        assert_eq!(text, format!("before{ip}"));
     }
 }
 
@@ -428,4 +431,33 @@ fn decimal_digits_are_written_as_display_writes_them() {
         push_decimal(&mut out, n);
         assert_eq!(out, format!("x{n}"));
     }
+}
+
+/// A hit's string parameters are kept as text in the event's one buffer (no `String` each) and
+/// its numbers as numbers; readers of values see ordinary strings.
+#[test]
+fn string_parameters_are_kept_as_text() {
+    use tagpipe_core::event_data::ValueRef;
+    let q = "v=2&en=purchase&dl=https%3A%2F%2Fe.com%2F&epn.value=59.9&ep.transaction_id=T-1&sct=3";
+    let event = parse_hits(q, b"", "203.0.113.7".parse().unwrap(), Some("UA/1"), 1)
+        .expect("valid hit")
+        .remove(0);
+    for name in [
+        "event_name",
+        "page_location",
+        "transaction_id",
+        "ip_override",
+        "user_agent",
+    ] {
+        assert!(
+            matches!(event.get_ref(name), Some(ValueRef::Str(_))),
+            "{name}: {:?}",
+            event.get_ref(name)
+        );
+    }
+    assert_eq!(event.get_str("page_location"), Some("https://e.com/"));
+    assert_eq!(event.get_str("ip_override"), Some("203.0.113.7"));
+    assert_eq!(event.get("value"), Some(&json!(59.9)));
+    assert_eq!(event.get("ga_session_number"), Some(&json!(3)));
+    assert_eq!(event.get("transaction_id"), Some(&json!("T-1")));
 }
