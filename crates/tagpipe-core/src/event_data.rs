@@ -114,6 +114,7 @@ const _: () = assert!(size_of::<FieldValue>() == size_of::<Value>());
 
 impl FieldValue {
     /// The value, built now if deferred (or text not read as a `Value` before).
+    #[inline]
     fn get<'a>(&'a self, text: &'a TextStore) -> &'a Value {
         match self {
             Self::Ready(value) => value,
@@ -123,6 +124,7 @@ impl FieldValue {
     }
 
     /// The value as a reader of text sees it: text stays text.
+    #[inline]
     fn view<'a>(&'a self, text: &'a TextStore) -> ValueRef<'a> {
         match self {
             Self::Text(span) => ValueRef::Str(text.str(*span)),
@@ -287,6 +289,7 @@ impl EventData {
     }
 
     /// The value of field `key`.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.position(key)
             .ok()
@@ -295,6 +298,7 @@ impl EventData {
 
     /// The value of field `key` as a reader of text sees it: text kept as text is not made a
     /// `Value` (see the module docs). For readers on an event's hot path.
+    #[inline]
     pub fn get_ref(&self, key: &str) -> Option<ValueRef<'_>> {
         self.position(key)
             .ok()
@@ -302,6 +306,7 @@ impl EventData {
     }
 
     /// The text of field `key`, when it is a string (no `Value` built for text kept as text).
+    #[inline]
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get_ref(key).and_then(ValueRef::as_str)
     }
@@ -689,12 +694,14 @@ impl<'a> FieldRef<'a> {
     }
 
     /// The field's value (built now, if it was deferred and no one read it yet).
+    #[inline]
     pub fn value(self) -> &'a Value {
         self.0.value.get(self.1)
     }
 
     /// The field's value as a reader of text sees it: text kept as text is not made a
     /// `Value` (see the module docs).
+    #[inline]
     pub fn view(self) -> ValueRef<'a> {
         self.0.value.view(self.1)
     }

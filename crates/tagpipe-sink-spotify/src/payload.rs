@@ -254,16 +254,14 @@ fn optional_text(value: Option<ValueRef<'_>>) -> Cow<'_, str> {
 /// Whether a value counts as given: not null, not empty, not the strings `undefined`/`null`,
 /// not an empty array or object.
 fn given<'a>(v: impl Into<ValueRef<'a>>) -> bool {
-    let v = v.into();
-    if let Some(s) = v.as_str() {
-        return !matches!(s.trim(), "" | "undefined" | "null");
-    }
-    match v {
+    let given_text = |s: &str| !matches!(s.trim(), "" | "undefined" | "null");
+    match v.into() {
+        ValueRef::Str(s) => given_text(s),
+        ValueRef::Value(Value::String(s)) => given_text(s),
         ValueRef::Value(Value::Null) => false,
         ValueRef::Value(Value::Array(a)) => !a.is_empty(),
         ValueRef::Value(Value::Object(o)) => !o.is_empty(),
-        // Strings were read above.
-        ValueRef::Value(_) | ValueRef::Str(_) => true,
+        ValueRef::Value(_) => true,
     }
 }
 

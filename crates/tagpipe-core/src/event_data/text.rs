@@ -72,6 +72,7 @@ impl TextStore {
     }
 
     /// The text of `span`.
+    #[inline]
     pub(super) fn str(&self, span: TextSpan) -> &str {
         let start = span.start as usize;
         self.text
@@ -141,6 +142,7 @@ pub enum ValueRef<'a> {
 
 impl<'a> ValueRef<'a> {
     /// The text, when the value is a string.
+    #[inline]
     pub fn as_str(self) -> Option<&'a str> {
         match self {
             Self::Str(s) => Some(s),
