@@ -3,13 +3,13 @@
 //! (split by size, retried with backoff, halved on 413, one by one after an unexplained 400) →
 //! one outcome per event.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tagpipe_core::logs::{DeliveryLog, LogKind};
 use tagpipe_core::{DestinationOutcome, Event, Outcome, Prepare, Prepared};
@@ -55,19 +55,37 @@ impl Prepare for SpotifyPrepare {
     /// is not (its log record names the sink that prepared it).
     fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
         match prepared.downcast_mut::<Ready>()? {
-            Ready::Send(item) => {
-                item.json.make_shared();
-                Some(Prepared::new(Ready::Send(item.clone())))
-            }
+            Ready::Send(item) => Some(Prepared::new(Ready::Send(item.clone()))),
             Ready::Done(_) => None,
         }
     }
 }
 
+/// The bytes of the CAPI JSON chunks each thread writes its events' JSON into.
+const JSON_CHUNK: usize = 64 * 1024;
+
 thread_local! {
-    /// The length of the last CAPI JSON this thread wrote: events are alike, so a buffer of that
-    /// size is rarely grown while serialising.
-    static EXPECTED_LEN: Cell<usize> = const { Cell::new(512) };
+    /// Where this thread serialises a CAPI event: reused, so it is in the cache and never grown
+    /// once it has held the longest event.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The chunk this thread's events' JSON is copied into, one after another: each item holds
+    /// a shared slice of it, and a chunk is freed when the last of its items is. One
+    /// allocation per ~100 events rather than one per event, and consecutive events' JSON in
+    /// consecutive memory; the items are dropped a batch later, on whichever thread delivers
+    /// them, where a block of its own per event was then reused cold.
+    static CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// `json` copied into this thread's chunk (see [`CHUNK`]).
+fn in_chunk(json: &[u8]) -> Bytes {
+    CHUNK.with_borrow_mut(|chunk| {
+        if chunk.capacity() < json.len() {
+            // A full chunk stays with its items; a new one takes the next events.
+            *chunk = BytesMut::with_capacity(JSON_CHUNK.max(json.len()));
+        }
+        chunk.extend_from_slice(json);
+        chunk.split().freeze()
+    })
 }
 
 /// One event ready to send, with where its outcome goes.
@@ -75,39 +93,12 @@ thread_local! {
 struct Item {
     /// Its position in the batch being sent.
     index: usize,
-    /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their bodies.
-    json: ItemJson,
+    /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their
+    /// bodies. A slice of a shared chunk (see [`CHUNK`]); copies for other sinks share it.
+    json: Bytes,
     name: ItemName,
     trace_id: Option<String>,
     debug: bool,
-}
-
-/// An item's CAPI JSON: its own, or shared with the items other sinks got of the same event
-/// (see [`Prepare::copy`]).
-#[derive(Clone)]
-enum ItemJson {
-    Owned(Vec<u8>),
-    Shared(Arc<Vec<u8>>),
-}
-
-impl ItemJson {
-    /// Makes the JSON shareable (once): clones of the item then share it instead of copying it.
-    fn make_shared(&mut self) {
-        if let Self::Owned(json) = self {
-            *self = Self::Shared(Arc::new(std::mem::take(json)));
-        }
-    }
-}
-
-impl std::ops::Deref for ItemJson {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Self::Owned(json) => json,
-            Self::Shared(json) => json,
-        }
-    }
 }
 
 /// An item's event name, for logs: where it is in the item's JSON (written unescaped, nearly
@@ -172,16 +163,17 @@ impl Shared {
             self.received_ms(event),
         ) {
             Built::Send(payload) => {
-                let expected_len = EXPECTED_LEN.get();
-                let mut json = Vec::with_capacity(expected_len + 32);
-                let name = match payload.write_json(&mut json) {
-                    Some(range) => ItemName::InJson(range),
-                    None => ItemName::Copied(payload.event_name.into_owned()),
-                };
-                EXPECTED_LEN.set(json.len());
+                let (json, name) = SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.clear();
+                    let name = match payload.write_json(scratch) {
+                        Some(range) => ItemName::InJson(range),
+                        None => ItemName::Copied(payload.event_name.into_owned()),
+                    };
+                    (in_chunk(scratch), name)
+                });
                 Ready::Send(Item {
                     index: 0,
-                    json: ItemJson::Owned(json),
+                    json,
                     name,
                     trace_id: event.context.trace_id.clone(),
                     debug,

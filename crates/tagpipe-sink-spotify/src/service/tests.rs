@@ -7,7 +7,7 @@ use tagpipe_core::{
     ComponentId, Event, EventData, Prepare, RequestContext, SinkCalls, SinkConfig, SinkContext,
 };
 
-use super::{ItemJson, Ready};
+use super::Ready;
 use crate::config::SpotifySinkConfig;
 
 /// The preparer of a Spotify sink built from `settings` (plus a token and a connection).
@@ -90,17 +90,25 @@ async fn an_event_to_send_is_copied_and_an_outcome_is_not() {
     let json = json_of(&copy).expect("the copy is an event to send");
     assert_eq!(Some(json.clone()), json_of(&sent));
     // One JSON, shared: not copied per sink.
-    let shared = |prepared: &tagpipe_core::Prepared| match prepared.downcast_ref::<Ready>() {
-        Some(Ready::Send(item)) => match &item.json {
-            ItemJson::Shared(json) => Some(json.clone()),
-            ItemJson::Owned(_) => None,
-        },
+    let bytes = |prepared: &tagpipe_core::Prepared| match prepared.downcast_ref::<Ready>() {
+        Some(Ready::Send(item)) => Some(item.json.as_ptr()),
         _ => None,
     };
-    assert!(Arc::ptr_eq(
-        &shared(&sent).expect("the original is shared"),
-        &shared(&copy).expect("the copy is shared")
-    ));
+    assert_eq!(
+        bytes(&sent).expect("the original is sent"),
+        bytes(&copy).expect("the copy is sent")
+    );
+    // The next event's JSON follows in the same chunk (no allocation of its own).
+    let next = a.prepare(&event(json!({
+        "event_name": "purchase",
+        "client_id": "1.3",
+        "ip_override": "203.0.113.8",
+    })));
+    let first = json.len();
+    assert_eq!(
+        bytes(&next).map(|at| at as usize),
+        bytes(&sent).map(|at| at as usize + first)
+    );
     let capi: Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(capi["event_name"], "purchase");
 
