@@ -9,8 +9,10 @@
 //! batch the API finds too large, isolates a bad event, and reports every event's outcome.
 //!
 //! Each event becomes its CAPI JSON as it enters the sink's memory queue, on the thread that
-//! accepted it ([`tagpipe_core::Prepare`]): the queue holds one buffer per event, and batches
-//! are assembled from those buffers without touching the events again. With a disk buffer or a
+//! accepted it ([`tagpipe_core::Prepare`]): the queue holds each event's JSON, and batches are
+//! assembled from it without touching the events again. A thread writes a sink's events' JSON
+//! one after another into shared 64 KiB chunks of that sink (one allocation per ~100 events); a
+//! chunk is freed when the last of its events has been delivered. With a disk buffer or a
 //! dead-letter sink the queue holds the events, and each is built just before it is sent.
 //!
 //! ```yaml

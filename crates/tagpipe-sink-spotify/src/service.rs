@@ -64,21 +64,39 @@ impl Prepare for SpotifyPrepare {
 /// The bytes of the CAPI JSON chunks each thread writes its events' JSON into.
 const JSON_CHUNK: usize = 64 * 1024;
 
+/// At most this many sinks' chunks are kept per thread (a reload's removed sinks leave theirs).
+const CHUNKS_PER_THREAD: usize = 8;
+
 thread_local! {
-    /// Where this thread serialises a CAPI event: reused, so it is in the cache and never grown
-    /// once it has held the longest event.
+    /// Where this thread serialises a CAPI event: reused, so it is in the cache and not grown
+    /// once it has held the longest event (up to a chunk's size).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The chunk this thread's events' JSON is copied into, one after another: each item holds
-    /// a shared slice of it, and a chunk is freed when the last of its items is. One
-    /// allocation per ~100 events rather than one per event, and consecutive events' JSON in
-    /// consecutive memory; the items are dropped a batch later, on whichever thread delivers
-    /// them, where a block of its own per event was then reused cold.
-    static CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    /// Per sink (by its [`Shared`]'s address), the chunk this thread's events' JSON is copied
+    /// into, one after another: each item holds a shared slice of it, and a chunk is freed when
+    /// the last of its items is. One allocation per ~100 events rather than one per event, and
+    /// consecutive events' JSON in consecutive memory; the items are dropped a batch later, on
+    /// whichever thread delivers them, where a block of its own per event was then reused
+    /// cold. One chunk per sink, so that a sink's queued items (during an outage, say) keep
+    /// only chunks of their own sink alive, not ones mostly filled by other sinks' delivered
+    /// events.
+    static CHUNKS: RefCell<Vec<(usize, BytesMut)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `json` copied into this thread's chunk (see [`CHUNK`]).
-fn in_chunk(json: &[u8]) -> Bytes {
-    CHUNK.with_borrow_mut(|chunk| {
+/// `json` copied into this thread's chunk for `sink` (see [`CHUNKS`]).
+fn in_chunk(sink: &Shared, json: &[u8]) -> Bytes {
+    let key = std::ptr::from_ref(sink) as usize;
+    CHUNKS.with_borrow_mut(|chunks| {
+        let at = chunks
+            .iter()
+            .position(|(k, _)| *k == key)
+            .unwrap_or_else(|| {
+                if chunks.len() == CHUNKS_PER_THREAD {
+                    chunks.remove(0);
+                }
+                chunks.push((key, BytesMut::new()));
+                chunks.len() - 1
+            });
+        let chunk = &mut chunks[at].1;
         if chunk.capacity() < json.len() {
             // A full chunk stays with its items; a new one takes the next events.
             *chunk = BytesMut::with_capacity(JSON_CHUNK.max(json.len()));
@@ -94,7 +112,7 @@ struct Item {
     /// Its position in the batch being sent.
     index: usize,
     /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their
-    /// bodies. A slice of a shared chunk (see [`CHUNK`]); copies for other sinks share it.
+    /// bodies. A slice of a shared chunk (see [`CHUNKS`]); copies for other sinks share it.
     json: Bytes,
     name: ItemName,
     trace_id: Option<String>,
@@ -169,7 +187,12 @@ impl Shared {
                         Some(range) => ItemName::InJson(range),
                         None => ItemName::Copied(payload.event_name.into_owned()),
                     };
-                    (in_chunk(scratch), name)
+                    let json = in_chunk(self, scratch);
+                    if scratch.capacity() > JSON_CHUNK {
+                        // An unusually large event: its buffer is not kept.
+                        scratch.shrink_to(JSON_CHUNK);
+                    }
+                    (json, name)
                 });
                 Ready::Send(Item {
                     index: 0,

@@ -53,7 +53,7 @@ pub fn parse_hits(
     let query_error = |e: String| format!("query string: {e}");
     if lines.is_empty() {
         // A single hit (a GET, nearly always): parameters go straight from the query into the
-        // event data, decoded values moved rather than copied.
+        // event data's text, escaped ones decoded into one reused buffer on the way.
         let mut hit = HitBuilder::new(client_addr, query.len(), user_agent);
         urlencoded::for_each_str(query, |name, value| hit.apply(&name, value))
             .map_err(query_error)?;

@@ -276,10 +276,20 @@ mod tests {
                 Err(error) => assert_eq!(result.unwrap_err(), error, "{query}"),
             }
         }
-        assert_eq!(
-            parse_str("ok=%41%42&a=%ff%fe").unwrap_err(),
-            "parameter `a`: invalid UTF-8 after percent-decoding (at byte 0)"
-        );
+        // The messages themselves (both functions share the splitter).
+        for (query, message) in [
+            (
+                "ok=%41%42&a=%ff%fe",
+                "parameter `a`: invalid UTF-8 after percent-decoding (at byte 0)",
+            ),
+            ("a=%zz", "parameter `a`: bad percent-encoding at byte 0"),
+            (
+                "b%zz=1",
+                "parameter name `b%zz`: bad percent-encoding at byte 1",
+            ),
+        ] {
+            assert_eq!(for_each_str(query, |_, _| {}).unwrap_err(), message);
+        }
     }
 
     /// The eight-bytes-at-a-time search finds exactly the first byte of its set, whatever the

@@ -501,6 +501,11 @@ fn text_values_read_as_text_build_nothing_and_every_reader_sees_strings() {
     assert_eq!(data.get_str("event_name"), Some("purchase"));
     assert_eq!(data.get_str("page_location"), Some("https://e.com/é"));
     assert_eq!(data.get_str("value"), None);
+    // A field inserted as a value stays one (and compares equal to the same text).
+    assert!(matches!(
+        data.get_ref("x-other"),
+        Some(super::ValueRef::Value(_))
+    ));
     assert_eq!(data.get_ref("x-other"), Some(super::ValueRef::Str("owned")));
     let views: Vec<super::ValueRef<'_>> = data.fields().map(FieldRef::view).collect();
     assert!(matches!(views[0], super::ValueRef::Str("purchase")));
@@ -580,5 +585,43 @@ fn set_str_rewrites_text_in_place_when_it_fits_and_otherwise_stores_a_string() {
     assert_eq!(
         std::mem::size_of::<super::FieldValue>(),
         std::mem::size_of::<Value>()
+    );
+}
+
+#[test]
+fn text_set_after_a_value_was_read_is_read_whole_and_an_unsorted_table_keeps_its_text() {
+    let mut slots = SlotBuilder::new(&["a", "b", "c"]);
+    slots.set_text(0, "first");
+    // Reading a value builds the cells for the spans so far; a later span still gets one.
+    assert_eq!(slots.get(0), Some(&json!("first")));
+    slots.set_text(1, "second");
+    slots.set_text(0, "third");
+    assert_eq!(slots.get(1), Some(&json!("second")));
+    let data = slots.finish([]);
+    assert_eq!(data.get("a"), Some(&json!("third")));
+    assert_eq!(data.get("b"), Some(&json!("second")));
+    assert_eq!(data.get_str("a"), Some("third"));
+
+    let mut slots = SlotBuilder::new(&["zeta", "alpha", "mid"]);
+    slots.set_text(0, "z");
+    slots.set_text(1, "a");
+    slots.set_text(2, "m");
+    let data = slots.finish([(Key::Borrowed("beta"), json!("b"))]);
+    let fields: Vec<(&str, Option<&str>)> = data
+        .fields()
+        .map(|f| (f.name(), f.view().as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("alpha", Some("a")),
+            ("beta", Some("b")),
+            ("mid", Some("m")),
+            ("zeta", Some("z"))
+        ]
+    );
+    assert_eq!(
+        format!("{:#?}", data.get_ref("alpha").unwrap()),
+        r#"String("a")"#
     );
 }

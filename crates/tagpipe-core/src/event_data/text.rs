@@ -58,6 +58,11 @@ impl TextStore {
         &mut self,
         write: impl FnOnce(&mut String),
     ) -> Result<TextSpan, String> {
+        if self.cells.get().is_some() {
+            // Values were built for the spans so far: the table of cells is made again, with
+            // one for the new span, on the next read.
+            self.cells = OnceLock::new();
+        }
         let start = self.text.len();
         write(&mut self.text);
         let end = self.text.len();
@@ -87,8 +92,8 @@ impl TextStore {
             .get_or_init(|| (0..self.count).map(|_| OnceLock::new()).collect());
         match cells.get(span.index as usize) {
             Some(cell) => cell.get_or_init(|| Value::String(self.str(span).to_owned())),
-            // Not reached: every span was counted before the cells were made, and a store's
-            // spans are handed out only by it.
+            // Not reached: a new span drops the cells (they are made again with one for it),
+            // and a store's spans are handed out only by it.
             None => &Value::Null,
         }
     }
@@ -195,7 +200,7 @@ impl fmt::Debug for ValueRef<'_> {
     /// As the `Value` would print.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Str(s) => f.debug_tuple("String").field(s).finish(),
+            Self::Str(s) => write!(f, "String({s:?})"),
             Self::Value(v) => fmt::Debug::fmt(v, f),
         }
     }

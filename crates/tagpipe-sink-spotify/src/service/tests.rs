@@ -98,7 +98,15 @@ async fn an_event_to_send_is_copied_and_an_outcome_is_not() {
         bytes(&sent).expect("the original is sent"),
         bytes(&copy).expect("the copy is sent")
     );
-    // The next event's JSON follows in the same chunk (no allocation of its own).
+    // The next event's JSON follows in the same chunk (no allocation of its own), even when
+    // another sink prepared one in between: each sink has its own chunk.
+    let other_sink = preparer(json!({"action_source": "WEB"})).await;
+    let between = other_sink.prepare(&event(json!({
+        "event_name": "purchase",
+        "client_id": "9.9",
+        "ip_override": "203.0.113.9",
+    })));
+    assert!(bytes(&between).is_some());
     let next = a.prepare(&event(json!({
         "event_name": "purchase",
         "client_id": "1.3",
