@@ -28,6 +28,7 @@
 //! first time a processor or sink reads it — never, in a pipeline that only sends to Spotify.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde_json::{Map, Number, Value};
@@ -372,7 +373,8 @@ impl HitBuilder {
 /// Appends an address as text; IPv4 (nearly every hit) without the formatting machinery.
 fn push_address(text: &mut String, addr: IpAddr) {
     let IpAddr::V4(v4) = addr else {
-        text.push_str(&addr.to_string());
+        // Writing to a `String` cannot fail.
+        let _ = write!(text, "{addr}");
         return;
     };
     for (i, octet) in v4.octets().into_iter().enumerate() {

@@ -162,14 +162,6 @@ impl<'a> ValueRef<'a> {
             Self::Value(v) => Some(v),
         }
     }
-
-    /// An owned JSON value.
-    pub fn to_value(self) -> Value {
-        match self {
-            Self::Str(s) => Value::String(s.to_owned()),
-            Self::Value(v) => v.clone(),
-        }
-    }
 }
 
 impl<'a> From<&'a Value> for ValueRef<'a> {
@@ -187,12 +179,6 @@ impl PartialEq for ValueRef<'_> {
             }
             (Self::Value(a), Self::Value(b)) => a == b,
         }
-    }
-}
-
-impl PartialEq<Value> for ValueRef<'_> {
-    fn eq(&self, other: &Value) -> bool {
-        *self == ValueRef::Value(other)
     }
 }
 
