@@ -1,5 +1,7 @@
-//! One event → its CAPI JSON, as the sink does it for every event of a batch: the tag's field
-//! rules (`payload::build`), then serialisation into the request body's bytes.
+//! One event → its CAPI JSON, as the sink does it for every event it queues: the tag's field
+//! rules (`payload::build`), then the hand-written `CapiEvent::write_json` into a reused buffer
+//! (`ga4_purchase`, `server_purchase`); and the same event through `serde_json` (`…_serde`: the
+//! path of debug answers and dead letters, byte for byte the same JSON).
 //!
 //! `cargo bench -p tagpipe-sink-spotify --bench payload`
 
@@ -42,7 +44,21 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("spotify_payload");
     group.throughput(Throughput::Elements(1));
     for (name, data) in [("ga4_purchase", &ga4), ("server_purchase", &server)] {
+        // As the sink does: one buffer per thread, cleared for each event.
+        let mut json = Vec::new();
         group.bench_function(name, |b| {
+            b.iter(
+                || match build(std::hint::black_box(data), &context, &config, 0) {
+                    Built::Send(event) => {
+                        json.clear();
+                        event.write_json(&mut json);
+                        json.len()
+                    }
+                    other => panic!("not sent: {other:?}"),
+                },
+            );
+        });
+        group.bench_function(format!("{name}_serde"), |b| {
             b.iter(
                 || match build(std::hint::black_box(data), &context, &config, 0) {
                     Built::Send(event) => serde_json::to_string(&event).unwrap(),
