@@ -1,7 +1,8 @@
 //! One event → its CAPI JSON, as the sink does it for every event it queues: the tag's field
 //! rules (`payload::build`), then the hand-written `CapiEvent::write_json` into a reused buffer
-//! (`ga4_purchase`, `server_purchase`); and the same event through `serde_json` (`…_serde`: the
-//! path of debug answers and dead letters, byte for byte the same JSON).
+//! (`ga4_purchase`, `server_purchase`; the sink then copies the bytes into its chunk, which is
+//! not measured here). The `…_serde` rows serialise the same event with `serde_json` into a new
+//! `String` each (byte for byte the same JSON), as a reference.
 //!
 //! `cargo bench -p tagpipe-sink-spotify --bench payload`
 

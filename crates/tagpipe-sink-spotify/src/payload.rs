@@ -62,7 +62,8 @@ pub struct CapiEvent<'a> {
 }
 
 impl CapiEvent<'_> {
-    /// The event as a JSON tree (debug answers, dead letters, tests).
+    /// The event as a JSON tree (tests compare the hand-written JSON with it; the sink's debug
+    /// answers and dead letters read back the JSON it wrote).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }

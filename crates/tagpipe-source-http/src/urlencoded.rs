@@ -37,7 +37,7 @@ pub(crate) fn for_each_str<'a>(
             if scratch.capacity() == 0 {
                 // Sized once, at the first escaped value, for every value: decoding never
                 // lengthens (a buffer grown value by value was three allocations per GA4 hit).
-                scratch.reserve(text.len() + WORD);
+                scratch.reserve(text.len());
             }
             scratch.clear();
             decode_into(value.as_bytes(), &mut scratch)?;
@@ -164,8 +164,8 @@ pub(crate) fn decode(input: &[u8]) -> Result<Cow<'_, str>, String> {
 }
 
 fn decode_escaped(input: &[u8]) -> Result<String, String> {
-    // Decoding never lengthens (the word more is room for `decode_into`'s whole-word copies).
-    let mut out = Vec::with_capacity(input.len() + WORD);
+    // Decoding never lengthens.
+    let mut out = Vec::with_capacity(input.len());
     decode_into(input, &mut out)?;
     String::from_utf8(out).map_err(|e| after_decoding(&e.utf8_error()))
 }
@@ -182,8 +182,9 @@ fn after_decoding(error: &std::str::Utf8Error) -> String {
 fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     // Eight bytes at a time: a word is appended whole and, when it holds an escape, cut back to
     // the bytes before it — no copy call per stretch between escapes (most are shorter than a
-    // word), one capacity check per word.
-    out.reserve(input.len() + WORD);
+    // word). The output never runs ahead of the input, so a word appended at input byte `i`
+    // ends by `i + 8 <= input.len()`: the room reserved here is never exceeded.
+    out.reserve(input.len());
     let mut i = 0;
     while i < input.len() {
         if let Some(word) = input[i..].first_chunk::<WORD>() {
@@ -309,6 +310,23 @@ mod tests {
                 "b%zz=1",
                 "parameter name `b%zz`: bad percent-encoding at byte 1",
             ),
+            // Escapes found by the eight-byte search rather than the last few bytes' loop.
+            (
+                "a=abcdefg%zz",
+                "parameter `a`: bad percent-encoding at byte 7",
+            ),
+            (
+                "a=abcdefghij%4",
+                "parameter `a`: bad percent-encoding at byte 10",
+            ),
+            (
+                "a=ab+defg%4x&b=1",
+                "parameter `a`: bad percent-encoding at byte 7",
+            ),
+            (
+                "a=%41bcdefghijk%zzzzzzzzz",
+                "parameter `a`: bad percent-encoding at byte 13",
+            ),
         ] {
             assert_eq!(for_each_str(query, |_, _| {}).unwrap_err(), message);
         }
@@ -401,6 +419,14 @@ mod tests {
             "%2b",
             "%C3%A9",
             "~",
+            // Bytes the eight-byte masks can mark falsely above a match (`'`, `<`, `$`, `*`
+            // follow `&`, `=`, `%`, `+`), and text that is not ASCII.
+            "*",
+            "$",
+            "'",
+            "<",
+            "¥",
+            "«",
             // Stretches longer than the search's eight bytes.
             "abcdefghijkl",
             "https://e.com/p?q",
