@@ -43,6 +43,7 @@ use tagpipe_core::batch::BatchSettings;
 use tagpipe_core::component::{PreparedSink, SinkParts};
 use tagpipe_core::driver::service_with;
 use tagpipe_core::{BoxError, BoxFuture, SinkComponent, SinkConfig, SinkContext, ValidationError};
+use thread_local::ThreadLocal;
 
 pub use config::{ActionSource, DEFAULT_ENDPOINT, LogType, ServerEventData, SpotifySinkConfig};
 pub use device_id::SpotifyDeviceIdConfig;
@@ -107,6 +108,7 @@ impl SinkConfig for SpotifySinkConfig {
                     stream: cx.logs.clone(),
                 },
                 clock_ms,
+                chunks: ThreadLocal::new(),
             };
             let shared = Arc::new(shared);
             // Each event becomes its CAPI JSON as it is queued (see `tagpipe_core::Prepare`):

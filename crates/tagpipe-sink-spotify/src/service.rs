@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tagpipe_core::logs::{DeliveryLog, LogKind};
 use tagpipe_core::{DestinationOutcome, Event, Outcome, Prepare, Prepared};
+use thread_local::ThreadLocal;
 
 use crate::config::SpotifySinkConfig;
 use crate::logs::DeliveryLogger;
@@ -25,6 +26,12 @@ pub(crate) struct Shared {
     pub logger: DeliveryLogger,
     /// Fixed "now" for events without a time (tests); `None`: the real clock.
     pub clock_ms: Option<i64>,
+    /// Per thread, the chunk that thread copies this sink's events' JSON into, one after
+    /// another: each item holds a shared slice of it, and a chunk is freed when the last of its
+    /// items is (one allocation per ~100 events, consecutive events' JSON in consecutive
+    /// memory). The sink's own, so its queued items keep only its chunks alive, and they go
+    /// with the sink.
+    pub chunks: ThreadLocal<RefCell<BytesMut>>,
 }
 
 /// One event as the sink's queue holds it.
@@ -54,7 +61,7 @@ impl Prepare for SpotifyPrepare {
     /// A CAPI event to send is shared (its JSON is not copied); an outcome found when preparing
     /// is not (its log record names the sink that prepared it).
     fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
-        match prepared.downcast_mut::<Ready>()? {
+        match prepared.downcast_ref::<Ready>()? {
             Ready::Send(item) => Some(Prepared::new(Ready::Send(item.clone()))),
             Ready::Done(_) => None,
         }
@@ -64,46 +71,26 @@ impl Prepare for SpotifyPrepare {
 /// The bytes of the CAPI JSON chunks each thread writes its events' JSON into.
 const JSON_CHUNK: usize = 64 * 1024;
 
-/// At most this many sinks' chunks are kept per thread (a reload's removed sinks leave theirs).
-const CHUNKS_PER_THREAD: usize = 8;
-
 thread_local! {
     /// Where this thread serialises a CAPI event: reused, so it is in the cache and not grown
     /// once it has held the longest event (up to a chunk's size).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Per sink (by its [`Shared`]'s address), the chunk this thread's events' JSON is copied
-    /// into, one after another: each item holds a shared slice of it, and a chunk is freed when
-    /// the last of its items is. One allocation per ~100 events rather than one per event, and
-    /// consecutive events' JSON in consecutive memory; the items are dropped a batch later, on
-    /// whichever thread delivers them, where a block of its own per event was then reused
-    /// cold. One chunk per sink, so that a sink's queued items (during an outage, say) keep
-    /// only chunks of their own sink alive, not ones mostly filled by other sinks' delivered
-    /// events.
-    static CHUNKS: RefCell<Vec<(usize, BytesMut)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `json` copied into this thread's chunk for `sink` (see [`CHUNKS`]).
-fn in_chunk(sink: &Shared, json: &[u8]) -> Bytes {
-    let key = std::ptr::from_ref(sink) as usize;
-    CHUNKS.with_borrow_mut(|chunks| {
-        let at = chunks
-            .iter()
-            .position(|(k, _)| *k == key)
-            .unwrap_or_else(|| {
-                if chunks.len() == CHUNKS_PER_THREAD {
-                    chunks.remove(0);
-                }
-                chunks.push((key, BytesMut::new()));
-                chunks.len() - 1
-            });
-        let chunk = &mut chunks[at].1;
+impl Shared {
+    /// `json` copied into this thread's chunk of the sink (see [`Shared::chunks`]).
+    fn in_chunk(&self, json: &[u8]) -> Bytes {
+        let mut chunk = self
+            .chunks
+            .get_or(|| RefCell::new(BytesMut::new()))
+            .borrow_mut();
         if chunk.capacity() < json.len() {
             // A full chunk stays with its items; a new one takes the next events.
             *chunk = BytesMut::with_capacity(JSON_CHUNK.max(json.len()));
         }
         chunk.extend_from_slice(json);
         chunk.split().freeze()
-    })
+    }
 }
 
 /// One event ready to send, with where its outcome goes.
@@ -112,7 +99,7 @@ struct Item {
     /// Its position in the batch being sent.
     index: usize,
     /// The CAPI event as JSON, serialised once: it sizes the requests and goes into their
-    /// bodies. A slice of a shared chunk (see [`CHUNKS`]); copies for other sinks share it.
+    /// bodies. A slice of a shared chunk (see [`Shared::chunks`]); copies for other sinks share it.
     json: Bytes,
     name: ItemName,
     trace_id: Option<String>,
@@ -187,7 +174,7 @@ impl Shared {
                         Some(range) => ItemName::InJson(range),
                         None => ItemName::Copied(payload.event_name.into_owned()),
                     };
-                    let json = in_chunk(self, scratch);
+                    let json = self.in_chunk(scratch);
                     if scratch.capacity() > JSON_CHUNK {
                         // An unusually large event: its buffer is not kept.
                         scratch.shrink_to(JSON_CHUNK);

@@ -124,3 +124,66 @@ async fn an_event_to_send_is_copied_and_an_outcome_is_not() {
     assert!(json_of(&failed).is_none(), "no user identifier: not sent");
     assert!(a.copy(&mut failed).is_none());
 }
+
+/// Where a prepared item's JSON starts, when it is to be sent.
+fn json_at(prepared: &tagpipe_core::Prepared) -> Option<usize> {
+    match prepared.downcast_ref::<Ready>()? {
+        Ready::Send(item) => Some(item.json.as_ptr() as usize),
+        Ready::Done(_) => None,
+    }
+}
+
+fn purchase(client: usize) -> Event {
+    event(json!({
+        "event_name": "purchase",
+        "client_id": format!("1.{client}"),
+        "ip_override": "203.0.113.7",
+    }))
+}
+
+/// However many sinks one thread prepares for in turn, each keeps its own chunk: a sink's next
+/// event follows its previous one (a chunk shared out by sink, or dropped when too many sinks
+/// took turns, would give each event a fresh chunk of its own).
+#[tokio::test]
+async fn many_sinks_taking_turns_each_keep_their_chunk() {
+    let mut sinks = Vec::new();
+    for i in 0..12 {
+        sinks.push(preparer(json!({"event_details": {"content_category": format!("c{i}")}})).await);
+    }
+    let first: Vec<_> = (0..sinks.len())
+        .map(|i| sinks[i].prepare(&purchase(i)))
+        .collect();
+    let second: Vec<_> = (0..sinks.len())
+        .map(|i| sinks[i].prepare(&purchase(i)))
+        .collect();
+    for (i, (first, second)) in first.iter().zip(&second).enumerate() {
+        let len = json_of(first).expect("sent").len();
+        assert_eq!(
+            json_at(second),
+            json_at(first).map(|at| at + len),
+            "sink {i}"
+        );
+    }
+}
+
+/// An event whose JSON is larger than a chunk gets a chunk of its own size; the events after it
+/// are written as usual.
+#[tokio::test]
+async fn an_event_larger_than_a_chunk_is_sent_whole() {
+    let sink = preparer(json!({})).await;
+    let url = format!(
+        "https://shop.example.com/?q={}",
+        "x".repeat(super::JSON_CHUNK)
+    );
+    let large = sink.prepare(&event(json!({
+        "event_name": "purchase",
+        "client_id": "1.1",
+        "ip_override": "203.0.113.7",
+        "page_location": url,
+    })));
+    let large: Value = serde_json::from_slice(&json_of(&large).expect("sent")).unwrap();
+    assert_eq!(large["event_source_url"], url.as_str());
+    let next = sink.prepare(&purchase(2));
+    let next: Value = serde_json::from_slice(&json_of(&next).expect("sent")).unwrap();
+    assert_eq!(next["event_name"], "purchase");
+}
