@@ -7,16 +7,31 @@
 use serde_json::{Map, Value};
 
 use crate::event::EventData;
+use crate::event_data::ValueRef;
 
 /// The value at `path`, if any.
 pub fn get<'a>(data: &'a EventData, path: &str) -> Option<&'a Value> {
-    if !path.as_bytes().contains(&b'.') {
-        // The common case, a top-level field: no splitting.
-        return data.get(path);
+    match path.split_once('.') {
+        // The common case, a top-level field.
+        None => data.get(path),
+        Some((first, rest)) => descend(data.get(first)?, rest),
     }
-    let mut segments = path.split('.');
-    let mut current = data.get(segments.next()?)?;
-    for segment in segments {
+}
+
+/// The value at `path`, if any, as a reader of text sees it ([`EventData::get_ref`]): a field
+/// kept as text (a GA4 hit's strings) is read without building a JSON string for it, as
+/// [`get`] does. For checks and comparisons that need no `&Value`.
+pub fn get_ref<'a>(data: &'a EventData, path: &str) -> Option<ValueRef<'a>> {
+    let Some((first, rest)) = path.split_once('.') else {
+        return data.get_ref(path);
+    };
+    // Text has no fields: only a value can hold the rest of the path.
+    descend(data.get_ref(first)?.as_value()?, rest).map(ValueRef::Value)
+}
+
+/// The value at the dotted `rest` of a path inside `current`.
+fn descend<'a>(mut current: &'a Value, rest: &str) -> Option<&'a Value> {
+    for segment in rest.split('.') {
         current = match current {
             Value::Object(map) => map.get(segment)?,
             Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,

@@ -22,7 +22,7 @@ impl Hashing {
     /// has such a field and is shared).
     pub fn apply(&self, event: &mut Event) {
         for rule in &self.config.fields {
-            if path::get(&event.data, &rule.path).is_none() {
+            if path::get_ref(&event.data, &rule.path).is_none() {
                 continue;
             }
             let data = event.data_mut();

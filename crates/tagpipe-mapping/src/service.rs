@@ -1,10 +1,11 @@
 //! [`Mapping`]: filters, names and reshapes each event (an [`EventProcessor`], layered with
 //! [`MappingLayer`](crate::MappingLayer)).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
+use tagpipe_core::event_data::ValueRef;
 use tagpipe_core::{ComponentId, Event, EventProcessor, path};
 
 use crate::config::{MappingConfig, NameMethod, Operation, Unmapped};
@@ -44,15 +45,18 @@ impl NameLookup {
 }
 
 /// A scalar as text, for value filters (`200` and `"200"` compare equal).
-fn as_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// A value as the `match` filter compares it: a string's text, any other value's JSON.
+fn as_text(v: ValueRef<'_>) -> Cow<'_, str> {
+    match (v.as_str(), v.as_value()) {
+        (Some(s), _) => Cow::Borrowed(s),
+        (None, Some(other)) => Cow::Owned(other.to_string()),
+        (None, None) => Cow::Borrowed(""),
     }
 }
 
-fn present(v: Option<&Value>) -> bool {
-    v.is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+/// Whether a field counts as present: not null, not an empty string.
+fn present(v: Option<ValueRef<'_>>) -> bool {
+    v.is_some_and(|v| v.as_value().is_none_or(|v| !v.is_null()) && v.as_str() != Some(""))
 }
 
 impl Mapping {
@@ -85,20 +89,20 @@ impl Mapping {
         if let Some(missing) = f
             .require_fields
             .iter()
-            .find(|p| !present(path::get(&event.data, p)))
+            .find(|p| !present(path::get_ref(&event.data, p)))
         {
             return Some(format!("filter: required field `{missing}` is missing"));
         }
         for (field, values) in &f.matches {
-            let actual = path::get(&event.data, field).map(as_text);
-            if !values.iter().any(|v| Some(as_text(v)) == actual) {
+            let actual = path::get_ref(&event.data, field).map(as_text);
+            if !values.iter().any(|v| Some(as_text(v.into())) == actual) {
                 return Some(format!("filter: field `{field}` does not match"));
             }
         }
         if let Some(found) = f
             .absent_fields
             .iter()
-            .find(|p| path::get(&event.data, p).is_some())
+            .find(|p| path::get_ref(&event.data, p).is_some())
         {
             return Some(format!("filter: field `{found}` must be absent"));
         }
@@ -143,7 +147,7 @@ fn apply_operation(event: &mut Event, op: &Operation) -> Result<(), String> {
         } => {
             // A shared event is copied only when the value changes.
             let owned = Arc::get_mut(&mut event.data).is_some();
-            if owned || path::get(&event.data, to) != Some(value) {
+            if owned || path::get_ref(&event.data, to) != Some(value.into()) {
                 path::set(event.data_mut(), to, value.clone())?;
             }
         }
@@ -162,13 +166,13 @@ fn apply_operation(event: &mut Event, op: &Operation) -> Result<(), String> {
             // An event this pipeline owns alone is changed in place at once; a shared one is
             // copied only when there is something to rename.
             let owned = Arc::get_mut(&mut event.data).is_some();
-            if !owned && path::get(&event.data, from).is_none() {
+            if !owned && path::get_ref(&event.data, from).is_none() {
                 return Ok(());
             }
             path::rename(event.data_mut(), from, to)?;
         }
         Operation::Delete(p) => {
-            if path::get(&event.data, p).is_some() {
+            if path::get_ref(&event.data, p).is_some() {
                 path::remove(event.data_mut(), p);
             }
         }

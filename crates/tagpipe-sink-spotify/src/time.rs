@@ -74,6 +74,22 @@ mod tests {
 
     use super::*;
 
+    /// Text kept as such in the event data reads as the same string held as a JSON value.
+    #[test]
+    fn text_reads_as_its_json_string() {
+        for text in ["1748369212", "1748369212323", "1748369212.5", "soon", " "] {
+            assert_eq!(
+                read(ValueRef::Str(text)),
+                read(&Value::String(text.to_owned())),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            read(ValueRef::Str("1748369212")),
+            Some(EventTime::Millis(1_748_369_212_000))
+        );
+    }
+
     #[test]
     fn seconds_milliseconds_and_text() {
         assert_eq!(

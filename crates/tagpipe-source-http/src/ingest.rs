@@ -329,7 +329,8 @@ fn normalise_ip_override(event: &mut EventData) {
         _ => None,
     };
     if let Some(bare) = bare {
-        event.insert("ip_override", Value::String(bare.to_string()));
+        // `set`, not `insert`: the old text is dropped without being copied out first.
+        event.set("ip_override", Value::String(bare.to_string()));
     }
 }
 

@@ -625,3 +625,34 @@ fn text_set_after_a_value_was_read_is_read_whole_and_an_unsorted_table_keeps_its
         r#"String("a")"#
     );
 }
+
+/// `path::get_ref` reads a text field as text (building nothing, as `path::get` would) and
+/// otherwise finds what `path::get` finds.
+#[test]
+fn paths_read_text_without_building_it() {
+    use crate::path;
+    let data = with_text();
+    assert_eq!(
+        path::get_ref(&data, "page_location"),
+        Some(super::ValueRef::Str("https://e.com/é"))
+    );
+    // Text has no fields.
+    assert_eq!(path::get_ref(&data, "event_name.x"), None);
+    assert!(!data.text.built_any(), "nothing built by a path read");
+    let nested = EventData::from_iter([("user_data", json!({"a": [1, {"b": "c"}]}))]);
+    for (data, p) in [
+        (&data, "event_name"),
+        (&data, "value"),
+        (&data, "missing"),
+        (&nested, "user_data.a.1.b"),
+        (&nested, "user_data.a.0"),
+        (&nested, "user_data.a.2"),
+        (&nested, "user_data.a.x"),
+    ] {
+        assert_eq!(
+            path::get_ref(data, p),
+            path::get(data, p).map(super::ValueRef::Value),
+            "{p}"
+        );
+    }
+}

@@ -80,9 +80,10 @@ impl TextStore {
     #[inline]
     pub(super) fn str(&self, span: TextSpan) -> &str {
         let start = span.start as usize;
-        self.text
-            .get(start..start + span.len as usize)
-            .unwrap_or_default()
+        let text = self.text.get(start..start + span.len as usize);
+        // A store's spans are handed out only by it, within its text.
+        debug_assert!(text.is_some(), "a span outside its store's text");
+        text.unwrap_or_default()
     }
 
     /// `span` as a JSON string, built on first read.
@@ -90,12 +91,13 @@ impl TextStore {
         let cells = self
             .cells
             .get_or_init(|| (0..self.count).map(|_| OnceLock::new()).collect());
-        match cells.get(span.index as usize) {
-            Some(cell) => cell.get_or_init(|| Value::String(self.str(span).to_owned())),
-            // Not reached: a new span drops the cells (they are made again with one for it),
-            // and a store's spans are handed out only by it.
-            None => &Value::Null,
-        }
+        // A new span drops the cells (they are made again with one for it), and a store's spans
+        // are handed out only by it: every span has a cell.
+        let cell = cells.get(span.index as usize);
+        debug_assert!(cell.is_some(), "a span without a cell");
+        cell.map_or(&Value::Null, |cell| {
+            cell.get_or_init(|| Value::String(self.str(span).to_owned()))
+        })
     }
 
     /// Replaces the text of `span` with `value` when it has the same length (no other span's

@@ -15,6 +15,11 @@ fn config(yaml_like: Value) -> MappingConfig {
 /// Runs `event` through a mapping built from `cfg`; returns the disposition and what reached the
 /// inner service.
 async fn run(cfg: Value, event: Value) -> (Disposition, Option<Value>) {
+    run_data(cfg, EventData::try_from(event).unwrap()).await
+}
+
+/// [`run`] with event data as it is given.
+async fn run_data(cfg: Value, data: EventData) -> (Disposition, Option<Value>) {
     let cfg = config(cfg);
     assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
     let seen = Arc::new(Mutex::new(None));
@@ -30,7 +35,6 @@ async fn run(cfg: Value, event: Value) -> (Disposition, Option<Value>) {
         ComponentId::parse("mapping").unwrap(),
     ));
     let mut svc = layer.layer(inner);
-    let data = EventData::try_from(event).unwrap();
     let event = Event::new(data, Arc::new(RequestContext::detached()));
     let d = svc.ready().await.unwrap().call(event).await.unwrap();
     let seen = seen.lock().unwrap().take();
@@ -187,4 +191,47 @@ fn validation_names_the_field() {
         fields,
         ["event_name.name", "operations.0", "operations.1.from"]
     );
+}
+
+/// Filters and operations read a field kept as text (a GA4 hit's strings) as they read the same
+/// string held as a JSON value.
+#[tokio::test]
+async fn text_fields_filter_and_change_as_json_strings_do() {
+    let names = ["currency", "empty", "event_name", "page_location"];
+    let strings = ["EUR", "", "purchase", "https://e.com/"];
+    let text = || {
+        let mut slots = tagpipe_core::event_data::SlotBuilder::new(&names);
+        slots.reserve_text(64);
+        for (slot, s) in strings.iter().enumerate() {
+            slots.set_text(slot, s);
+        }
+        slots.finish([])
+    };
+    let json = || {
+        names
+            .iter()
+            .zip(strings)
+            .map(|(n, s)| (*n, json!(s)))
+            .collect::<EventData>()
+    };
+    let cases = [
+        json!({"filter": {"require_fields": ["currency"]}}),
+        json!({"filter": {"require_fields": ["empty"]}}),
+        json!({"filter": {"require_fields": ["currency.x"]}}),
+        json!({"filter": {"match": {"currency": ["EUR"]}}}),
+        json!({"filter": {"match": {"currency": ["USD"]}}}),
+        json!({"filter": {"absent_fields": ["page_location"]}}),
+        json!({"operations": [{"set": {"path": "currency", "value": "EUR"}}]}),
+        json!({"operations": [{"set": {"path": "currency", "value": "USD"}}]}),
+        json!({"operations": [{"rename": {"from": "currency", "to": "cur"}}]}),
+        json!({"operations": [{"delete": "page_location"}]}),
+        json!({"operations": [{"copy": {"from": "currency", "to": "c2"}}]}),
+    ];
+    for cfg in cases {
+        assert_eq!(
+            run_data(cfg.clone(), text()).await,
+            run_data(cfg.clone(), json()).await,
+            "{cfg}"
+        );
+    }
 }

@@ -325,3 +325,44 @@ fn the_written_json_is_serde_jsons_for_any_event() {
     assert!(compared > 300, "{compared} events compared");
     assert!(escaped_names > 0, "no name needed escaping");
 }
+
+/// A GA4 hit's strings are kept as text in its event data; the payload reads them as text and
+/// makes the same CAPI event as from the same event data held as JSON values.
+#[test]
+fn a_parsed_ga4_hit_gives_the_payload_of_its_json() {
+    let query = format!(
+        "{}&_uip=198.51.100.4&ep.event_time=1748369212&ep.user_data.email_address=Jane%40Example.com&ep.x=",
+        include_str!("../../../../tests/fixtures/ga4-purchase-hit.query")
+    );
+    let parsed = tagpipe_source_http::ga4::parse_hits(
+        &query,
+        b"",
+        "203.0.113.7".parse().unwrap(),
+        Some("Mozilla/5.0"),
+        1,
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(
+        parsed
+            .get_ref("currency")
+            .and_then(tagpipe_core::event_data::ValueRef::as_value),
+        None,
+        "kept as text"
+    );
+    let as_json = data(parsed.to_value());
+    for cfg in [
+        config(json!({})),
+        config(json!({"event_details": {"content_category": "shop"}})),
+    ] {
+        let context = RequestContext::detached();
+        let built = |d: &EventData| match build(d, &context, &cfg, 1_747_945_830_456) {
+            Built::Send(v) => v.to_value(),
+            other => panic!("not sent: {other:?}"),
+        };
+        let from_text = built(&parsed);
+        assert_eq!(from_text, built(&as_json));
+        assert_eq!(from_text["event_details"]["amount"], json!(59.9));
+        assert_eq!(from_text["user_data"]["ip_address"], "198.51.100.4");
+    }
+}
