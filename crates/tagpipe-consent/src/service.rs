@@ -15,28 +15,37 @@ pub struct Consent {
     config: ConsentConfig,
     id: ComponentId,
     refused: Arc<AtomicU64>,
+    /// The reason given for each required purpose when it is not granted, by position in
+    /// `config.require` (written once, not formatted per refused event).
+    reasons: Vec<String>,
 }
 
 impl Consent {
     /// The check for `config`, counting refusals in `refused`.
     pub fn new(config: ConsentConfig, id: ComponentId, refused: Arc<AtomicU64>) -> Self {
+        let reasons = config
+            .require
+            .iter()
+            .map(|purpose| format!("consent: {purpose} not granted"))
+            .collect();
         Self {
             config,
             id,
             refused,
+            reasons,
         }
     }
 
     /// The reason to skip `event`, if any.
     pub fn refusal(&self, event: &Event) -> Option<String> {
-        for &purpose in &self.config.require {
+        for (&purpose, reason) in self.config.require.iter().zip(&self.reasons) {
             let granted = match decide(&event.data, purpose) {
                 Decision::Granted => true,
                 Decision::Denied => false,
                 Decision::Unknown => self.config.when_missing == WhenMissing::Grant,
             };
             if !granted {
-                return Some(format!("consent: {purpose} not granted"));
+                return Some(reason.clone());
             }
         }
         None

@@ -24,7 +24,8 @@
 //! Label values are component IDs, endpoint names, status codes and reason *kinds* (the text
 //! before the first `:`), never free text or secrets, so cardinality stays bounded.
 
-use std::sync::OnceLock;
+use std::borrow::Cow;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
@@ -47,29 +48,111 @@ pub fn render() -> Option<String> {
     RENDERER.get().map(|render| render())
 }
 
-/// A reason's kind, for a bounded label: the text before the first `:` (or the first three
-/// words), lowercased.
-pub fn reason_kind(reason: Option<&str>) -> String {
+/// A reason's kind, for a bounded label: the text before the first `:` (at most its first
+/// three words, single-spaced), lowercased. Borrowed from `reason` when it already has that
+/// form (`consent: ad_storage not granted` → `consent`), as nearly every reason does.
+pub fn reason_kind(reason: Option<&str>) -> Cow<'_, str> {
     let reason = reason.unwrap_or("unknown");
     let head = reason.split(':').next().unwrap_or(reason);
-    head.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_lowercase()
+    let mut words = head.split_whitespace().take(3);
+    let Some(first) = words.next() else {
+        return Cow::Borrowed("");
+    };
+    // Offsets of the words within `head`: the kind is one slice of it when the words are
+    // separated by single spaces and none has an upper-case letter.
+    let start = first.as_ptr() as usize - head.as_ptr() as usize;
+    let mut end = start + first.len();
+    let mut canonical = !first.bytes().any(|b| b.is_ascii_uppercase());
+    for word in words {
+        let at = word.as_ptr() as usize - head.as_ptr() as usize;
+        canonical &= &head[end..at] == " " && !word.bytes().any(|b| b.is_ascii_uppercase());
+        end = at + word.len();
+    }
+    if canonical {
+        return Cow::Borrowed(&head[start..end]);
+    }
+    Cow::Owned(
+        head.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase(),
+    )
+}
+
+/// The outcome counters handed out so far: an event skipped by a processor (consent refused, a
+/// filter) or failed at a sink is counted through a handle found here, under a read lock and
+/// without allocating, rather than registered with the recorder per event (a registration
+/// allocates the labels and hashes them: a tenth of a refused GA4 hit's instructions,
+/// BENCHMARKS.md). A list searched in order: there are a few sinks and a few reason kinds
+/// (as few as the series they are), and comparing short names beats hashing them.
+static OUTCOME_COUNTERS: RwLock<Vec<OutcomeCounter>> = RwLock::new(Vec::new());
+
+/// One series of [`OUTCOME_COUNTERS`].
+struct OutcomeCounter {
+    sink: String,
+    outcome: Outcome,
+    /// The reason kind (empty for `sent`, which has none).
+    kind: String,
+    counter: Counter,
+}
+
+impl OutcomeCounter {
+    fn is(&self, sink: &str, outcome: Outcome, kind: &str) -> bool {
+        self.outcome == outcome && self.sink == sink && self.kind == kind
+    }
 }
 
 /// Counts one outcome at a sink.
 pub fn outcome(sink: &ComponentId, outcome: &DestinationOutcome) {
+    let kind = match outcome.outcome {
+        Outcome::Sent => Cow::Borrowed(""),
+        Outcome::Skipped | Outcome::Failed => reason_kind(outcome.reason.as_deref()),
+    };
+    let found = |counters: &[OutcomeCounter]| {
+        counters
+            .iter()
+            .find(|c| c.is(sink.as_str(), outcome.outcome, &kind))
+            .map(|c| c.counter.increment(1))
+            .is_some()
+    };
+    // A panic elsewhere while holding the lock leaves only complete entries: keep going.
+    if found(
+        &OUTCOME_COUNTERS
+            .read()
+            .unwrap_or_else(PoisonError::into_inner),
+    ) {
+        return;
+    }
+    let mut counters = OUTCOME_COUNTERS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    // Another thread may have registered it since the read.
+    if found(&counters) {
+        return;
+    }
+    let counter = register_outcome(sink, outcome.outcome, &kind);
+    counter.increment(1);
+    counters.push(OutcomeCounter {
+        sink: sink.to_string(),
+        outcome: outcome.outcome,
+        kind: kind.into_owned(),
+        counter,
+    });
+}
+
+/// Registers the counter of `outcome` at `sink` (and of the reason kind `kind`).
+fn register_outcome(sink: &ComponentId, outcome: Outcome, kind: &str) -> Counter {
     let sink = sink.to_string();
-    match outcome.outcome {
-        Outcome::Sent => counter!("tagpipe_events_sent_total", "sink" => sink).increment(1),
-        Outcome::Skipped => counter!("tagpipe_events_skipped_total", "sink" => sink,
-            "reason" => reason_kind(outcome.reason.as_deref()))
-        .increment(1),
-        Outcome::Failed => counter!("tagpipe_events_failed_total", "sink" => sink,
-            "reason" => reason_kind(outcome.reason.as_deref()))
-        .increment(1),
+    let kind = kind.to_owned();
+    match outcome {
+        Outcome::Sent => counter!("tagpipe_events_sent_total", "sink" => sink),
+        Outcome::Skipped => {
+            counter!("tagpipe_events_skipped_total", "sink" => sink, "reason" => kind)
+        }
+        Outcome::Failed => {
+            counter!("tagpipe_events_failed_total", "sink" => sink, "reason" => kind)
+        }
     }
 }
 
@@ -97,5 +180,153 @@ impl SinkInstruments {
             batch_size: histogram!("tagpipe_sink_batch_size", "sink" => label.clone()),
             duration: histogram!("tagpipe_sink_request_duration_seconds", "sink" => label),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+    use super::*;
+
+    /// The kind as it was computed before it could be borrowed: split, joined, lowercased.
+    fn joined(reason: &str) -> String {
+        let head = reason.split(':').next().unwrap_or(reason);
+        head.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase()
+    }
+
+    #[test]
+    fn a_reason_kind_is_borrowed_when_already_in_its_form() {
+        for (reason, kind, borrowed) in [
+            ("consent: ad_storage not granted", "consent", true),
+            (
+                "queue full: event dropped (when_full: drop_newest)",
+                "queue full",
+                true,
+            ),
+            ("rejected by the destination: 400", "rejected by the", true),
+            ("gave up after 5 attempts", "gave up after", true),
+            ("  padded  words: x", "padded words", false),
+            ("Rejected: 400", "rejected", false),
+            ("tab\tseparated: x", "tab separated", false),
+            ("", "", true),
+            (":", "", true),
+            ("émigré café: accents stay", "émigré café", true),
+            ("ÉMIGRÉ: only ASCII is lowercased", "ÉmigrÉ", false),
+        ] {
+            let got = reason_kind(Some(reason));
+            assert_eq!(got, kind, "{reason:?}");
+            assert_eq!(got, joined(reason).as_str(), "{reason:?}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{reason:?}");
+        }
+        assert_eq!(reason_kind(None), "unknown");
+    }
+
+    /// A recorder that counts registrations and hands out shared atomic counters by key.
+    #[derive(Default)]
+    struct CountingRecorder {
+        registered: Mutex<Vec<Key>>,
+        counters: Mutex<Vec<(Key, Arc<AtomicU64>)>>,
+    }
+
+    impl CountingRecorder {
+        fn value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+            let counters = self.counters.lock().unwrap();
+            counters
+                .iter()
+                .find(|(key, _)| {
+                    key.name() == name
+                        && labels
+                            .iter()
+                            .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+                })
+                .map_or(0, |(_, c)| c.load(Ordering::Relaxed))
+        }
+    }
+
+    impl Recorder for CountingRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            self.registered.lock().unwrap().push(key.clone());
+            let mut counters = self.counters.lock().unwrap();
+            let counter = if let Some((_, c)) = counters.iter().find(|(k, _)| k == key) {
+                c.clone()
+            } else {
+                let c = Arc::new(AtomicU64::new(0));
+                counters.push((key.clone(), c.clone()));
+                c
+            };
+            Counter::from_arc(counter)
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    /// Each sink, outcome and reason kind is registered once and counted every time; sinks and
+    /// kinds keep their own series.
+    #[test]
+    fn outcomes_are_counted_through_handles_registered_once() {
+        let recorder = CountingRecorder::default();
+        let a = ComponentId::parse("console/telemetry-test-a").unwrap();
+        let b = ComponentId::parse("console/telemetry-test-b").unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..3 {
+                outcome(
+                    &a,
+                    &DestinationOutcome::skipped("consent: ad_storage not granted"),
+                );
+                outcome(
+                    &a,
+                    &DestinationOutcome::skipped("Consent: analytics_storage"),
+                );
+            }
+            outcome(&a, &DestinationOutcome::skipped("filter: event_name"));
+            outcome(
+                &a,
+                &DestinationOutcome::failed("consent: a failure of that kind"),
+            );
+            outcome(
+                &b,
+                &DestinationOutcome::skipped("consent: ad_storage not granted"),
+            );
+            outcome(&b, &DestinationOutcome::sent());
+            outcome(&b, &DestinationOutcome::sent());
+        });
+        let a_label = ("sink", "console/telemetry-test-a");
+        let b_label = ("sink", "console/telemetry-test-b");
+        let skipped = "tagpipe_events_skipped_total";
+        assert_eq!(
+            recorder.value(skipped, &[a_label, ("reason", "consent")]),
+            6
+        );
+        assert_eq!(recorder.value(skipped, &[a_label, ("reason", "filter")]), 1);
+        assert_eq!(
+            recorder.value(
+                "tagpipe_events_failed_total",
+                &[a_label, ("reason", "consent")]
+            ),
+            1
+        );
+        assert_eq!(
+            recorder.value(skipped, &[b_label, ("reason", "consent")]),
+            1
+        );
+        assert_eq!(recorder.value("tagpipe_events_sent_total", &[b_label]), 2);
+        // One registration per series: a, consent / filter skipped, consent failed; b, consent
+        // skipped, sent.
+        assert_eq!(recorder.registered.lock().unwrap().len(), 5);
     }
 }

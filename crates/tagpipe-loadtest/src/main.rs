@@ -55,7 +55,8 @@ enum Command {
         /// Smoke test: one run of 1 second with 4 connections per scenario.
         #[arg(long)]
         quick: bool,
-        /// Only these scenarios (`ceiling`, `ga4`, `batches`, `fanout`); default: all.
+        /// Only these scenarios (`ceiling`, `ga4`, `batches`, `fanout`, and the diagnostic
+        /// `ga4-short` and `ga4-refused`, run only when named); default: the first four.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Where generated pipeline files, wrk scripts and server logs go.
@@ -72,7 +73,8 @@ enum Command {
         /// Seconds of load (and of idling in the idle run).
         #[arg(long, default_value_t = 10)]
         duration: u64,
-        /// Only these scenarios (`ga4`, `batches`, `fanout`); default: `ga4` and `batches`.
+        /// Only these scenarios (`ga4`, `batches`, `fanout`, `ga4-short`, `ga4-refused`); default:
+        /// `ga4` and `batches`.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Where generated pipeline files, callgrind outputs and logs go.
@@ -204,16 +206,18 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
 
 /// The scenarios named (by slug), in the report's order; an unknown name is an error.
 fn select(names: &[String]) -> Result<Vec<Scenario>, String> {
+    let known = || Scenario::ALL.into_iter().chain(Scenario::DIAGNOSTIC);
     if let Some(unknown) = names
         .iter()
-        .find(|n| !Scenario::ALL.iter().any(|s| s.slug() == n.as_str()))
+        .find(|n| !known().any(|s| s.slug() == n.as_str()))
     {
+        let slugs: Vec<&str> = known().map(Scenario::slug).collect();
         return Err(format!(
-            "no such scenario: `{unknown}` (ceiling, ga4, batches, fanout)"
+            "no such scenario: `{unknown}` ({})",
+            slugs.join(", ")
         ));
     }
-    Ok(Scenario::ALL
-        .into_iter()
+    Ok(known()
         .filter(|s| names.iter().any(|n| n == s.slug()))
         .collect())
 }
@@ -234,7 +238,15 @@ fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
                     // wrk does not count requests cut off at the end of a run that tagpipe
                     // had already accepted, so the receiver may count a few more.
                     let expected = figures.accepted_events * scenario.sinks();
-                    if figures.delivered_events < expected {
+                    if scenario.sinks() == 0 && figures.delivered_events > 0 {
+                        // `ga4-refused`: consent let hits through that it should have skipped.
+                        eprintln!(
+                            "error: {}: the receiver counted {} events; none should arrive",
+                            scenario.name(),
+                            figures.delivered_events
+                        );
+                        lost = true;
+                    } else if figures.delivered_events < expected {
                         eprintln!(
                             "error: {}: {expected} events accepted for delivery, the receiver counted {}",
                             scenario.name(),
@@ -271,5 +283,34 @@ fn run(options: &Options, scenarios: &[Scenario]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostic_scenarios_run_only_when_named_and_in_report_order() {
+        let names = |list: &[&str]| list.iter().map(|&n| n.to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            select(&names(&["ga4-refused", "ga4", "ga4-short", "ceiling"])).unwrap(),
+            vec![
+                Scenario::Ceiling,
+                Scenario::Ga4,
+                Scenario::Ga4Short,
+                Scenario::Ga4Refused
+            ]
+        );
+        let error = select(&names(&["ga4-long"])).unwrap_err();
+        assert!(
+            error.contains("`ga4-long`") && error.contains("ga4-refused"),
+            "{error}"
+        );
+        assert!(
+            Scenario::ALL
+                .iter()
+                .all(|s| !Scenario::DIAGNOSTIC.contains(s))
+        );
     }
 }

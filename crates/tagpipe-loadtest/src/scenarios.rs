@@ -6,6 +6,12 @@
 //! 3. `batches`: `/v1/events` with 100 events per request, same pipeline;
 //! 4. `fanout`: the same batches fanned out to three Spotify sinks.
 //!
+//! Two more, run only when named (`--scenario`), take the GA4 row apart: `ga4-short` sends a
+//! four-parameter hit (`v`, `tid`, `en`, `gcs`) through the same pipeline — what the framework
+//! and the sink cost without the long hit's parsing —, and `ga4-refused` sends the purchase hit
+//! with consent denied (`gcs=G100`, `gcd=13q3q3q3q5`), which the consent processor skips — the
+//! parsing without the sink.
+//!
 //! Every run: start the server and time it to ready, read its idle memory, drive it with wrk at
 //! full speed (requests/s, latency, CPU and peak memory), check every accepted event reached the
 //! receiver, then drive it again at half the rate it reached for the latency there.
@@ -50,11 +56,18 @@ pub enum Scenario {
     Batches,
     /// Batches to three sinks.
     Fanout,
+    /// GA4 single hits of four parameters (diagnostic: run only when named).
+    Ga4Short,
+    /// GA4 single hits whose consent is denied, skipped by the consent processor (diagnostic).
+    Ga4Refused,
 }
 
 impl Scenario {
     /// All of them.
     pub const ALL: [Scenario; 4] = [Self::Ceiling, Self::Ga4, Self::Batches, Self::Fanout];
+
+    /// The diagnostic scenarios, run only when named.
+    pub const DIAGNOSTIC: [Scenario; 2] = [Self::Ga4Short, Self::Ga4Refused];
 
     /// The report's name for it.
     pub fn name(self) -> &'static str {
@@ -63,6 +76,8 @@ impl Scenario {
             Self::Ga4 => "GA4 /g/collect single hits",
             Self::Batches => "/v1/events, 100 events/request",
             Self::Fanout => "/v1/events, 100 events/request, 3 sinks",
+            Self::Ga4Short => "GA4 single hits of 4 parameters",
+            Self::Ga4Refused => "GA4 single hits, consent denied (skipped)",
         }
     }
 
@@ -73,12 +88,14 @@ impl Scenario {
             Self::Ga4 => "ga4",
             Self::Batches => "batches",
             Self::Fanout => "fanout",
+            Self::Ga4Short => "ga4-short",
+            Self::Ga4Refused => "ga4-refused",
         }
     }
 
     pub(crate) fn events_per_request(self) -> u64 {
         match self {
-            Self::Ceiling | Self::Ga4 => 1,
+            Self::Ceiling | Self::Ga4 | Self::Ga4Short | Self::Ga4Refused => 1,
             Self::Batches | Self::Fanout => 100,
         }
     }
@@ -86,8 +103,8 @@ impl Scenario {
     /// How many sinks each event is delivered to.
     pub fn sinks(self) -> u64 {
         match self {
-            Self::Ceiling => 0,
-            Self::Ga4 | Self::Batches => 1,
+            Self::Ceiling | Self::Ga4Refused => 0,
+            Self::Ga4 | Self::Ga4Short | Self::Batches => 1,
             Self::Fanout => 3,
         }
     }
@@ -96,6 +113,10 @@ impl Scenario {
     pub(crate) fn shown_target(self) -> &'static str {
         match self {
             Self::Ceiling | Self::Ga4 => "/g/collect?<tests/fixtures/ga4-purchase-hit.query>",
+            Self::Ga4Short => GA4_SHORT_HIT,
+            Self::Ga4Refused => {
+                "/g/collect?<tests/fixtures/ga4-purchase-hit.query, gcs=G100&gcd=13q3q3q3q5>"
+            }
             Self::Batches | Self::Fanout => "/v1/events",
         }
     }
@@ -105,6 +126,13 @@ impl Scenario {
             Self::Ceiling | Self::Ga4 => (
                 "GET",
                 format!("/g/collect?{GA4_HIT}"),
+                vec![],
+                String::new(),
+            ),
+            Self::Ga4Short => ("GET", GA4_SHORT_HIT.to_owned(), vec![], String::new()),
+            Self::Ga4Refused => (
+                "GET",
+                format!("/g/collect?{}", refused_hit()),
                 vec![],
                 String::new(),
             ),
@@ -133,7 +161,7 @@ impl Scenario {
     pub(crate) fn pipeline(self, port: u16, receiver: &str) -> Option<String> {
         let sinks = match self {
             Self::Ceiling => return None,
-            Self::Ga4 | Self::Batches => vec!["spotify"],
+            Self::Ga4 | Self::Ga4Short | Self::Ga4Refused | Self::Batches => vec!["spotify"],
             Self::Fanout => vec!["spotify/a", "spotify/b", "spotify/c"],
         };
         let mut yaml = format!(
@@ -163,6 +191,18 @@ impl Scenario {
 /// A typical gtag.js purchase hit: 31 parameters, consent granted (`gcs=G111`); the same hit
 /// the GA4 parsing benchmark uses.
 const GA4_HIT: &str = include_str!("../../../tests/fixtures/ga4-purchase-hit.query");
+
+/// The `ga4-short` request: the fewest parameters a hit that reaches the sink carries.
+const GA4_SHORT_HIT: &str = "/g/collect?v=2&tid=G-ABC123XYZ&en=purchase&gcs=G111";
+
+/// The purchase hit with every consent purpose denied (`gcs` and, as the consent processor
+/// reads it first, `gcd`).
+fn refused_hit() -> String {
+    GA4_HIT
+        .trim_end()
+        .replace("gcs=G111", "gcs=G100")
+        .replace("gcd=13r3r3r3r5", "gcd=13q3q3q3q5")
+}
 
 /// A JSON array of `n` server-side purchase events with an email to hash.
 fn batch_body(n: usize) -> String {
@@ -359,4 +399,36 @@ impl Drop for KillOnDrop {
 pub fn work_dir(path: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refused hit is the purchase hit with consent denied in both of its signals (the
+    /// consent processor reads `gcd` first): were the fixture's consent to change, this fails
+    /// rather than the scenario silently measuring delivered hits.
+    #[test]
+    fn the_refused_hit_differs_from_the_purchase_hit_only_in_its_consent() {
+        let refused = refused_hit();
+        let params = |query: &str| query.split('&').map(str::to_owned).collect::<Vec<_>>();
+        let (hit, refused) = (params(GA4_HIT.trim_end()), params(&refused));
+        assert_eq!(hit.len(), refused.len());
+        let changed: Vec<(&String, &String)> =
+            hit.iter().zip(&refused).filter(|(a, b)| a != b).collect();
+        assert_eq!(
+            changed,
+            [
+                (&"gcs=G111".to_owned(), &"gcs=G100".to_owned()),
+                (&"gcd=13r3r3r3r5".to_owned(), &"gcd=13q3q3q3q5".to_owned())
+            ]
+        );
+        let load = Scenario::Ga4Refused.load(4, Duration::from_secs(1));
+        assert!(load.target.ends_with(&refused.join("&")));
+        assert_eq!(Scenario::Ga4Refused.sinks(), 0);
+        assert_eq!(
+            Scenario::Ga4Short.load(4, Duration::from_secs(1)).target,
+            Scenario::Ga4Short.shown_target()
+        );
+    }
 }
