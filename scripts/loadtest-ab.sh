@@ -7,7 +7,7 @@
 #   ./scripts/loadtest-ab.sh ROUNDS VARIANT…
 #
 # A variant is `label:scenario:ENV=VALUE:binary` — the scenario (`ceiling`, `ga4`, `batches`,
-# `fanout`), an optional environment setting for the run, and the tagpipe binary (empty: this
+# `fanout`, or the diagnostic `ga4-short` and `ga4-refused`), an optional environment setting for the run, and the tagpipe binary (empty: this
 # workspace's release build, as last built — build it first). DUR sets the seconds per run
 # (default 6). A run that fails shows as FAIL. The last lines give each variant's medians over the
 # rounds (the machine's speed drifts between rounds; compare medians, never a single round).
@@ -28,11 +28,14 @@ for round in $(seq "$rounds"); do
   for offset in $(seq 0 $((count - 1))); do
     variant=${variants[$(((round - 1 + offset) % count))]}
     IFS=: read -r label scenario setting binary <<<"$variant"
-    row=$(env ${setting:+"$setting"} "$release/tagpipe-loadtest" run \
+    report=$(env ${setting:+"$setting"} "$release/tagpipe-loadtest" run \
       --tagpipe "${binary:-$release/tagpipe}" --work-dir "$CARGO_TARGET_DIR/loadtest" \
-      --runs 1 --duration "${DUR:-6}" --scenario "$scenario" 2>&1 |
-      grep -E '^\| (hyper|GA4|/v1)' | head -1 | cut -d'|' -f3,8 | tr -d ' ' || true)
-    if [ -z "$row" ]; then
+      --runs 1 --duration "${DUR:-6}" --scenario "$scenario" 2>&1)
+    status=$?
+    row=$(grep -E '^\| (hyper|GA4|/v1)' <<<"$report" | head -1 | cut -d'|' -f3,8 | tr -d ' ' || true)
+    # A run that failed (lost events, or delivered some of `ga4-refused`) counts as FAIL even
+    # when it printed figures.
+    if [ "$status" -ne 0 ] || [ -z "$row" ]; then
       line="$line | $label FAIL"
     else
       line="$line | $label ${row%%|*} req/s ${row##*|} µs"

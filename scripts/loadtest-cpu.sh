@@ -4,7 +4,8 @@
 # the run's average requests/s × those 4 s (BENCHMARKS.md, "The scheduling session"). Uses the
 # release build as last built (build it first).
 #
-#   ./scripts/loadtest-cpu.sh SCENARIO [TAGPIPE_BINARY]     # ceiling | ga4 | batches | fanout
+#   ./scripts/loadtest-cpu.sh SCENARIO [TAGPIPE_BINARY]
+#                     # ceiling | ga4 | batches | fanout | ga4-short | ga4-refused
 #
 # THREADS=1 (any non-empty value) also lists each thread of the server and of wrk over about the
 # same 4 s: its share of a core (user + system) and its voluntary and involuntary context

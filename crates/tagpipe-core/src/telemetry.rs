@@ -22,7 +22,13 @@
 //! whose samples the binary drains every few seconds.
 //!
 //! Label values are component IDs, endpoint names, status codes and reason *kinds* (the text
-//! before the first `:`), never free text or secrets, so cardinality stays bounded.
+//! before the first `:`, at most its first three words, lowercased), never free text or
+//! secrets, so cardinality stays bounded.
+//!
+//! Handles are registered once and kept: the per-sink instruments by their driver, the HTTP
+//! source's by the source, and the outcome counters of [`outcome`] in one process-wide list.
+//! A handle is bound to the recorder installed when it was registered, so the recorder must be
+//! installed before the first event (the binary installs it at start-up).
 
 use std::borrow::Cow;
 use std::sync::{OnceLock, PoisonError, RwLock};
@@ -83,10 +89,16 @@ pub fn reason_kind(reason: Option<&str>) -> Cow<'_, str> {
 /// The outcome counters handed out so far: an event skipped by a processor (consent refused, a
 /// filter) or failed at a sink is counted through a handle found here, under a read lock and
 /// without allocating, rather than registered with the recorder per event (a registration
-/// allocates the labels and hashes them: a tenth of a refused GA4 hit's instructions,
-/// BENCHMARKS.md). A list searched in order: there are a few sinks and a few reason kinds
-/// (as few as the series they are), and comparing short names beats hashing them.
+/// copies the labels into new strings and hashes them: ~2,300 instructions per event, 6 % of a
+/// consent-refused GA4 hit's, BENCHMARKS.md). A list searched in order: there are a few sinks
+/// and a few reason kinds, and comparing short names is cheaper than hashing them. It holds
+/// at most [`MAX_CACHED_OUTCOME_COUNTERS`] series (as the recorder does, it keeps those of
+/// sinks a reload removed); past that, further series are registered per event, as before.
 static OUTCOME_COUNTERS: RwLock<Vec<OutcomeCounter>> = RwLock::new(Vec::new());
+
+/// How many series [`OUTCOME_COUNTERS`] keeps: the search stays short even where failure
+/// reasons of many kinds come and go.
+const MAX_CACHED_OUTCOME_COUNTERS: usize = 128;
 
 /// One series of [`OUTCOME_COUNTERS`].
 struct OutcomeCounter {
@@ -133,6 +145,9 @@ pub fn outcome(sink: &ComponentId, outcome: &DestinationOutcome) {
     }
     let counter = register_outcome(sink, outcome.outcome, &kind);
     counter.increment(1);
+    if counters.len() >= MAX_CACHED_OUTCOME_COUNTERS {
+        return;
+    }
     counters.push(OutcomeCounter {
         sink: sink.to_string(),
         outcome: outcome.outcome,
@@ -219,6 +234,18 @@ mod tests {
             ("", "", true),
             (":", "", true),
             ("émigré café: accents stay", "émigré café", true),
+            (" consent : padded before and after", "consent", true),
+            (
+                "queue Full: a later word in upper case",
+                "queue full",
+                false,
+            ),
+            ("wide\u{3000}space: not a plain space", "wide space", false),
+            (
+                "one two three four: only three words",
+                "one two three",
+                true,
+            ),
             ("ÉMIGRÉ: only ASCII is lowercased", "ÉmigrÉ", false),
         ] {
             let got = reason_kind(Some(reason));
@@ -228,6 +255,9 @@ mod tests {
         }
         assert_eq!(reason_kind(None), "unknown");
     }
+
+    /// Held by the tests that fill or rely on [`OUTCOME_COUNTERS`] (one list per process).
+    static LIST: Mutex<()> = Mutex::new(());
 
     /// A recorder that counts registrations and hands out shared atomic counters by key.
     #[derive(Default)]
@@ -279,6 +309,7 @@ mod tests {
     /// kinds keep their own series.
     #[test]
     fn outcomes_are_counted_through_handles_registered_once() {
+        let _list = LIST.lock().unwrap_or_else(PoisonError::into_inner);
         let recorder = CountingRecorder::default();
         let a = ComponentId::parse("console/telemetry-test-a").unwrap();
         let b = ComponentId::parse("console/telemetry-test-b").unwrap();
@@ -326,7 +357,43 @@ mod tests {
         );
         assert_eq!(recorder.value("tagpipe_events_sent_total", &[b_label]), 2);
         // One registration per series: a, consent / filter skipped, consent failed; b, consent
-        // skipped, sent.
+        // skipped, sent (eleven outcomes: registered per event, eleven registrations).
         assert_eq!(recorder.registered.lock().unwrap().len(), 5);
+    }
+
+    /// Past the list's bound, series are still counted (registered per event); the list stops
+    /// growing.
+    #[test]
+    fn series_past_the_bound_are_counted_without_growing_the_list() {
+        let _list = LIST.lock().unwrap_or_else(PoisonError::into_inner);
+        let recorder = CountingRecorder::default();
+        let sink = ComponentId::parse("console/telemetry-test-bound").unwrap();
+        let kinds = MAX_CACHED_OUTCOME_COUNTERS + 20;
+        metrics::with_local_recorder(&recorder, || {
+            for round in 0..2 {
+                for kind in 0..kinds {
+                    outcome(
+                        &sink,
+                        &DestinationOutcome::failed(format!("kind{kind}: {round}")),
+                    );
+                }
+            }
+        });
+        for kind in [0, MAX_CACHED_OUTCOME_COUNTERS - 1, kinds - 1] {
+            let label = format!("kind{kind}");
+            let labels = [
+                ("sink", "console/telemetry-test-bound"),
+                ("reason", &*label),
+            ];
+            assert_eq!(
+                recorder.value("tagpipe_events_failed_total", &labels),
+                2,
+                "{label}"
+            );
+        }
+        let mut list = OUTCOME_COUNTERS.write().unwrap();
+        assert!(list.len() <= MAX_CACHED_OUTCOME_COUNTERS);
+        // Room again for the other tests' series.
+        list.retain(|c| c.sink != "console/telemetry-test-bound");
     }
 }

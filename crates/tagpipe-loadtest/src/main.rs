@@ -4,7 +4,9 @@
 //! batches of 100, and the same batches fanned out to three sinks), each through consent →
 //! mapping → hashing → Spotify sink → a local receiver. It reports requests/s, events/s, p50/p99
 //! latency (and p99 at half the reached rate), server CPU per million events, peak and idle RSS,
-//! start-up time, and checks that every accepted event was delivered.
+//! start-up time, and checks that every accepted event was delivered. Two diagnostic GA4
+//! scenarios, run only when named, take the GA4 row apart (`ga4-short`: a four-parameter hit;
+//! `ga4-refused`: the purchase hit with consent denied, of which nothing may be delivered).
 //!
 //! `scripts/loadtest.sh` installs wrk, builds the release binaries and runs it; `--quick` is the
 //! smoke test CI runs (short, one run, no figures judged).

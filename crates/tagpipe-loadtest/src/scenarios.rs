@@ -219,6 +219,10 @@ fn batch_body(n: usize) -> String {
     format!("[{}]", events.join(","))
 }
 
+/// How long a scenario that delivers nothing waits before the receiver's count is read: well
+/// past the sink's batch timeout.
+pub(crate) const SETTLE: Duration = Duration::from_millis(500);
+
 /// How long each connection waits between requests in the half-rate run.
 const HALF_RATE_WAIT_S: f64 = 0.005;
 
@@ -328,6 +332,12 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     // Every accepted event reaches the receiver (optimistic mode answers before delivery).
     let delivered = match &receiver {
         None => 0,
+        // `ga4-refused`: nothing may arrive. Waiting out the sink's batch timeout (20 ms) lets a
+        // wrongly delivered batch show.
+        Some(r) if scenario.sinks() == 0 => {
+            std::thread::sleep(SETTLE);
+            r.counted_events()
+        }
         Some(r) => {
             let expected = accepted * scenario.sinks();
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -364,6 +374,14 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     }
     load.duration = options.duration;
     let half = run(&load, &format!("{}-half", scenario.slug()))?;
+    // For a scenario that delivers nothing, the calibration and half-rate runs count too.
+    let delivered = match &receiver {
+        Some(r) if scenario.sinks() == 0 => {
+            std::thread::sleep(SETTLE);
+            r.counted_events()
+        }
+        _ => delivered,
+    };
     drop(child);
 
     let events = full.requests as f64 * scenario.events_per_request() as f64;
