@@ -129,11 +129,18 @@ pub fn outcome(sink: &ComponentId, outcome: &DestinationOutcome) {
             .is_some()
     };
     // A panic elsewhere while holding the lock leaves only complete entries: keep going.
-    if found(
-        &OUTCOME_COUNTERS
+    let full = {
+        let counters = OUTCOME_COUNTERS
             .read()
-            .unwrap_or_else(PoisonError::into_inner),
-    ) {
+            .unwrap_or_else(PoisonError::into_inner);
+        if found(&counters) {
+            return;
+        }
+        counters.len() >= MAX_CACHED_OUTCOME_COUNTERS
+    };
+    if full {
+        // Past the bound: registered per event, without holding up the cached series' readers.
+        register_outcome(sink, outcome.outcome, &kind).increment(1);
         return;
     }
     let mut counters = OUTCOME_COUNTERS
@@ -145,15 +152,14 @@ pub fn outcome(sink: &ComponentId, outcome: &DestinationOutcome) {
     }
     let counter = register_outcome(sink, outcome.outcome, &kind);
     counter.increment(1);
-    if counters.len() >= MAX_CACHED_OUTCOME_COUNTERS {
-        return;
+    if counters.len() < MAX_CACHED_OUTCOME_COUNTERS {
+        counters.push(OutcomeCounter {
+            sink: sink.to_string(),
+            outcome: outcome.outcome,
+            kind: kind.into_owned(),
+            counter,
+        });
     }
-    counters.push(OutcomeCounter {
-        sink: sink.to_string(),
-        outcome: outcome.outcome,
-        kind: kind.into_owned(),
-        counter,
-    });
 }
 
 /// Registers the counter of `outcome` at `sink` (and of the reason kind `kind`).
@@ -362,12 +368,24 @@ mod tests {
     }
 
     /// Past the list's bound, series are still counted (registered per event); the list stops
-    /// growing.
+    /// growing at the bound.
     #[test]
     fn series_past_the_bound_are_counted_without_growing_the_list() {
+        const SINK: &str = "console/telemetry-test-bound";
+        /// Removes this test's series however it ends: the other tests need room in the list.
+        struct Cleanup;
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                OUTCOME_COUNTERS
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|c| c.sink != SINK);
+            }
+        }
         let _list = LIST.lock().unwrap_or_else(PoisonError::into_inner);
+        let _cleanup = Cleanup;
         let recorder = CountingRecorder::default();
-        let sink = ComponentId::parse("console/telemetry-test-bound").unwrap();
+        let sink = ComponentId::parse(SINK).unwrap();
         let kinds = MAX_CACHED_OUTCOME_COUNTERS + 20;
         metrics::with_local_recorder(&recorder, || {
             for round in 0..2 {
@@ -381,19 +399,32 @@ mod tests {
         });
         for kind in [0, MAX_CACHED_OUTCOME_COUNTERS - 1, kinds - 1] {
             let label = format!("kind{kind}");
-            let labels = [
-                ("sink", "console/telemetry-test-bound"),
-                ("reason", &*label),
-            ];
+            let labels = [("sink", SINK), ("reason", &*label)];
             assert_eq!(
                 recorder.value("tagpipe_events_failed_total", &labels),
                 2,
                 "{label}"
             );
         }
-        let mut list = OUTCOME_COUNTERS.write().unwrap();
-        assert!(list.len() <= MAX_CACHED_OUTCOME_COUNTERS);
-        // Room again for the other tests' series.
-        list.retain(|c| c.sink != "console/telemetry-test-bound");
+        let cached = OUTCOME_COUNTERS
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|c| c.sink == SINK)
+            .count();
+        assert_eq!(
+            OUTCOME_COUNTERS
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
+            MAX_CACHED_OUTCOME_COUNTERS,
+            "filled to the bound, no further"
+        );
+        // Each cached series was registered once, each other one at both of its events.
+        assert!(cached > 0);
+        assert_eq!(
+            recorder.registered.lock().unwrap().len(),
+            cached + 2 * (kinds - cached)
+        );
     }
 }

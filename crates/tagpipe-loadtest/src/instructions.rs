@@ -21,7 +21,7 @@ use tagpipe_loadtest::process::{free_port, terminate, wait_ready};
 /// What one count found.
 #[derive(Debug, Clone)]
 pub struct Instructions {
-    /// Requests wrk completed in the loaded run.
+    /// Requests wrk completed in the loaded run, less its errors (non-2xx answers, socket errors).
     pub requests: u64,
     /// Instructions of the idle run (start, idle, shutdown).
     pub idle_total: u64,
@@ -135,7 +135,8 @@ fn callgrind_run(
     let requests = if loaded {
         let load = scenario.load(4, duration);
         let measured = load.run(addr, work_dir, &name, scenario.shown_target())?;
-        measured.requests
+        // Answered and accepted: a non-2xx answer is neither delivered nor a request's cost.
+        measured.requests - measured.errors.min(measured.requests)
     } else {
         std::thread::sleep(duration);
         0

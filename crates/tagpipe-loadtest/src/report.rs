@@ -47,6 +47,12 @@ pub fn render(results: &[(Scenario, Vec<RunFigures>)], header: &str) -> String {
         let r = medians(runs);
         let delivered = if *scenario == Scenario::Ceiling {
             "—".to_owned()
+        } else if scenario.sinks() == 0 {
+            // `ga4-refused`: accepted, then skipped by consent.
+            format!(
+                "{} → {} (none may arrive)",
+                r.accepted_events, r.delivered_events
+            )
         } else {
             format!("{} → {}", r.accepted_events, r.delivered_events)
         };
