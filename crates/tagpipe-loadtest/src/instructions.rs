@@ -7,9 +7,13 @@
 //! shutdown cancel out. Repeated runs of one binary agree within a fraction of a percent.
 //!
 //! The same difference gives the heap allocations per request: the calls callgrind recorded to
-//! the allocator's entry points (mimalloc's `mi_malloc_aligned` and `mi_zalloc_aligned`, which
-//! Rust's global allocator calls).
+//! the allocators' entry points — mimalloc's `mi_malloc_aligned` and `mi_zalloc_aligned`, which
+//! tagpipe's global allocator calls, and the C library's `malloc`, `calloc` and
+//! `posix_memalign`, which the ceiling's (Rust's default) calls.
+//!
+//! The ceiling (`--scenario ceiling`) is this harness's own 204 server, counted the same way.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,7 +51,8 @@ impl Instructions {
     }
 }
 
-/// Counts `scenario` (not the ceiling) with `tagpipe`, `load` seconds of load.
+/// Counts `scenario` with `tagpipe` (the ceiling: this harness's own 204 server), `load`
+/// seconds of load.
 pub fn count(
     scenario: Scenario,
     tagpipe: &Path,
@@ -57,13 +62,29 @@ pub fn count(
     let receiver = crate::scenarios::counting_receiver();
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let yaml = scenario
-        .pipeline(port, &receiver.url())
-        .ok_or("the ceiling is not tagpipe: nothing to count")?;
-    let file = work_dir.join(format!("{}-callgrind.yaml", scenario.slug()));
-    std::fs::write(&file, yaml).map_err(|e| format!("write {}: {e}", file.display()))?;
-    let idle = callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, false)?;
-    let loaded = callgrind_run(scenario, tagpipe, &file, addr, work_dir, load, true)?;
+    // The server's command line after `valgrind --tool=callgrind …`.
+    let server: Vec<OsString> = match scenario.pipeline(port, &receiver.url()) {
+        None => {
+            let harness = std::env::current_exe().map_err(|e| e.to_string())?;
+            vec![
+                harness.into(),
+                "ceiling".into(),
+                "--listen".into(),
+                addr.to_string().into(),
+            ]
+        }
+        Some(yaml) => {
+            let file = work_dir.join(format!("{}-callgrind.yaml", scenario.slug()));
+            std::fs::write(&file, yaml).map_err(|e| format!("write {}: {e}", file.display()))?;
+            let args = ["--log-level", "warn", "run", "-c"].map(OsString::from);
+            std::iter::once(tagpipe.into())
+                .chain(args)
+                .chain([file.into()])
+                .collect()
+        }
+    };
+    let idle = callgrind_run(scenario, &server, addr, work_dir, load, false)?;
+    let loaded = callgrind_run(scenario, &server, addr, work_dir, load, true)?;
     // tagpipe has stopped, draining its queues: every hit wrk saw answered has arrived (a few
     // more may have, answered as wrk stopped), and none of a scenario that delivers nothing.
     // Counts of runs that lost or leaked events would compare other work.
@@ -100,11 +121,10 @@ struct Run {
     requests: u64,
 }
 
-/// One run under callgrind.
+/// One run of `server` (its command line) under callgrind.
 fn callgrind_run(
     scenario: Scenario,
-    tagpipe: &Path,
-    pipeline: &Path,
+    server: &[OsString],
     addr: SocketAddr,
     work_dir: &Path,
     duration: Duration,
@@ -121,9 +141,7 @@ fn callgrind_run(
     let child = Command::new("valgrind")
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(tagpipe)
-        .args(["--log-level", "warn", "run", "-c"])
-        .arg(pipeline)
+        .args(server)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -141,7 +159,8 @@ fn callgrind_run(
         std::thread::sleep(duration);
         0
     };
-    // A graceful stop, so callgrind writes its totals.
+    // A graceful stop for tagpipe; the ceiling ends at the signal, and valgrind still writes
+    // the totals of a process a signal ends.
     terminate(child.0.id())?;
     child.0.wait().map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
@@ -156,7 +175,13 @@ fn callgrind_run(
 }
 
 /// The allocator's entry points whose calls count as allocations.
-const ALLOCATORS: [&str; 2] = ["mi_malloc_aligned", "mi_zalloc_aligned"];
+const ALLOCATORS: [&str; 5] = [
+    "mi_malloc_aligned",
+    "mi_zalloc_aligned",
+    "malloc",
+    "calloc",
+    "posix_memalign",
+];
 
 /// The calls to [`ALLOCATORS`] in a callgrind profile: the `calls=N …` line after each
 /// `cfn=` that names one (callgrind names a function once as `(id) name`, then by `(id)`).
@@ -239,8 +264,10 @@ mod tests {
             fn=(4) parse\n\
             cfn=(2)\ncalls=4 0x10\n6 80\n\
             cfn=(5) mi_zalloc_aligned\ncalls=1 0x30\n7 20\n\
-            cfn=(6) mi_free\ncalls=9 0x40\n8 30\n";
-        assert_eq!(allocations(profile), 8);
+            cfn=(6) mi_free\ncalls=9 0x40\n8 30\n\
+            cfn=(7) malloc\ncalls=2 0x50\n9 40\n\
+            cfn=(8) _int_malloc\ncalls=2 0x60\n9 40\n";
+        assert_eq!(allocations(profile), 10);
         assert_eq!(allocations("fn=(1) main\n"), 0);
     }
 }

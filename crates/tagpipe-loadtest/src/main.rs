@@ -75,8 +75,8 @@ enum Command {
         /// Seconds of load (and of idling in the idle run).
         #[arg(long, default_value_t = 10)]
         duration: u64,
-        /// Only these scenarios (`ga4`, `batches`, `fanout`, `ga4-short`, `ga4-refused`); default:
-        /// `ga4` and `batches`.
+        /// Only these scenarios (`ceiling` — this harness's 204 server —, `ga4`, `batches`,
+        /// `fanout`, `ga4-short`, `ga4-refused`); default: `ga4` and `batches`.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Where generated pipeline files, callgrind outputs and logs go.
