@@ -109,6 +109,26 @@ impl Scenario {
         }
     }
 
+    /// Whether the receiver's count `counted` is what `accepted_events` accepted events of this
+    /// scenario should have delivered: at least one per event and sink (wrk does not count
+    /// requests cut off at the end of a run that tagpipe had already accepted, so the receiver
+    /// may count a few more), and none at all for a scenario that delivers nothing.
+    pub(crate) fn check_delivered(self, accepted_events: u64, counted: u64) -> Result<(), String> {
+        let expected = accepted_events * self.sinks();
+        if self.sinks() == 0 && counted > 0 {
+            // `ga4-refused`: consent let hits through that it should have skipped.
+            return Err(format!(
+                "the receiver counted {counted} events; none should arrive"
+            ));
+        }
+        if counted < expected {
+            return Err(format!(
+                "{expected} events accepted for delivery, the receiver counted {counted}"
+            ));
+        }
+        Ok(())
+    }
+
     /// The request target as the report shows it.
     pub(crate) fn shown_target(self) -> &'static str {
         match self {
@@ -419,6 +439,24 @@ pub fn work_dir(path: &Path) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_is_refused_when_events_were_lost_or_leaked() {
+        assert!(Scenario::Ga4.check_delivered(100, 100).is_ok());
+        assert!(Scenario::Ga4.check_delivered(100, 103).is_ok());
+        let lost = Scenario::Ga4.check_delivered(100, 99).unwrap_err();
+        assert!(
+            lost.contains("100 events") && lost.contains("counted 99"),
+            "{lost}"
+        );
+        assert!(Scenario::Batches.check_delivered(1_000, 1_000).is_ok());
+        assert!(Scenario::Batches.check_delivered(1_000, 999).is_err());
+        assert!(Scenario::Fanout.check_delivered(1_000, 2_999).is_err());
+        assert!(Scenario::Ga4Refused.check_delivered(100, 0).is_ok());
+        let leaked = Scenario::Ga4Refused.check_delivered(100, 1).unwrap_err();
+        assert!(leaked.contains("none should arrive"), "{leaked}");
+        assert!(Scenario::Ceiling.check_delivered(100, 0).is_ok());
+    }
 
     /// The refused hit is the purchase hit with consent denied in both of its signals (the
     /// consent processor reads `gcd` first): were the fixture's consent to change, this fails
