@@ -4,6 +4,9 @@
 #
 #   ./scripts/loadtest.sh            # release build, 3 runs × 10 s per scenario (~5 minutes)
 #   ./scripts/loadtest.sh --quick    # smoke test (CI): debug build, 1 run × 1 s per scenario
+#   ./scripts/loadtest.sh --pgo      # the same with profile-guided builds of tagpipe and of the
+#                                    # harness's ceiling alike (scripts/build-pgo.sh; ~20 minutes
+#                                    # of building first)
 #   ./scripts/loadtest.sh instructions [--scenario ga4 …] [--tagpipe BIN]
 #                                    # instructions and heap allocations per request under
 #                                    # callgrind (deterministic; for comparing builds), idle vs
@@ -21,6 +24,12 @@ if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
 fi
 
+if [ "${1:-}" = --pgo ]; then
+  shift
+  ./scripts/build-pgo.sh
+  pgo="$CARGO_TARGET_DIR-pgo/release"
+  exec "$pgo/tagpipe-loadtest" run --tagpipe "$pgo/tagpipe" --work-dir "$CARGO_TARGET_DIR/loadtest" "$@"
+fi
 profile=release
 for arg in "$@"; do [ "$arg" = --quick ] && profile=debug; done
 if [ "$profile" = release ]; then

@@ -12,8 +12,21 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
-/// Serves 204s on `listen` until the process is killed.
+/// Serves 204s on `listen` until SIGTERM (or SIGINT), then returns: the process exits normally,
+/// so an instrumented build writes its profile (`scripts/build-pgo.sh`).
 pub async fn serve(listen: SocketAddr) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        served = accept(listen) => served,
+        _ = terminate.recv() => Ok(()),
+        _ = interrupt.recv() => Ok(()),
+    }
+}
+
+/// Accepts connections and answers each of their requests with a 204.
+async fn accept(listen: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     loop {
         let (stream, _) = listener.accept().await?;

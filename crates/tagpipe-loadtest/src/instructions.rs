@@ -146,8 +146,8 @@ fn callgrind_run(
         std::thread::sleep(duration);
         0
     };
-    // A graceful stop for tagpipe; the ceiling ends at the signal, and valgrind still writes
-    // the totals of a process a signal ends.
+    // A graceful stop: tagpipe drains its queues, the ceiling returns from serving (and
+    // valgrind writes the totals of a process a signal ends all the same).
     terminate(child.0.id())?;
     child.0.wait().map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;

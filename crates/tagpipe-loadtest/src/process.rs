@@ -3,6 +3,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// Sends SIGTERM (a graceful stop) to the process.
@@ -16,6 +17,28 @@ pub fn terminate(pid: u32) -> Result<(), String> {
     } else {
         Err(format!("kill -TERM {pid} failed"))
     }
+}
+
+/// Stops a child gracefully: SIGTERM, then up to `grace` for it to exit, then SIGKILL. A server
+/// stopped this way finishes what it does at exit — tagpipe drains its queues, and an
+/// instrumented build (`scripts/build-pgo.sh`) writes its profile. Returns how it ended.
+pub fn stop(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    if let Some(status) = child.try_wait()? {
+        return Ok(status);
+    }
+    if terminate(child.id()).is_ok() {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // Not stopped in time (or the signal could not be sent): an `Err` here means it has just
+    // exited on its own, which `wait` reports.
+    let _ = child.kill();
+    child.wait()
 }
 
 /// User + system CPU seconds the process has used so far.
@@ -81,4 +104,54 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Command;
+
+    /// A shell that runs `on_term` at SIGTERM and otherwise sleeps until killed.
+    fn shell(on_term: &str) -> Child {
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("trap '{on_term}' TERM; while :; do sleep 0.02; done"),
+            ])
+            .spawn()
+            .expect("sh starts")
+    }
+
+    #[test]
+    fn a_child_that_exits_at_sigterm_is_stopped_gracefully() {
+        let marker = std::env::temp_dir().join(format!("tagpipe-stop-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let mut child = shell(&format!("touch {}; exit 0", marker.display()));
+        // Wait until the shell has set its trap (it has once it runs its loop's first sleep).
+        std::thread::sleep(Duration::from_millis(200));
+        let status = stop(&mut child, Duration::from_secs(30)).expect("stopped");
+        assert!(status.success(), "exited on its own at SIGTERM: {status:?}");
+        assert!(marker.exists(), "its SIGTERM handler ran");
+        let _ = std::fs::remove_file(&marker);
+    }
+
+    #[test]
+    fn a_child_that_ignores_sigterm_is_killed_after_the_grace() {
+        let mut child = shell("");
+        std::thread::sleep(Duration::from_millis(200));
+        let status = stop(&mut child, Duration::from_millis(300)).expect("stopped");
+        assert_eq!(status.signal(), Some(9), "killed: {status:?}");
+    }
+
+    #[test]
+    fn a_child_that_has_exited_is_reported_as_it_ended() {
+        let mut child = Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .expect("sh");
+        std::thread::sleep(Duration::from_millis(100));
+        let status = stop(&mut child, Duration::from_secs(30)).expect("stopped");
+        assert_eq!(status.code(), Some(3));
+    }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 
 use crate::wrk::Load;
-use tagpipe_loadtest::process::{cpu_seconds, free_port, memory_mib, wait_ready};
+use tagpipe_loadtest::process::{cpu_seconds, free_port, memory_mib, stop, wait_ready};
 
 /// What a harness run does.
 #[derive(Debug, Clone)]
@@ -420,13 +420,16 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
     })
 }
 
-/// Kills the server when a run ends, however it ends.
+/// Stops the server when a run ends, however it ends: gracefully first
+/// ([`tagpipe_loadtest::process::stop`]), killed if it has not exited within [`STOP_GRACE`].
 pub(crate) struct KillOnDrop(pub(crate) Child);
+
+/// How long a stopping server may take to exit before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = stop(&mut self.0, STOP_GRACE);
     }
 }
 
