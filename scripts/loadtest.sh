@@ -4,9 +4,9 @@
 #
 #   ./scripts/loadtest.sh            # release build, 3 runs × 10 s per scenario (~5 minutes)
 #   ./scripts/loadtest.sh --quick    # smoke test (CI): debug build, 1 run × 1 s per scenario
-#   ./scripts/loadtest.sh --pgo      # the same with profile-guided builds of tagpipe and of the
+#   ./scripts/loadtest.sh --pgo …    # the same on profile-guided builds of tagpipe and of the
 #                                    # harness's ceiling alike (scripts/build-pgo.sh; ~20 minutes
-#                                    # of building first)
+#                                    # of building first). `--pgo` must come first.
 #   ./scripts/loadtest.sh instructions [--scenario ga4 …] [--tagpipe BIN]
 #                                    # instructions and heap allocations per request under
 #                                    # callgrind (deterministic; for comparing builds), idle vs
@@ -19,9 +19,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+. scripts/lib.sh
 if ! command -v wrk >/dev/null; then
   echo "installing wrk…"
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
+  apt_install wrk
 fi
 
 if [ "${1:-}" = --pgo ]; then

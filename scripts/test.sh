@@ -9,6 +9,7 @@
 # packages when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 # Build artefacts live outside the clone so repeated runs (and CI) reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
@@ -30,9 +31,7 @@ export TAGPIPE_BQ_EMULATOR="$venv/bin/bqemulator"
 # nats-server (the NATS tests start and stop their own servers on loopback ports).
 if ! command -v nats-server >/dev/null; then
   echo "installing nats-server (once)…"
-  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
-  $sudo_ apt-get install -y -qq nats-server >/dev/null \
-    || { $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq nats-server >/dev/null; }
+  apt_install nats-server
 fi
 export TAGPIPE_BQ_HOME="$emu_home"
 

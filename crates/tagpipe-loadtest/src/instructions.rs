@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::scenarios::{KillOnDrop, Scenario};
+use crate::scenarios::{Scenario, StopOnDrop};
 use tagpipe_loadtest::process::{free_port, terminate, wait_ready};
 
 /// What one count found.
@@ -134,7 +134,7 @@ fn callgrind_run(
         .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start valgrind (install it): {e}"))?;
-    let mut child = KillOnDrop(child);
+    let mut child = StopOnDrop(child);
     wait_ready(addr, Instant::now(), Duration::from_secs(120))
         .map_err(|e| format!("{e}; see {}", log.display()))?;
     let requests = if loaded {

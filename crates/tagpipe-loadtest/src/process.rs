@@ -35,8 +35,8 @@ pub fn stop(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    // Not stopped in time (or the signal could not be sent): an `Err` here means it has just
-    // exited on its own, which `wait` reports.
+    // Not stopped in time, or the signal could not be sent. (A child that has exited but was
+    // not reaped yet takes the kill without effect; `wait` reports how it ended.)
     let _ = child.kill();
     child.wait()
 }
@@ -109,18 +109,30 @@ pub fn free_port() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::BufRead as _;
     use std::os::unix::process::ExitStatusExt as _;
-    use std::process::Command;
+    use std::process::{Command, Stdio};
 
-    /// A shell that runs `on_term` at SIGTERM and otherwise sleeps until killed.
+    /// The signal number of SIGKILL on Linux.
+    const SIGKILL: i32 = 9;
+
+    /// A shell that runs `on_term` at SIGTERM and otherwise sleeps until killed; returned once
+    /// its trap is set (it says so on its standard output).
     fn shell(on_term: &str) -> Child {
-        Command::new("sh")
+        let mut child = Command::new("sh")
             .args([
                 "-c",
-                &format!("trap '{on_term}' TERM; while :; do sleep 0.02; done"),
+                &format!("trap '{on_term}' TERM; echo ready; while :; do sleep 0.02; done"),
             ])
+            .stdout(Stdio::piped())
             .spawn()
-            .expect("sh starts")
+            .expect("sh starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("reads the shell's output");
+        assert_eq!(line.trim(), "ready");
+        child
     }
 
     #[test]
@@ -128,8 +140,6 @@ mod tests {
         let marker = std::env::temp_dir().join(format!("tagpipe-stop-{}", std::process::id()));
         let _ = std::fs::remove_file(&marker);
         let mut child = shell(&format!("touch {}; exit 0", marker.display()));
-        // Wait until the shell has set its trap (it has once it runs its loop's first sleep).
-        std::thread::sleep(Duration::from_millis(200));
         let status = stop(&mut child, Duration::from_secs(30)).expect("stopped");
         assert!(status.success(), "exited on its own at SIGTERM: {status:?}");
         assert!(marker.exists(), "its SIGTERM handler ran");
@@ -139,18 +149,21 @@ mod tests {
     #[test]
     fn a_child_that_ignores_sigterm_is_killed_after_the_grace() {
         let mut child = shell("");
-        std::thread::sleep(Duration::from_millis(200));
         let status = stop(&mut child, Duration::from_millis(300)).expect("stopped");
-        assert_eq!(status.signal(), Some(9), "killed: {status:?}");
+        assert_eq!(status.signal(), Some(SIGKILL), "killed: {status:?}");
     }
 
     #[test]
     fn a_child_that_has_exited_is_reported_as_it_ended() {
         let mut child = Command::new("sh")
             .args(["-c", "exit 3"])
+            .stdout(Stdio::piped())
             .spawn()
             .expect("sh");
-        std::thread::sleep(Duration::from_millis(100));
+        // Its output closes when it exits.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut child.stdout.take().expect("piped"), &mut rest)
+            .expect("reads to the end");
         let status = stop(&mut child, Duration::from_secs(30)).expect("stopped");
         assert_eq!(status.code(), Some(3));
     }

@@ -333,7 +333,7 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
         .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start {shown}: {e}"))?;
-    let child = KillOnDrop(child);
+    let child = StopOnDrop(child);
     let pid = child.0.id();
     let startup = wait_ready(addr, started, Duration::from_secs(30))
         .map_err(|e| format!("{e}; see {}", log.display()))?;
@@ -422,12 +422,12 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
 
 /// Stops the server when a run ends, however it ends: gracefully first
 /// ([`tagpipe_loadtest::process::stop`]), killed if it has not exited within [`STOP_GRACE`].
-pub(crate) struct KillOnDrop(pub(crate) Child);
+pub(crate) struct StopOnDrop(pub(crate) Child);
 
 /// How long a stopping server may take to exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-impl Drop for KillOnDrop {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
         let _ = stop(&mut self.0, STOP_GRACE);
     }

@@ -3,7 +3,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tagpipe_loadtest::process::{free_port, stop};
@@ -20,17 +20,31 @@ fn status_line(addr: SocketAddr) -> Option<String> {
     reply.lines().next().map(str::to_owned)
 }
 
+/// Stops the ceiling however the test ends (it runs until SIGTERM).
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = stop(&mut self.0, Duration::from_secs(30));
+    }
+}
+
 #[test]
 fn the_ceiling_answers_204_and_exits_normally_at_sigterm() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tagpipe-loadtest"))
-        .args(["ceiling", "--listen", &addr.to_string()])
-        .spawn()
-        .expect("the harness starts");
+    let mut ceiling = Stopped(
+        Command::new(env!("CARGO_BIN_EXE_tagpipe-loadtest"))
+            .args(["ceiling", "--listen", &addr.to_string()])
+            .spawn()
+            .expect("the harness starts"),
+    );
     let since = Instant::now();
     let line = loop {
         if let Some(line) = status_line(addr) {
             break line;
+        }
+        if let Ok(Some(status)) = ceiling.0.try_wait() {
+            panic!("the ceiling exited before answering: {status:?}");
         }
         assert!(
             since.elapsed() < Duration::from_secs(60),
@@ -39,6 +53,6 @@ fn the_ceiling_answers_204_and_exits_normally_at_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(line, "HTTP/1.1 204 No Content");
-    let status = stop(&mut child, Duration::from_secs(30)).expect("stopped");
+    let status = stop(&mut ceiling.0, Duration::from_secs(30)).expect("stopped");
     assert!(status.success(), "exited normally at SIGTERM: {status:?}");
 }
