@@ -5,8 +5,9 @@
 #   ./scripts/build-pgo.sh        # → $CARGO_TARGET_DIR-pgo/release/{tagpipe,tagpipe-loadtest}
 #
 # 1. builds both with instrumentation (`-Cprofile-generate`, in `$CARGO_TARGET_DIR-pgo-gen`);
-# 2. trains them: the harness's `ceiling`, `ga4`, `batches` and `fanout` scenarios, 1 run × 5 s
-#    each (the harness stops each server with SIGTERM, so each writes its profile);
+# 2. trains them: the harness's `ceiling`, `ga4`, `ga4-refused` (consent-refused hits: without
+#    them the skip path would be laid out as cold code), `batches` and `fanout` scenarios, 1 run
+#    × 5 s each (the harness stops each server with SIGTERM, so each writes its profile);
 # 3. merges the profiles (`llvm-profdata` of LLVM 19 or later reads this toolchain's raw
 #    profiles; Debian's `llvm-19` is installed when none is found);
 # 4. builds both again with the profile (`-Cprofile-use`, in `$CARGO_TARGET_DIR-pgo`).
@@ -62,7 +63,8 @@ mkdir -p "$raw"
 echo "2/4 training run (report: $gen/training.txt)…"
 if ! "$gen/release/tagpipe-loadtest" run --tagpipe "$gen/release/tagpipe" \
   --work-dir "$gen/loadtest" --runs 1 --duration 5 \
-  --scenario ceiling --scenario ga4 --scenario batches --scenario fanout >"$gen/training.txt"; then
+  --scenario ceiling --scenario ga4 --scenario ga4-refused --scenario batches --scenario fanout \
+  >"$gen/training.txt"; then
   echo "error: the training run failed (report: $gen/training.txt)" >&2
   exit 1
 fi
