@@ -7,27 +7,21 @@
 #
 #   ./scripts/loadtest-side.sh ROUNDS VARIANT…
 #
-# A variant is `label:server:request`: the server is `ceiling` (this workspace's harness),
-# `ceiling=<harness binary>`, or a tagpipe binary serving the harness's GA4 pipeline; the
-# request is `ga4` (the purchase hit), `ga4-short` or `ga4-refused` (as the harness's
-# scenarios). DUR sets the seconds per run (default 6). Needs the pipeline file a
-# `./scripts/loadtest.sh` run left in `$CARGO_TARGET_DIR/loadtest/ga4.yaml`. Example:
+# A variant is `label:server:scenario`: the server is `ceiling` (this workspace's harness),
+# `ceiling=<harness binary>`, or a tagpipe binary; the scenario (`ga4`, `ga4-short`,
+# `ga4-refused`, `batches`, `fanout`) names the request sent and, for tagpipe, the pipeline it
+# serves — both as the harness makes them (`tagpipe-loadtest request`). DUR sets the seconds
+# per run (default 6). Uses the harness of the release build as last built. Example:
 #
 #   ./scripts/loadtest-side.sh 6 "c:ceiling:ga4" "cp:ceiling=/tmp/lt-pgo:ga4" "t:/tmp/tp:ga4"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
 harness="$CARGO_TARGET_DIR/release/tagpipe-loadtest"
-work="$CARGO_TARGET_DIR/loadtest"
-[ -f "$work/ga4.yaml" ] || { echo "no $work/ga4.yaml: run ./scripts/loadtest.sh once first" >&2; exit 1; }
+side="$CARGO_TARGET_DIR/loadtest/side"
+mkdir -p "$side"
 rounds=$1
 shift
-hit=$(cat tests/fixtures/ga4-purchase-hit.query)
-refused=${hit/gcs=G111/gcs=G100}
-refused=${refused/gcd=13r3r3r3r5/gcd=13q3q3q3q5}
-side="$work/side"
-mkdir -p "$side"
-printf 'wrk.method = "GET"\nwrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) loadtest"\n' >"$side/hit.lua"
 
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
@@ -38,23 +32,14 @@ receiver=$(cat "$side/receiver.url")
 declare -A urls server rates cpus
 labels=()
 for variant in "$@"; do
-  IFS=: read -r label binary request <<<"$variant"
+  IFS=: read -r label binary scenario <<<"$variant"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  case $request in
-    ga4) query=$hit ;;
-    ga4-short) query="v=2&tid=G-ABC123XYZ&en=purchase&gcs=G111" ;;
-    ga4-refused) query=$refused ;;
-    *) echo "unknown request $request" >&2; exit 1 ;;
-  esac
-  urls[$label]="http://127.0.0.1:$port/g/collect?$query"
+  target=$("$harness" request "$scenario" --port "$port" --receiver "$receiver" --out "$side/$label")
+  urls[$label]="http://127.0.0.1:$port$target"
   case $binary in
     ceiling) "$harness" ceiling --listen "127.0.0.1:$port" & ;;
     ceiling=*) "${binary#ceiling=}" ceiling --listen "127.0.0.1:$port" & ;;
-    *)
-      sed "s/listen: .*/listen: 127.0.0.1:$port/; s#endpoint: .*#endpoint: $receiver#" \
-        "$work/ga4.yaml" >"$side/$label.yaml"
-      "$binary" --log-level warn run -c "$side/$label.yaml" 2>/dev/null &
-      ;;
+    *) "$binary" --log-level warn run -c "$side/$label.yaml" 2>/dev/null & ;;
   esac
   server[$label]=$!
   pids+=($!)
@@ -68,7 +53,7 @@ for round in $(seq "$rounds"); do
   for offset in $(seq 0 $((count - 1))); do
     label=${labels[$(((round - 1 + offset) % count))]}
     before=$(cpu_ticks "${server[$label]}")
-    rate=$(wrk -t1 -c32 -d"${DUR:-6}s" -s "$side/hit.lua" "${urls[$label]}" | awk '/Requests\/sec/{print int($2)}')
+    rate=$(wrk -t1 -c32 -d"${DUR:-6}s" -s "$side/$label.lua" "${urls[$label]}" | awk '/Requests\/sec/{print int($2)}')
     after=$(cpu_ticks "${server[$label]}")
     # Clock ticks are 10 ms: µs per request = ticks × 10,000 ÷ requests.
     us=$(python3 -c "print(round(($after - $before) * 10000 / ($rate * ${DUR:-6}), 1))")

@@ -19,8 +19,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::scenarios::{Scenario, StopOnDrop};
-use tagpipe_loadtest::process::{free_port, terminate, wait_ready};
+use crate::scenarios::Scenario;
+use tagpipe_loadtest::process::{StopOnDrop, free_port, stop, wait_ready};
 
 /// What one count found.
 #[derive(Debug, Clone)]
@@ -147,9 +147,9 @@ fn callgrind_run(
         0
     };
     // A graceful stop: tagpipe drains its queues, the ceiling returns from serving (and
-    // valgrind writes the totals of a process a signal ends all the same).
-    terminate(child.0.id())?;
-    child.0.wait().map_err(|e| e.to_string())?;
+    // valgrind writes the totals of a process a signal ends all the same). Under valgrind
+    // draining is slow: a long grace.
+    stop(&mut child.0, Duration::from_secs(120)).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
     let instructions =
         collected(&text).ok_or_else(|| format!("no callgrind total in {}", log.display()))?;

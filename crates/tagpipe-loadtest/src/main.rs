@@ -93,6 +93,23 @@ enum Command {
     /// request carries, and answers 200) on a free loopback port, printing its endpoint URL: for driving a tagpipe by hand with wrk and the scripts
     /// `run` leaves in its work directory.
     Receiver,
+    /// Write what driving one scenario by hand takes and print its request target (a path):
+    /// `<out>.lua`, its wrk script (method, headers, body), and for a tagpipe scenario
+    /// `<out>.yaml`, its pipeline file listening on `--port` and delivering to `--receiver`
+    /// (used by `scripts/loadtest-side.sh`).
+    Request {
+        /// The scenario (`ceiling`, `ga4`, `ga4-short`, `ga4-refused`, `batches`, `fanout`).
+        scenario: String,
+        /// The port tagpipe listens on.
+        #[arg(long)]
+        port: u16,
+        /// The CAPI receiver's endpoint (e.g. what `receiver` prints).
+        #[arg(long)]
+        receiver: String,
+        /// The files' path without extension.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +132,27 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             runtime
                 .block_on(ceiling::serve(listen))
                 .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Request {
+            scenario,
+            port,
+            receiver,
+            out,
+        } => {
+            let [scenario] = select(&[scenario])?[..] else {
+                return Err("one scenario".to_owned());
+            };
+            let write = |extension: &str, text: String| {
+                let path = out.with_extension(extension);
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            let load = scenario.load(1, Duration::from_secs(1));
+            write("lua", load.lua())?;
+            if let Some(pipeline) = scenario.pipeline(port, &receiver) {
+                write("yaml", pipeline)?;
+            }
+            println!("{}", load.target);
             Ok(ExitCode::SUCCESS)
         }
         Command::Receiver => {

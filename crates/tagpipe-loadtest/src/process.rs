@@ -41,6 +41,19 @@ pub fn stop(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
     child.wait()
 }
 
+/// How long [`StopOnDrop`] gives a stopping child before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// A child stopped ([`stop`], with [`STOP_GRACE`]) when dropped, however the code holding it
+/// ends — a run, a count, a test.
+pub struct StopOnDrop(pub Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = stop(&mut self.0, STOP_GRACE);
+    }
+}
+
 /// User + system CPU seconds the process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -19,13 +19,13 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tagpipe_capi_receiver::{Receiver, ReceiverConfig};
 
 use crate::wrk::Load;
-use tagpipe_loadtest::process::{cpu_seconds, free_port, memory_mib, stop, wait_ready};
+use tagpipe_loadtest::process::{StopOnDrop, cpu_seconds, free_port, memory_mib, wait_ready};
 
 /// What a harness run does.
 #[derive(Debug, Clone)]
@@ -418,19 +418,6 @@ pub fn run_once(scenario: Scenario, options: &Options, run: usize) -> Result<Run
         errors: full.errors + half.errors,
         commands: vec![shown, full.command, half.command],
     })
-}
-
-/// Stops the server when a run ends, however it ends: gracefully first
-/// ([`tagpipe_loadtest::process::stop`]), killed if it has not exited within [`STOP_GRACE`].
-pub(crate) struct StopOnDrop(pub(crate) Child);
-
-/// How long a stopping server may take to exit before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(15);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let _ = stop(&mut self.0, STOP_GRACE);
-    }
 }
 
 /// The work directory, created.

@@ -102,7 +102,8 @@ impl Load {
         (self.connections as f64 * 1000.0 / achieved.max(1.0) - self.wait_ms()).max(0.0)
     }
 
-    fn lua(&self) -> String {
+    /// The wrk script: method, body, headers, and the per-connection wait of a paced load.
+    pub(crate) fn lua(&self) -> String {
         let mut lua = format!("wrk.method = \"{}\"\n", self.method);
         if !self.body.is_empty() {
             let _ = writeln!(lua, "wrk.body = [==[{}]==]", self.body);

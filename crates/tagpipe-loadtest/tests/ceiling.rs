@@ -3,10 +3,10 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tagpipe_loadtest::process::{free_port, stop};
+use tagpipe_loadtest::process::{StopOnDrop, free_port, stop};
 
 /// The status line of a `GET` to `addr`, once the server answers.
 fn status_line(addr: SocketAddr) -> Option<String> {
@@ -20,19 +20,11 @@ fn status_line(addr: SocketAddr) -> Option<String> {
     reply.lines().next().map(str::to_owned)
 }
 
-/// Stops the ceiling however the test ends (it runs until SIGTERM).
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = stop(&mut self.0, Duration::from_secs(30));
-    }
-}
-
 #[test]
 fn the_ceiling_answers_204_and_exits_normally_at_sigterm() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut ceiling = Stopped(
+    // Stopped however the test ends (it runs until SIGTERM).
+    let mut ceiling = StopOnDrop(
         Command::new(env!("CARGO_BIN_EXE_tagpipe-loadtest"))
             .args(["ceiling", "--listen", &addr.to_string()])
             .spawn()
