@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side rounds with every server running at once (BENCHMARKS.md, the hand-run series of
 # the decomposition and profile-guided sessions): each variant's server is started once, then
-# each round puts `wrk -t1 -c32` on each in turn, rotating the order, and prints requests/s and
-# the server's CPU per request (user + system from /proc/<pid>/stat); the last lines give each
+# each round puts `wrk -t1 -c32` on each in turn, rotating the order, and prints requests/s, the
+# server's CPU per request (user + system from /proc/<pid>/stat), wrk's (the shell's `time`) and
+# how much of the machine was idle (/proc/stat, idle + iowait); the last lines give each
 # variant's medians. Unlike loadtest-ab.sh it can run two ceilings (of two harness binaries).
 #
 #   ./scripts/loadtest-side.sh ROUNDS VARIANT…
@@ -47,23 +48,36 @@ for variant in "$@"; do
 done
 sleep 1.5
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The machine's idle and total clock ticks (all CPUs), from the first line of /proc/stat.
+machine_ticks() { awk 'NR == 1 {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }
+declare -A wrk_cpus idles
 count=${#labels[@]}
 for round in $(seq "$rounds"); do
   line="round $round"
   for offset in $(seq 0 $((count - 1))); do
     label=${labels[$(((round - 1 + offset) % count))]}
     before=$(cpu_ticks "${server[$label]}")
-    rate=$(wrk -t1 -c32 -d"${DUR:-6}s" -s "$side/$label.lua" "${urls[$label]}" | awk '/Requests\/sec/{print int($2)}')
+    read -r idle_before total_before < <(machine_ticks)
+    # wrk's own user + system seconds, from the shell's `time`.
+    { TIMEFORMAT='%U %S'; time wrk -t1 -c32 -d"${DUR:-6}s" -s "$side/$label.lua" "${urls[$label]}" >"$side/wrk.out"; } 2>"$side/wrk.time"
+    read -r idle_after total_after < <(machine_ticks)
     after=$(cpu_ticks "${server[$label]}")
+    rate=$(awk '/Requests\/sec/{print int($2)}' "$side/wrk.out")
     # Clock ticks are 10 ms: µs per request = ticks × 10,000 ÷ requests.
-    us=$(python3 -c "print(round(($after - $before) * 10000 / ($rate * ${DUR:-6}), 1))")
-    line="$line | $label $rate ${us}us"
+    read -r us wrk_us idle < <(python3 -c "
+user, system = open('$side/wrk.time').read().split()[-2:]
+requests = $rate * ${DUR:-6}
+print(round(($after - $before) * 10000 / requests, 1), round((float(user) + float(system)) * 1e6 / requests, 1),
+      round(100 * ($idle_after - $idle_before) / max($total_after - $total_before, 1)))")
+    line="$line | $label $rate ${us}us (wrk ${wrk_us}us, idle ${idle}%)"
     rates[$label]+="$rate "
     cpus[$label]+="$us "
+    wrk_cpus[$label]+="$wrk_us "
+    idles[$label]+="$idle "
   done
   echo "$line"
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for label in "${labels[@]}"; do
-  echo "$label: $(median <<<"${rates[$label]}") requests/s, $(median <<<"${cpus[$label]}") µs CPU per request"
+  echo "$label: $(median <<<"${rates[$label]}") requests/s, $(median <<<"${cpus[$label]}") µs server CPU and $(median <<<"${wrk_cpus[$label]}") µs wrk CPU per request, machine $(median <<<"${idles[$label]}") % idle"
 done

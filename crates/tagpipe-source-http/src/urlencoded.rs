@@ -2,6 +2,7 @@
 //! are errors that say where, not silently replaced characters.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// Decoded name/value pairs, borrowing from the input where nothing needed decoding.
 pub(crate) type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
@@ -25,30 +26,37 @@ pub(crate) fn parse_str(text: &str) -> Result<Pairs<'_>, String> {
 
 /// Decodes `a=1&b=x+y`, already known to be text (a request's query string), and hands each
 /// name/value pair to `pair`, in order (see [`parse`]). A value is lent, not given: one that
-/// needed decoding was decoded into a buffer that the next such value reuses (one allocation
-/// per call rather than one per escaped value).
+/// needed decoding was decoded into this thread's buffer, which the next such value (and the
+/// next call) reuses — no allocation once it has held the longest value.
 pub(crate) fn for_each_str<'a>(
     text: &'a str,
     mut pair: impl FnMut(Cow<'a, str>, &str),
 ) -> Result<(), String> {
-    let mut scratch = Vec::new();
-    split(text, |name, value, escaped| {
-        if escaped {
-            if scratch.capacity() == 0 {
-                // Sized once, at the first escaped value, for every value: decoding never
-                // lengthens (a buffer grown value by value was three allocations per GA4 hit).
-                scratch.reserve(text.len());
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        let result = split(text, |name, value, escaped| {
+            if escaped {
+                scratch.clear();
+                decode_into(value.as_bytes(), scratch)?;
+                let decoded = std::str::from_utf8(scratch).map_err(|e| after_decoding(&e))?;
+                pair(name, decoded);
+            } else {
+                pair(name, value);
             }
-            scratch.clear();
-            decode_into(value.as_bytes(), &mut scratch)?;
-            let decoded = std::str::from_utf8(&scratch).map_err(|e| after_decoding(&e))?;
-            pair(name, decoded);
-        } else {
-            pair(name, value);
+            Ok(())
+        });
+        if scratch.capacity() > SCRATCH_KEPT {
+            // An unusually long value: its buffer is not kept.
+            *scratch = Vec::new();
         }
-        Ok(())
+        result
     })
 }
+
+/// The most bytes [`for_each_str`] keeps in its buffer between calls.
+const SCRATCH_KEPT: usize = 16 * 1024;
 
 /// Splits `a=1&b=x+y` into its pairs, in order, and hands each to `pair`: the decoded name, the
 /// value as it is, and whether the value needs decoding. A value's error is reported with its
@@ -272,6 +280,28 @@ mod tests {
 
     /// `for_each_str` lends each value (escaped ones decoded into one reused buffer) and gives
     /// the pairs and errors that `parse` gives.
+    #[test]
+    fn the_reused_buffer_serves_values_longer_than_it_keeps_and_shorter_ones_after() {
+        let long = "%C3%A9x+".repeat(SCRATCH_KEPT / 4);
+        for query in [
+            format!("a=1&long={long}&b=%21"),
+            "short=%41".to_owned(),
+            format!("long={long}"),
+        ] {
+            let mut lent = Vec::new();
+            for_each_str(&query, |name, value| {
+                lent.push((name.into_owned(), value.to_owned()));
+            })
+            .unwrap();
+            let owned: Vec<(String, String)> = parse_str(&query)
+                .unwrap()
+                .into_iter()
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect();
+            assert_eq!(lent, owned);
+        }
+    }
+
     #[test]
     fn lent_values_and_errors_match_parse() {
         for query in [
