@@ -11,6 +11,12 @@
 # same 4 s: its share of a core (user + system) and its voluntary and involuntary context
 # switches — which threads wait (voluntary: nothing to do) and which are kept from running
 # (involuntary: preempted).
+#
+# SCHED=1 also records the scheduler for 1 s after those 4 s (`perf sched record`) and prints
+# what the machine's CPUs were doing together, as shares of that second: e.g. `server + wrk`
+# (the server on one CPU while wrk runs on the other), `server + server` (two of the server's
+# threads at once), `idle + wrk` — how the two sides share the cores (BENCHMARKS.md, "The
+# allocation-and-flags session"). Needs `perf`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
@@ -18,9 +24,9 @@ release="$CARGO_TARGET_DIR/release"
 scenario=$1
 report=$(mktemp)
 "$release/tagpipe-loadtest" run --tagpipe "${2:-$release/tagpipe}" --work-dir "$CARGO_TARGET_DIR/loadtest" \
-  --runs 1 --duration 8 --scenario "$scenario" >"$report" 2>&1 &
+  --runs 1 --duration "$([ -n "${SCHED:-}" ] && echo 10 || echo 8)" --scenario "$scenario" >"$report" 2>&1 &
 harness=$!
-trap 'kill "$harness" 2>/dev/null || true; rm -f "$report" "$report".t[01] "$report".t[01].time' EXIT
+trap 'kill "$harness" 2>/dev/null || true; rm -f "$report" "$report".t[01] "$report".t[01].time "$report".sched "$report".tids' EXIT
 sleep 3
 # The harness's own children: the server (tagpipe, or the harness binary as the ceiling) and wrk.
 server=$(pgrep -P "$harness" -f -- ' --listen | run -c ' | head -1) || true
@@ -54,6 +60,12 @@ s0=$(sample "$server"); w0=$(sample "$wrk"); t0=$(date +%s.%N)
 sleep 4
 s1=$(sample "$server"); w1=$(sample "$wrk"); t1=$(date +%s.%N)
 [ -n "${THREADS:-}" ] && threads >"$report.t1" 2>"$report.t1.time"
+if [ -n "${SCHED:-}" ]; then
+  # Each thread of the server and of wrk, named by its side, for the analysis below.
+  { for t in "/proc/$server"/task/*; do echo "${t##*/} server"; done
+    for t in "/proc/$wrk"/task/*; do echo "${t##*/} wrk"; done; } >"$report.tids"
+  perf sched record -o "$report.sched" -- sleep 1 >/dev/null 2>&1
+fi
 if ! wait "$harness"; then
   cat "$report" >&2
   exit 1
@@ -75,4 +87,32 @@ if [ -n "${THREADS:-}" ]; then
   join <(sort "$report.t0") <(sort "$report.t1") | awk -v hz="$(getconf CLK_TCK)" -v s="$seconds" '
     { printf "  thread %s %-16s %5.0f %% of a core, %6d voluntary, %6d involuntary switches\n",
         $1, $6, ($7 + $8 - $2 - $3) / hz / s * 100, $9 - $4, $10 - $5 }'
+fi
+if [ -n "${SCHED:-}" ]; then
+  perf script -i "$report.sched" -F cpu,time,trace 2>/dev/null | python3 -c '
+import bisect, collections, re, sys
+side = dict(line.split() for line in open(sys.argv[1]))
+switch = re.compile(r"\[(\d+)\]\s+([\d.]+):.*next_comm=.* next_pid=(\d+)")
+running = collections.defaultdict(list)  # CPU -> [(since, what)]
+for line in sys.stdin:
+    m = switch.search(line)
+    if m:
+        pid = m.group(3)
+        what = "idle" if pid == "0" else side.get(pid, "other")
+        running[int(m.group(1))].append((float(m.group(2)), what))
+if not running:
+    sys.exit("no scheduler events recorded (is perf allowed to trace?)")
+start = max(events[0][0] for events in running.values())
+end = min(events[-1][0] for events in running.values())
+cpus = [sorted(events) for _, events in sorted(running.items())]
+times = [[t for t, _ in events] for events in cpus]
+states, step, t = collections.Counter(), 10e-6, start
+while t < end:
+    states[" + ".join(sorted(c[bisect.bisect_right(ts, t) - 1][1] for c, ts in zip(cpus, times)))] += 1
+    t += step
+total = sum(states.values()) or 1
+print(f"  CPUs together over {end - start:.2f} s of scheduler events:")
+for state, n in states.most_common(8):
+    print(f"  {100 * n / total:5.1f} %  {state}")
+' "$report.tids"
 fi
