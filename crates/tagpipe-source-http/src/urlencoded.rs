@@ -30,28 +30,41 @@ pub(crate) fn parse_str(text: &str) -> Result<Pairs<'_>, String> {
 /// next call) reuses — no allocation once it has held the longest value.
 pub(crate) fn for_each_str<'a>(
     text: &'a str,
-    mut pair: impl FnMut(Cow<'a, str>, &str),
+    pair: impl FnMut(Cow<'a, str>, &str),
 ) -> Result<(), String> {
     thread_local! {
         static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    SCRATCH.with_borrow_mut(|scratch| {
-        let result = split(text, |name, value, escaped| {
-            if escaped {
-                scratch.clear();
-                decode_into(value.as_bytes(), scratch)?;
-                let decoded = std::str::from_utf8(scratch).map_err(|e| after_decoding(&e))?;
-                pair(name, decoded);
-            } else {
-                pair(name, value);
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let result = lend_each(text, &mut scratch, pair);
+            if scratch.capacity() > SCRATCH_KEPT {
+                // An unusually long value: its buffer is not kept.
+                *scratch = Vec::new();
             }
-            Ok(())
-        });
-        if scratch.capacity() > SCRATCH_KEPT {
-            // An unusually long value: its buffer is not kept.
-            *scratch = Vec::new();
+            result
         }
-        result
+        // Called again from within `pair` (nothing does): a buffer of its own.
+        Err(_) => lend_each(text, &mut Vec::new(), pair),
+    })
+}
+
+/// [`for_each_str`] with `scratch` as the buffer for escaped values.
+fn lend_each<'a>(
+    text: &'a str,
+    scratch: &mut Vec<u8>,
+    mut pair: impl FnMut(Cow<'a, str>, &str),
+) -> Result<(), String> {
+    split(text, |name, value, escaped| {
+        if escaped {
+            scratch.clear();
+            decode_into(value.as_bytes(), scratch)?;
+            let decoded = std::str::from_utf8(scratch).map_err(|e| after_decoding(&e))?;
+            pair(name, decoded);
+        } else {
+            pair(name, value);
+        }
+        Ok(())
     })
 }
 
@@ -278,8 +291,9 @@ mod tests {
         assert!(parse(b"a=\xff").unwrap_err().contains("invalid UTF-8"));
     }
 
-    /// `for_each_str` lends each value (escaped ones decoded into one reused buffer) and gives
-    /// the pairs and errors that `parse` gives.
+    /// The thread's decoding buffer: a value longer than the buffer keeps between calls decodes
+    /// whole, and the calls after it (with the buffer let go, then grown again) decode as
+    /// `parse` does.
     #[test]
     fn the_reused_buffer_serves_values_longer_than_it_keeps_and_shorter_ones_after() {
         let long = "%C3%A9x+".repeat(SCRATCH_KEPT / 4);
@@ -302,6 +316,23 @@ mod tests {
         }
     }
 
+    /// A call made while another holds the thread's buffer (from within its `pair`) decodes
+    /// with a buffer of its own rather than failing.
+    #[test]
+    fn a_call_from_within_a_pair_gets_its_own_buffer() {
+        let mut inner = Vec::new();
+        for_each_str("outer=%41", |_, outer| {
+            for_each_str("inner=%42", |_, value| {
+                inner.push(format!("{outer}{value}"));
+            })
+            .unwrap();
+        })
+        .unwrap();
+        assert_eq!(inner, ["AB"]);
+    }
+
+    /// `for_each_str` lends each value (escaped ones decoded into one reused buffer) and gives
+    /// the pairs and errors that `parse` gives.
     #[test]
     fn lent_values_and_errors_match_parse() {
         for query in [
