@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side rounds with every server running at once (BENCHMARKS.md, the hand-run series of
 # the decomposition and profile-guided sessions): each variant's server is started once, then
-# each round puts `wrk -t1 -c32` on each in turn, rotating the order, and prints requests/s, the
-# server's CPU per request (user + system from /proc/<pid>/stat), wrk's (the shell's `time`) and
-# how much of the machine was idle (/proc/stat, idle + iowait); the last lines give each
-# variant's medians. Unlike loadtest-ab.sh it can run two ceilings (of two harness binaries).
+# each round puts `wrk -t1 -c32` (see CONNS) on each in turn, rotating the order, and prints
+# requests/s, the server's CPU per request (user + system from /proc/<pid>/stat), wrk's (the
+# shell's `time`) and how much of the machine was idle (/proc/stat, idle + iowait); the last
+# lines give each variant's medians. Unlike loadtest-ab.sh it can run two ceilings (of two
+# harness binaries).
 #
 #   ./scripts/loadtest-side.sh ROUNDS VARIANT…
 #
@@ -12,7 +13,8 @@
 # `ceiling=<harness binary>`, or a tagpipe binary; the scenario (`ga4`, `ga4-short`,
 # `ga4-refused`, `batches`, `fanout`) names the request sent and, for tagpipe, the pipeline it
 # serves — both as the harness makes them (`tagpipe-loadtest request`). DUR sets the seconds
-# per run (default 6). Uses the harness of the release build as last built. Example:
+# per run (default 6), CONNS wrk's connections (default 32, as the harness). Uses the harness
+# of the release build as last built. Example:
 #
 #   ./scripts/loadtest-side.sh 6 "c:ceiling:ga4" "cp:ceiling=/tmp/lt-pgo:ga4" "t:/tmp/tp:ga4"
 set -euo pipefail
@@ -59,7 +61,7 @@ for round in $(seq "$rounds"); do
     before=$(cpu_ticks "${server[$label]}")
     read -r idle_before total_before < <(machine_ticks)
     # wrk's own user + system seconds, from the shell's `time`.
-    { TIMEFORMAT='%U %S'; time wrk -t1 -c32 -d"${DUR:-6}s" -s "$side/$label.lua" "${urls[$label]}" >"$side/wrk.out"; } 2>"$side/wrk.time"
+    { TIMEFORMAT='%U %S'; time wrk -t1 -c"${CONNS:-32}" -d"${DUR:-6}s" -s "$side/$label.lua" "${urls[$label]}" >"$side/wrk.out"; } 2>"$side/wrk.time"
     read -r idle_after total_after < <(machine_ticks)
     after=$(cpu_ticks "${server[$label]}")
     rate=$(awk '/Requests\/sec/{print int($2)}' "$side/wrk.out")
