@@ -16,6 +16,7 @@
 #   ./scripts/loadtest-ab.sh 6 "old:ga4::/tmp/tagpipe-old" "new:ga4::"
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
 release="$CARGO_TARGET_DIR/release"
 rounds=$1
@@ -46,11 +47,6 @@ for round in $(seq "$rounds"); do
   echo "$line"
 done
 
-# The middle value of a list of numbers (the mean of the two middle ones for an even count).
-median() {
-  tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) print "—"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 for variant in "${variants[@]}"; do
   label=${variant%%:*}
   echo "median $label: $(median <<<"${rates[$label]:-}") req/s, $(median <<<"${cpus[$label]:-}") µs"

@@ -19,6 +19,7 @@
 #   ./scripts/loadtest-side.sh 6 "c:ceiling:ga4" "cp:ceiling=/tmp/lt-pgo:ga4" "t:/tmp/tp:ga4"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
 harness="$CARGO_TARGET_DIR/release/tagpipe-loadtest"
 side="$CARGO_TARGET_DIR/loadtest/side"
@@ -49,7 +50,9 @@ for variant in "$@"; do
   labels+=("$label")
 done
 sleep 1.5
+# The process's user + system clock ticks (of `getconf CLK_TCK` per second).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 # The machine's idle and total clock ticks (all CPUs), from the first line of /proc/stat.
 machine_ticks() { awk 'NR == 1 {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }
 declare -A wrk_cpus idles
@@ -65,11 +68,13 @@ for round in $(seq "$rounds"); do
     read -r idle_after total_after < <(machine_ticks)
     after=$(cpu_ticks "${server[$label]}")
     rate=$(awk '/Requests\/sec/{print int($2)}' "$side/wrk.out")
-    # Clock ticks are 10 ms: µs per request = ticks × 10,000 ÷ requests.
+    # Per request of the run as wrk counted it (its run lasts a little longer than DUR, and
+    # the CPU figures cover all of it).
+    requests=$(awk '/ requests in /{print $1}' "$side/wrk.out")
     read -r us wrk_us idle < <(python3 -c "
 user, system = open('$side/wrk.time').read().split()[-2:]
-requests = $rate * ${DUR:-6}
-print(round(($after - $before) * 10000 / requests, 1), round((float(user) + float(system)) * 1e6 / requests, 1),
+requests = max($requests, 1)
+print(round(($after - $before) * 1e6 / $hz / requests, 1), round((float(user) + float(system)) * 1e6 / requests, 1),
       round(100 * ($idle_after - $idle_before) / max($total_after - $total_before, 1)))")
     line="$line | $label $rate ${us}us (wrk ${wrk_us}us, idle ${idle}%)"
     rates[$label]+="$rate "
@@ -79,7 +84,6 @@ print(round(($after - $before) * 10000 / requests, 1), round((float(user) + floa
   done
   echo "$line"
 done
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for label in "${labels[@]}"; do
   echo "$label: $(median <<<"${rates[$label]}") requests/s, $(median <<<"${cpus[$label]}") µs server CPU and $(median <<<"${wrk_cpus[$label]}") µs wrk CPU per request, machine $(median <<<"${idles[$label]}") % idle"
 done
