@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
                             for _ in 0..EVENTS / PUSHERS + usize::from(p < EVENTS % PUSHERS) {
                                 let item = QueuedEvent {
                                     event: Event::new(data.clone(), context.clone()).into(),
-                                    token: DeliveryToken::new(None, id.clone()),
+                                    token: DeliveryToken::new(None, &id),
                                     seq: None,
                                 };
                                 queue.push(item, true).await.unwrap();
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
                     for _ in 0..EVENTS {
                         let item = QueuedEvent {
                             event: Event::new(data.clone(), context.clone()).into(),
-                            token: DeliveryToken::new(None, id.clone()),
+                            token: DeliveryToken::new(None, &id),
                             seq: None,
                         };
                         queue.push(item, true).await.unwrap();

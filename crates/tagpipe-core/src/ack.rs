@@ -166,39 +166,38 @@ impl Future for AckReceiver {
 /// One sink's obligation to report an outcome for one event.
 #[derive(Debug)]
 pub struct DeliveryToken {
-    tracker: Option<Arc<AckTracker>>,
-    sink: ComponentId,
+    /// Who waits for the outcome, and for which sink. `None` when nobody waits (an optimistic
+    /// request): the sink's ID is then not kept, as cloning it would write its shared count —
+    /// a cache line every thread that queues events for the sink writes — twice per event.
+    tracked: Option<(Arc<AckTracker>, ComponentId)>,
 }
 
 impl DeliveryToken {
     /// A token for `sink`, reporting to `tracker` when there is one.
-    pub fn new(tracker: Option<Arc<AckTracker>>, sink: ComponentId) -> Self {
-        Self { tracker, sink }
+    pub fn new(tracker: Option<Arc<AckTracker>>, sink: &ComponentId) -> Self {
+        Self {
+            tracked: tracker.map(|tracker| (tracker, sink.clone())),
+        }
     }
 
     /// Records the outcome and releases the event.
     pub fn complete(mut self, outcome: DestinationOutcome) {
-        if let Some(tracker) = self.tracker.take() {
-            tracker.record(&self.sink, outcome);
+        if let Some((tracker, sink)) = self.tracked.take() {
+            tracker.record(&sink, outcome);
         }
-    }
-
-    /// The sink this token reports for.
-    pub fn sink(&self) -> &ComponentId {
-        &self.sink
     }
 
     /// Whether somebody waits for this outcome.
     pub fn is_tracked(&self) -> bool {
-        self.tracker.is_some()
+        self.tracked.is_some()
     }
 }
 
 impl Drop for DeliveryToken {
     fn drop(&mut self) {
-        if let Some(tracker) = self.tracker.take() {
+        if let Some((tracker, sink)) = self.tracked.take() {
             tracker.record(
-                &self.sink,
+                &sink,
                 DestinationOutcome::failed("event dropped before delivery (shutdown or abort)"),
             );
         }
@@ -229,8 +228,8 @@ mod tests {
     #[tokio::test]
     async fn reports_when_the_last_token_completes() {
         let (tracker, mut rx) = AckTracker::new();
-        let a = DeliveryToken::new(Some(tracker.clone()), id("console"));
-        let b = DeliveryToken::new(Some(tracker.clone()), id("file/out"));
+        let a = DeliveryToken::new(Some(tracker.clone()), &id("console"));
+        let b = DeliveryToken::new(Some(tracker.clone()), &id("file/out"));
         drop(tracker);
         a.complete(DestinationOutcome::sent());
         assert!(
@@ -252,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_token_counts_as_failed() {
         let (tracker, rx) = AckTracker::new();
-        let token = DeliveryToken::new(Some(tracker), id("console"));
+        let token = DeliveryToken::new(Some(tracker), &id("console"));
         drop(token);
         let outcomes = rx.await;
         assert_eq!(outcomes["console"].outcome, Outcome::Failed);

@@ -290,7 +290,7 @@ impl DiskQueue {
 
     /// Keeps an event's size and delivery token under its sequence number until it is read.
     fn register(&self, seq: u64, size: usize, item: &mut QueuedEvent) {
-        let token = std::mem::replace(&mut item.token, DeliveryToken::new(None, self.sink.clone()));
+        let token = std::mem::replace(&mut item.token, DeliveryToken::new(None, &self.sink));
         self.sizes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -365,7 +365,7 @@ impl DiskQueue {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&seq)
-                        .unwrap_or_else(|| DeliveryToken::new(None, self.sink.clone()));
+                        .unwrap_or_else(|| DeliveryToken::new(None, &self.sink));
                     out.push(QueuedEvent {
                         event: Queued::Event(event),
                         token,
@@ -569,7 +569,7 @@ mod tests {
                 data.into(),
                 Arc::new(RequestContext::detached()),
             )),
-            token: DeliveryToken::new(None, ComponentId::parse("s").unwrap()),
+            token: DeliveryToken::new(None, &ComponentId::parse("s").unwrap()),
             seq: None,
         }
     }

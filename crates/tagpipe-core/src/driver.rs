@@ -158,6 +158,7 @@ impl SinkCalls {
     /// nothing is left to send.
     async fn call(
         &mut self,
+        sink: &ComponentId,
         batch: &mut Vec<QueuedEvent>,
         keep_events: bool,
         stats: &SinkStats,
@@ -180,6 +181,7 @@ impl SinkCalls {
                 }
                 if !unsendable.is_empty() {
                     complete_all(
+                        sink,
                         unsendable,
                         &DestinationOutcome::failed(
                             "queued in a form another type of sink prepared, which this sink \
@@ -343,7 +345,7 @@ impl Driver {
         }
         let Some((tokens, call)) = self
             .calls
-            .call(batch, self.dead_letter.is_some(), &self.stats)
+            .call(&self.sink, batch, self.dead_letter.is_some(), &self.stats)
             .await
         else {
             // Every item already has its outcome — only ever prepared items, which only come
@@ -451,10 +453,15 @@ async fn requested(
     std::future::pending().await
 }
 
-fn complete_all(tokens: Vec<DeliveryToken>, outcome: &DestinationOutcome, stats: &SinkStats) {
+fn complete_all(
+    sink: &ComponentId,
+    tokens: Vec<DeliveryToken>,
+    outcome: &DestinationOutcome,
+    stats: &SinkStats,
+) {
     count(stats, outcome.outcome, tokens.len());
-    for token in &tokens {
-        telemetry::outcome(token.sink(), outcome);
+    for _ in &tokens {
+        telemetry::outcome(sink, outcome);
     }
     for token in tokens {
         token.complete(outcome.clone());
@@ -494,6 +501,16 @@ async fn complete_batch(
             vec![DestinationOutcome::failed(error.to_string()); n]
         }
     };
+    // The sent events are counted once for the batch, before any token completes (a waiting
+    // request then finds them counted): two shared counters written per batch, not per event.
+    let sent = outcomes
+        .iter()
+        .filter(|outcome| outcome.outcome == Outcome::Sent)
+        .count();
+    if sent > 0 {
+        count(stats, Outcome::Sent, sent);
+        instruments.sent.increment(sent as u64);
+    }
     for ((token, event), mut outcome) in tokens.into_iter().zip(outcomes) {
         // Completing (and freeing) hundreds of events delays the requests waiting on this
         // worker thread: yield whenever tokio's cooperative budget is spent.
@@ -507,10 +524,8 @@ async fn complete_batch(
             outcome.reason = Some(format!("{reason} (dead-lettered to {})", target.id));
             outcome.dead_lettered = true;
         }
-        count(stats, outcome.outcome, 1);
-        if outcome.outcome == Outcome::Sent {
-            instruments.sent.increment(1);
-        } else {
+        if outcome.outcome != Outcome::Sent {
+            count(stats, outcome.outcome, 1);
             telemetry::outcome(sink, &outcome);
         }
         token.complete(outcome);
@@ -540,11 +555,10 @@ async fn send_dead_letter(
         .insert("dead_letter", serde_json::Value::Object(note));
     let item = QueuedEvent {
         event: Queued::Event(event),
-        token: DeliveryToken::new(None, target.id.clone()),
+        token: DeliveryToken::new(None, &target.id),
         seq: None,
     };
     if target.send(item, true).await.is_ok() {
-        SinkStats::add(&target.stats.queued, 1);
         metrics::counter!("tagpipe_events_dead_lettered_total", "sink" => sink.to_string(),
             "dead_letter" => target.id.to_string())
         .increment(1);

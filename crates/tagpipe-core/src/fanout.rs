@@ -136,7 +136,7 @@ impl Service<Event> for FanOut {
         for (sink, &sharing) in self.sinks.iter().zip(self.sharing.iter()) {
             let mut item = |sink: &SinkInput| QueuedEvent {
                 event: shelf.queued(sink, sharing, &event),
-                token: DeliveryToken::new(ack.clone(), sink.id.clone()),
+                token: DeliveryToken::new(ack.clone(), &sink.id),
                 seq: None,
             };
             let QueueTx::Memory(memory) = &sink.tx else {
@@ -147,7 +147,7 @@ impl Service<Event> for FanOut {
             // Room first, then the item: a sink that prepares events does not prepare one that
             // a full queue drops.
             match memory.try_send_with(|| item(sink)) {
-                Ok(()) => SinkStats::add(&sink.stats.queued, 1),
+                Ok(()) => {}
                 Err(TrySendError::Full(())) => match sink.when_full {
                     WhenFull::DropNewest => {
                         SinkStats::add(&sink.stats.dropped_full, 1);
@@ -156,13 +156,13 @@ impl Service<Event> for FanOut {
                             "queue full: event dropped (when_full: drop_newest)",
                         );
                         crate::telemetry::outcome(&sink.id, &outcome);
-                        DeliveryToken::new(ack.clone(), sink.id.clone()).complete(outcome);
+                        DeliveryToken::new(ack.clone(), &sink.id).complete(outcome);
                     }
                     WhenFull::Block => waiting.push((sink.clone(), item(sink))),
                 },
                 Err(TrySendError::Closed(())) => {
                     SinkStats::add(&sink.stats.failed, 1);
-                    DeliveryToken::new(ack.clone(), sink.id.clone())
+                    DeliveryToken::new(ack.clone(), &sink.id)
                         .complete(DestinationOutcome::failed("sink has stopped"));
                 }
             }
@@ -173,7 +173,7 @@ impl Service<Event> for FanOut {
         PipelineFuture::Boxed(Box::pin(async move {
             for (sink, item) in waiting {
                 match sink.send(item, sink.when_full == WhenFull::Block).await {
-                    Ok(()) => SinkStats::add(&sink.stats.queued, 1),
+                    Ok(()) => {}
                     Err((item, reason)) => {
                         SinkStats::add(&sink.stats.failed, 1);
                         if sink.when_full == WhenFull::DropNewest {

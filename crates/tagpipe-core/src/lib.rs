@@ -35,6 +35,8 @@ pub mod queue;
 pub mod random;
 pub mod retry;
 pub mod secret;
+mod series;
+pub mod striped;
 pub mod telemetry;
 pub mod time;
 pub mod topology;

@@ -5,8 +5,10 @@
 //! acknowledgements.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use thread_local::ThreadLocal;
 use tower::{Service, ServiceExt};
 
 use crate::ack::{DestinationOutcome, record_all};
@@ -18,17 +20,20 @@ use crate::processor::{Disposition, PipelineService};
 #[derive(Clone)]
 pub struct Pipeline {
     name: Arc<str>,
-    service: PipelineService,
+    /// The processors over the fan-out, as built: what each request's copy is made from.
+    service: Arc<PipelineService>,
     /// Copies of `service` that finished their last calls without an error, reused by later
     /// requests: a copy of a service stack costs one allocation per layer (a GA4 hit is one
     /// event per request). A layer's service is thus used for many requests, one at a time,
-    /// as a tower service usually is; state it keeps per copy lasts across them.
+    /// as a tower service usually is; state it keeps per copy lasts across them. Each thread's
+    /// copy of the pipeline (see [`Dispatcher`]) has a pool of its own.
     idle: Arc<Mutex<Vec<PipelineService>>>,
     sinks: Arc<[ComponentId]>,
     wait_for_delivery: bool,
 }
 
-/// At most this many idle copies are kept per pipeline (about one per request in flight).
+/// At most this many idle copies are kept per pipeline and thread (about one per request in
+/// flight).
 const MAX_IDLE_SERVICES: usize = 64;
 
 impl Pipeline {
@@ -36,7 +41,7 @@ impl Pipeline {
     pub fn new(name: &str, service: PipelineService, sinks: Vec<ComponentId>) -> Self {
         Self {
             name: Arc::from(name),
-            service,
+            service: Arc::new(service),
             idle: Arc::default(),
             sinks: sinks.into(),
             wait_for_delivery: false,
@@ -67,7 +72,7 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let mut service = reused.unwrap_or_else(|| self.service.clone());
+        let mut service = reused.unwrap_or_else(|| PipelineService::clone(&self.service));
         // Only a copy whose calls all ended, and ended without an error, goes back: a
         // cancelled request drops its copy, and a service that failed (in `poll_ready` or in a
         // call) may not be used again under tower's rules.
@@ -126,34 +131,89 @@ impl fmt::Debug for Pipeline {
 /// Clones share one set of pipelines, which a configuration reload replaces as a whole
 /// ([`Dispatcher::replace`]): a running source keeps its listener and connections and its next
 /// request goes through the new pipelines, while requests in flight finish with the old ones.
+///
+/// Each thread that asks for the pipelines gets a copy of its own (the same processors and
+/// sinks, its own pool of idle service copies), made at its first request after a start or a
+/// reload: taking a snapshot then writes only memory that thread uses — not a lock and a
+/// reference count that every serving thread writes at every request, whose cache lines would
+/// move between the cores at each one (BENCHMARKS.md, the shared-lines session).
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
-    pipelines: Arc<RwLock<Pipelines>>,
+    shared: Arc<DispatcherShared>,
+}
+
+struct DispatcherShared {
+    /// The pipelines as configured, with the generation they are of.
+    current: RwLock<(u64, Pipelines)>,
+    /// The generation of `current`: bumped by every reload, read at every request.
+    generation: AtomicU64,
+    /// Each thread's copy of the pipelines and the generation it was made from. A mutex only
+    /// its own thread takes at every request (a reload empties them all).
+    per_thread: ThreadLocal<Mutex<Option<(u64, Pipelines)>>>,
+}
+
+impl fmt::Debug for DispatcherShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherShared")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Dispatcher {
     /// A dispatcher feeding these pipelines.
     pub fn new(pipelines: Vec<Pipeline>) -> Self {
         Self {
-            pipelines: Arc::new(RwLock::new(Pipelines(pipelines.into()))),
+            shared: Arc::new(DispatcherShared {
+                current: RwLock::new((0, Pipelines(pipelines.into()))),
+                generation: AtomicU64::new(0),
+                per_thread: ThreadLocal::new(),
+            }),
         }
     }
 
     /// The pipelines as they are now. A request should take one snapshot and use it throughout,
     /// so that a reload in the middle does not mix old and new pipelines.
     pub fn current(&self) -> Pipelines {
-        self.pipelines
+        let shared = &*self.shared;
+        let generation = shared.generation.load(Ordering::Acquire);
+        let slot = shared.per_thread.get_or_default();
+        let mut mine = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((made_from, pipelines)) = &*mine
+            && *made_from == generation
+        {
+            return pipelines.clone();
+        }
+        // Stored under the read lock: a reload, which empties every thread's copy after it
+        // replaced the pipelines, cannot leave an older copy behind.
+        let configured = shared
+            .current
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (made_from, pipelines) = &*configured;
+        let copy = pipelines.copy_for_one_thread();
+        *mine = Some((*made_from, copy.clone()));
+        copy
     }
 
-    /// Replaces the pipelines for every later [`Dispatcher::current`] (a reload).
+    /// Replaces the pipelines for every later [`Dispatcher::current`] (a reload). Every
+    /// thread's copy of the old ones is dropped at once, so that a sink no pipeline uses any
+    /// more sees its queue close when the requests in flight are done with them.
     pub fn replace(&self, pipelines: Vec<Pipeline>) {
-        *self
-            .pipelines
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Pipelines(pipelines.into());
+        let shared = &*self.shared;
+        {
+            let mut current = shared
+                .current
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let generation = current.0.wrapping_add(1);
+            *current = (generation, Pipelines(pipelines.into()));
+            shared.generation.store(generation, Ordering::Release);
+        }
+        for slot in &shared.per_thread {
+            let old = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            drop(old);
+        }
     }
 
     /// Sends one event into every pipeline. Returns once each pipeline's queues took it
@@ -184,6 +244,20 @@ impl Dispatcher {
 pub struct Pipelines(Arc<[Pipeline]>);
 
 impl Pipelines {
+    /// A copy for one thread's requests: the same pipelines, each with its own pool of idle
+    /// service copies.
+    fn copy_for_one_thread(&self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|pipeline| Pipeline {
+                    idle: Arc::default(),
+                    ..pipeline.clone()
+                })
+                .collect(),
+        )
+    }
+
     /// Sends one event into every pipeline (no list to allocate, as for a GA4 hit): a copy of
     /// it (its shared data) into each but the last, which takes it.
     pub async fn send(&self, event: Event) {
@@ -359,6 +433,90 @@ mod tests {
         counting.fail.store(true, Ordering::Relaxed);
         pipeline.process(std::iter::once(event())).await;
         assert_the_next_requests_make_one_new_copy(&pipeline, &counting).await;
+    }
+
+    /// Runs each future on a thread of its own, in a runtime of its own; the threads are all
+    /// alive until every future has finished (a thread that ended may hand its thread-local
+    /// slots to the next one).
+    fn on_threads_of_their_own(futures: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>) {
+        let all_done = Arc::new(std::sync::Barrier::new(futures.len()));
+        let threads: Vec<_> = futures
+            .into_iter()
+            .map(|f| {
+                let all_done = all_done.clone();
+                std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap()
+                        .block_on(f);
+                    all_done.wait();
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn each_thread_has_its_own_copy_and_a_reload_drops_every_copy() {
+        let (pipeline, counting) = counting_pipeline();
+        let dispatcher = Dispatcher::new(vec![pipeline]);
+        let sending =
+            |dispatcher: Dispatcher| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+                Box::pin(async move {
+                    for _ in 0..3 {
+                        dispatcher.send(event()).await;
+                    }
+                })
+            };
+        on_threads_of_their_own(vec![
+            sending(dispatcher.clone()),
+            sending(dispatcher.clone()),
+        ]);
+        assert_eq!(counting.calls.load(Ordering::Relaxed), 6);
+        // One service copy per thread, kept in that thread's pool and reused there.
+        assert_eq!(counting.copies.load(Ordering::Relaxed), 2);
+        // The threads have ended; their copies (and the pools' service copies) live on in the
+        // dispatcher until a reload replaces the pipelines.
+        assert!(Arc::strong_count(&counting.calls) > 2);
+        let (other, _) = counting_pipeline();
+        dispatcher.replace(vec![other]);
+        assert_eq!(
+            Arc::strong_count(&counting.calls),
+            1,
+            "every copy of the replaced pipeline is dropped"
+        );
+    }
+
+    #[test]
+    fn a_thread_sees_the_pipelines_of_the_latest_reload() {
+        let sink = |name: &str| ComponentId::parse(name).unwrap();
+        let named = |sinks: &[&str]| {
+            let (pipeline, _) = counting_pipeline();
+            Pipeline {
+                sinks: sinks.iter().map(|s| sink(s)).collect(),
+                ..pipeline
+            }
+        };
+        let dispatcher = Dispatcher::new(vec![named(&["console/old"])]);
+        assert_eq!(dispatcher.sinks(), [sink("console/old")]);
+        // A snapshot taken before the reload keeps the old pipelines; the next one has the new.
+        let before = dispatcher.current();
+        dispatcher.replace(vec![named(&["console/new"])]);
+        assert_eq!(before.sinks(), [sink("console/old")]);
+        assert_eq!(dispatcher.sinks(), [sink("console/new")]);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (from_thread, thread_dispatcher) = (seen.clone(), dispatcher.clone());
+        on_threads_of_their_own(vec![Box::pin(async move {
+            from_thread
+                .lock()
+                .unwrap()
+                .extend(thread_dispatcher.sinks());
+        })]);
+        assert_eq!(*seen.lock().unwrap(), [sink("console/new")]);
+        dispatcher.replace(vec![named(&["console/a", "console/b"])]);
+        assert_eq!(dispatcher.sinks(), [sink("console/a"), sink("console/b")]);
     }
 
     #[tokio::test]

@@ -154,8 +154,6 @@ impl From<Event> for Queued {
 /// Counters of one sink's queue, shared between its inputs and its driver.
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    /// Events put in the queue.
-    pub queued: AtomicU64,
     /// Events dropped because the queue was full (`when_full: drop_newest`).
     pub dropped_full: AtomicU64,
     /// Events the destination accepted.
@@ -537,7 +535,7 @@ mod tests {
         );
         let item = QueuedEvent {
             event: Queued::Event(event),
-            token: DeliveryToken::new(None, input.id.clone()),
+            token: DeliveryToken::new(None, &input.id),
             seq: None,
         };
         input.send(item, true).await.map_err(|(_, e)| e).unwrap();

@@ -19,7 +19,10 @@
 //!
 //! `tagpipe_http_request_duration_seconds` is a [`FixedHistogram`](crate::fixed_histogram) (fixed
 //! buckets, two atomic additions per request); the other histograms go through the recorder,
-//! whose samples the binary drains every few seconds.
+//! whose samples the binary drains every few seconds. The two counters every request adds to,
+//! `tagpipe_http_requests_total` and `tagpipe_events_received_total`, are
+//! [`StripedCounter`]s (see [`received`]): like the fixed histograms, each serving thread
+//! adds to cells of its own, and the binary renders them next to the recorder's metrics.
 //!
 //! Label values are component IDs, endpoint names, status codes and reason *kinds* (the text
 //! before the first `:`, at most its first three words, lowercased), never free text or
@@ -31,12 +34,13 @@
 //! installed before the first event (the binary installs it at start-up).
 
 use std::borrow::Cow;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use crate::ack::{DestinationOutcome, Outcome};
 use crate::id::ComponentId;
+use crate::striped::StripedCounter;
 
 type Renderer = Box<dyn Fn() -> String + Send + Sync>;
 
@@ -52,6 +56,17 @@ pub fn set_renderer(render: impl Fn() -> String + Send + Sync + 'static) {
 /// when no recorder is installed.
 pub fn render() -> Option<String> {
     RENDERER.get().map(|render| render())
+}
+
+/// The `tagpipe_events_received_total{source, endpoint}` series: events a source accepted.
+/// Every source counts through this one (a [`StripedCounter`], never the recorder), so that
+/// the metric's series are rendered together.
+pub fn received(source: &ComponentId, endpoint: &str) -> Arc<StripedCounter> {
+    StripedCounter::register(
+        "tagpipe_events_received_total",
+        "Events a source accepted.",
+        &[("source", source.as_str()), ("endpoint", endpoint)],
+    )
 }
 
 /// A reason's kind, for a bounded label: the text before the first `:` (at most its first

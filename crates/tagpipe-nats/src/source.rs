@@ -218,8 +218,7 @@ impl Reader {
                 }
             }
         }
-        metrics::counter!("tagpipe_events_received_total", "source" => self.id.to_string(), "endpoint" => "nats")
-            .increment(events.len() as u64);
+        tagpipe_core::telemetry::received(&self.id, "nats").increment(events.len() as u64);
         self.output.send_all(events).await;
         for (message, ack) in waiting {
             let this = self.clone();

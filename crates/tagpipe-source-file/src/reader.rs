@@ -27,8 +27,7 @@ pub(crate) async fn read_ndjson<R: AsyncRead + Unpin>(
     let mut line = Vec::new();
     let mut line_no = 0u64;
     let (mut accepted, mut rejected) = (0u64, 0u64);
-    let received = metrics::counter!("tagpipe_events_received_total", "source" => cx.id.to_string(),
-        "endpoint" => "ndjson");
+    let received = tagpipe_core::telemetry::received(&cx.id, "ndjson");
     loop {
         line.clear();
         let read = tokio::select! {

@@ -47,9 +47,10 @@ impl Future for Deadline {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = self.deadline;
-        if Instant::now() >= deadline {
-            return Poll::Ready(());
-        }
+        // No clock read before the sleep is looked at: hyper polls a request's deadline once
+        // as the connection waits for it, and the sleep below, armed no later than the
+        // deadline, fires for it anyway (at once, for a deadline already past). The clock is
+        // read only when the sleep has fired, to tell whose deadline it was.
         let mut slot = self.sleep.lock().unwrap_or_else(PoisonError::into_inner);
         let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
         if sleep.deadline() > deadline.into() {

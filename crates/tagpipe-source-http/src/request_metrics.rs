@@ -4,7 +4,8 @@
 //! appears once it counts something) and then only added to.
 //!
 //! The duration is a [`FixedHistogram`] (two atomic additions per request, nothing kept per
-//! sample). The statuses tagpipe answers with have a slot each per endpoint (reading a set
+//! sample) and the counters are [`StripedCounter`]s: each serving thread adds to cells of its
+//! own, so no cache line moves between the cores at every request. The statuses tagpipe answers with have a slot each per endpoint (reading a set
 //! handle is a plain load: no lock whose count both cores write at every request); any other
 //! status is looked up in a small map per endpoint. Label sets stay bounded (endpoint ×
 //! status).
@@ -14,9 +15,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use http::StatusCode;
-use metrics::Counter;
 use tagpipe_core::ComponentId;
 use tagpipe_core::fixed_histogram::FixedHistogram;
+use tagpipe_core::striped::StripedCounter;
 
 use crate::server::Endpoint;
 
@@ -68,7 +69,7 @@ impl From<Endpoint> for EndpointLabel {
 
 /// The metric handles of one HTTP source.
 pub(crate) struct RequestMetrics {
-    source: String,
+    source: ComponentId,
     /// One slot per label, indexed by the label.
     endpoints: [EndpointMetrics; EndpointLabel::ALL.len()],
 }
@@ -77,11 +78,11 @@ pub(crate) struct RequestMetrics {
 struct EndpointMetrics {
     label: EndpointLabel,
     duration: OnceLock<Arc<FixedHistogram>>,
-    received: OnceLock<Counter>,
+    received: OnceLock<Arc<StripedCounter>>,
     /// `tagpipe_http_requests_total` of each status in [`COMMON_STATUSES`], by position.
-    common: [OnceLock<Counter>; COMMON_STATUSES.len()],
+    common: [OnceLock<Arc<StripedCounter>>; COMMON_STATUSES.len()],
     /// `tagpipe_http_requests_total` of any other status.
-    requests: RwLock<HashMap<StatusCode, Counter>>,
+    requests: RwLock<HashMap<StatusCode, Arc<StripedCounter>>>,
 }
 
 /// The statuses tagpipe's HTTP source answers with.
@@ -111,7 +112,7 @@ impl RequestMetrics {
             requests: RwLock::default(),
         });
         Self {
-            source: source.to_string(),
+            source: source.clone(),
             endpoints,
         }
     }
@@ -130,15 +131,22 @@ impl RequestMetrics {
                     "tagpipe_http_request_duration_seconds",
                     "Time from a request's arrival to its answer.",
                     &[
-                        ("source", &self.source),
+                        ("source", self.source.as_str()),
                         ("endpoint", metrics.label.as_str()),
                     ],
                 )
             })
             .record(took);
         let counter = || {
-            metrics::counter!("tagpipe_http_requests_total", "source" => self.source.clone(),
-                "endpoint" => metrics.label.as_str(), "status" => status.as_str().to_owned())
+            StripedCounter::register(
+                "tagpipe_http_requests_total",
+                "HTTP requests answered, by status.",
+                &[
+                    ("source", self.source.as_str()),
+                    ("endpoint", metrics.label.as_str()),
+                    ("status", status.as_str()),
+                ],
+            )
         };
         if let Some(slot) = COMMON_STATUSES.iter().position(|&s| s == status) {
             metrics.common[slot].get_or_init(counter).increment(1);
@@ -168,10 +176,7 @@ impl RequestMetrics {
         let metrics = self.endpoint(endpoint);
         metrics
             .received
-            .get_or_init(|| {
-                metrics::counter!("tagpipe_events_received_total",
-                    "source" => self.source.clone(), "endpoint" => metrics.label.as_str())
-            })
+            .get_or_init(|| tagpipe_core::telemetry::received(&self.source, metrics.label.as_str()))
             .increment(events);
     }
 }

@@ -1,12 +1,13 @@
 //! The Prometheus recorder behind `/metrics`, and the rendering of tagpipe's fixed-bucket
-//! histograms ([`fixed_histogram`]) next to the recorder's metrics, with the exporter's own
-//! formatting helpers.
+//! histograms ([`fixed_histogram`]) and striped counters ([`striped`]) next to the recorder's
+//! metrics, with the exporter's own formatting helpers.
 
 use metrics_exporter_prometheus::formatting::{
     write_help_line, write_metric_line, write_type_line,
 };
 use metrics_exporter_prometheus::{LabelSet, Matcher, PrometheusBuilder, PrometheusHandle};
 use tagpipe_core::fixed_histogram::{self, Snapshot};
+use tagpipe_core::striped::{self, CounterSnapshot};
 
 /// How often the recorder's histogram samples are drained when nobody scrapes `/metrics`.
 pub(crate) const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -32,6 +33,7 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
                 rendering.run_upkeep();
                 let mut text = rendering.render();
                 write_fixed_histograms(&mut text, &fixed_histogram::snapshots());
+                write_striped_counters(&mut text, &striped::counter_snapshots());
                 text
             });
             metrics::gauge!("tagpipe_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -44,73 +46,94 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
     }
 }
 
-/// Appends `snapshots` as Prometheus histograms, one `# HELP`/`# TYPE` block per name.
-fn write_fixed_histograms(out: &mut String, snapshots: &[Snapshot]) {
-    let mut names: Vec<&Snapshot> = Vec::new();
-    for snapshot in snapshots {
-        if !names.iter().any(|s| s.name == snapshot.name) {
-            names.push(snapshot);
+/// Appends `series` as Prometheus metric families: one `# HELP`/`# TYPE` block per name (of
+/// type `kind`), each with the lines `write` writes for every series of that name.
+fn write_families<T>(
+    out: &mut String,
+    series: &[T],
+    name_and_help: impl Fn(&T) -> (&'static str, &'static str),
+    kind: &str,
+    write: impl Fn(&mut String, &T),
+) {
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    for one in series {
+        let (name, help) = name_and_help(one);
+        if !names.iter().any(|(known, _)| *known == name) {
+            names.push((name, help));
         }
     }
-    for first in names {
+    for (name, help) in names {
         if !out.is_empty() && !out.ends_with("\n\n") {
             out.push('\n');
         }
-        write_help_line(out, first.name, None, None, first.help);
-        write_type_line(out, first.name, None, None, "histogram");
-        for series in snapshots.iter().filter(|s| s.name == first.name) {
-            let labels = label_set(series);
-            let buckets = fixed_histogram::SECONDS_BUCKETS
-                .iter()
-                .map(f64::to_string)
-                .zip(series.buckets)
-                .chain([("+Inf".to_owned(), series.count)]);
-            for (bound, count) in buckets {
-                write_metric_line(
-                    out,
-                    series.name,
-                    Some("bucket"),
-                    &labels,
-                    Some(("le", bound)),
-                    count,
-                    None,
-                );
-            }
-            write_metric_line::<&str, f64>(
+        write_help_line(out, name, None, None, help);
+        write_type_line(out, name, None, None, kind);
+        for one in series.iter().filter(|s| name_and_help(s).0 == name) {
+            write(out, one);
+        }
+    }
+}
+
+/// Appends `snapshots` as Prometheus histograms, one `# HELP`/`# TYPE` block per name.
+fn write_fixed_histograms(out: &mut String, snapshots: &[Snapshot]) {
+    let name_and_help = |s: &Snapshot| (s.name, s.help);
+    write_families(out, snapshots, name_and_help, "histogram", |out, series| {
+        let labels = label_set(series.name, &series.labels);
+        let buckets = fixed_histogram::SECONDS_BUCKETS
+            .iter()
+            .map(f64::to_string)
+            .zip(series.buckets)
+            .chain([("+Inf".to_owned(), series.count)]);
+        for (bound, count) in buckets {
+            write_metric_line(
                 out,
                 series.name,
-                Some("sum"),
+                Some("bucket"),
                 &labels,
-                None,
-                series.sum,
-                None,
-            );
-            write_metric_line::<&str, u64>(
-                out,
-                series.name,
-                Some("count"),
-                &labels,
-                None,
-                series.count,
+                Some(("le", bound)),
+                count,
                 None,
             );
         }
-    }
+        write_metric_line::<&str, f64>(
+            out,
+            series.name,
+            Some("sum"),
+            &labels,
+            None,
+            series.sum,
+            None,
+        );
+        write_metric_line::<&str, u64>(
+            out,
+            series.name,
+            Some("count"),
+            &labels,
+            None,
+            series.count,
+            None,
+        );
+    });
+}
+
+/// Appends `snapshots` as Prometheus counters, one `# HELP`/`# TYPE` block per name.
+fn write_striped_counters(out: &mut String, snapshots: &[CounterSnapshot]) {
+    let name_and_help = |s: &CounterSnapshot| (s.name, s.help);
+    write_families(out, snapshots, name_and_help, "counter", |out, series| {
+        let labels = label_set(series.name, &series.labels);
+        write_metric_line::<&str, u64>(out, series.name, None, &labels, None, series.value, None);
+    });
 }
 
 /// A series' labels as the exporter writes them (escaped).
 // No global labels: an empty map of the exporter's own type, which it does not re-export.
 #[allow(clippy::default_trait_access)]
-fn label_set(series: &Snapshot) -> LabelSet {
-    let labels: Vec<metrics::Label> = series
-        .labels
+fn label_set(name: &'static str, labels: &[(String, String)]) -> LabelSet {
+    let labels: Vec<metrics::Label> = labels
         .iter()
         .map(|(key, value)| metrics::Label::new(key.clone(), value.clone()))
         .collect();
-    LabelSet::from_key_and_global(
-        &metrics::Key::from_parts(series.name, labels),
-        &Default::default(),
-    )
+    LabelSet::from_key_and_global(&metrics::Key::from_parts(name, labels), &Default::default())
 }
 
 #[cfg(test)]
@@ -157,6 +180,42 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
         }
+    }
+
+    #[test]
+    fn counters_render_one_block_per_name_after_the_recorder_metrics() {
+        let counter = |name, labels: &[(&str, &str)], value| CounterSnapshot {
+            name,
+            help: "Counted.",
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+        };
+        let mut out = String::from("# TYPE other counter\nother 1\n");
+        write_striped_counters(
+            &mut out,
+            &[
+                counter("test_requests_total", &[("status", "204")], 7),
+                counter("test_bare_total", &[], 0),
+                counter("test_requests_total", &[("status", "4\"00")], 1),
+            ],
+        );
+        assert_eq!(out.matches("# TYPE test_requests_total counter").count(), 1);
+        for line in [
+            "# HELP test_requests_total Counted.",
+            r#"test_requests_total{status="204"} 7"#,
+            r#"test_requests_total{status="4\"00"} 1"#,
+            "# TYPE test_bare_total counter",
+            "test_bare_total 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
+        assert!(
+            out.starts_with("# TYPE other counter\nother 1\n\n# HELP"),
+            "{out}"
+        );
     }
 
     #[test]

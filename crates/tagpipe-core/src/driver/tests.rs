@@ -19,7 +19,7 @@ fn queued(event: Queued) -> (QueuedEvent, crate::ack::AckReceiver) {
     .with_acknowledgement();
     let item = QueuedEvent {
         event,
-        token: DeliveryToken::new(carrier.ack.take(), sink()),
+        token: DeliveryToken::new(carrier.ack.take(), &sink()),
         seq: None,
     };
     (item, ack)
@@ -47,7 +47,7 @@ async fn an_events_sink_fails_prepared_items_with_the_reason_and_sends_the_event
     let (event, event_ack) = queued(Queued::Event(named("purchase")));
     let mut batch = vec![prepared, event];
     let (tokens, call) = calls
-        .call(&mut batch, false, &stats)
+        .call(&sink(), &mut batch, false, &stats)
         .await
         .expect("an event to send");
     assert!(batch.is_empty());
@@ -70,7 +70,7 @@ async fn an_events_sink_fails_prepared_items_with_the_reason_and_sends_the_event
     let (prepared, _ack) = queued(Queued::Prepared(Prepared::new(7_u8)));
     assert!(
         calls
-            .call(&mut vec![prepared], false, &stats)
+            .call(&sink(), &mut vec![prepared], false, &stats)
             .await
             .is_none()
     );
@@ -106,16 +106,19 @@ async fn a_preparing_sink_gets_queued_events_prepared_by_the_driver() {
         let mut batch = vec![
             QueuedEvent {
                 event: Queued::Prepared(Prepared::new("EARLY".to_owned())),
-                token: DeliveryToken::new(None, sink()),
+                token: DeliveryToken::new(None, &sink()),
                 seq: None,
             },
             QueuedEvent {
                 event: Queued::Event(named("late")),
-                token: DeliveryToken::new(None, sink()),
+                token: DeliveryToken::new(None, &sink()),
                 seq: None,
             },
         ];
-        let (tokens, call) = calls.call(&mut batch, keep_events, &stats).await.unwrap();
+        let (tokens, call) = calls
+            .call(&sink(), &mut batch, keep_events, &stats)
+            .await
+            .unwrap();
         assert_eq!(call.await.unwrap().len(), 2);
         let kept: Vec<bool> = tokens.iter().map(|(_, event)| event.is_some()).collect();
         assert_eq!(kept, [false, keep_events]);
@@ -161,7 +164,7 @@ async fn never_ready_with_disk(
     for name in ["a", "b", "c"] {
         let (mut event, ack) = named(name).with_acknowledgement();
         let item = QueuedEvent {
-            token: DeliveryToken::new(event.ack.take(), sink()),
+            token: DeliveryToken::new(event.ack.take(), &sink()),
             event: Queued::Event(event),
             seq: None,
         };
