@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::http_client::{build, post_json, read_reply, send, send_raw};
+use crate::http_client::{build, post_json, read_one_reply, read_reply, send, send_raw};
 use crate::support::Tagpipe;
 
 const PIPELINE: &str = "
@@ -588,4 +588,67 @@ fn browser_endpoints_can_be_rate_limited_per_client() {
     let reply = post_json(t.addr, "/v1/events", b"{\"a\":1}");
     assert_eq!(reply.status, 200);
     assert_eq!(t.wait_for_lines("out.ndjson", 3).len(), 3);
+}
+
+/// SIGTERM while one keep-alive connection waits idle after its request and another is half-way
+/// through sending one: the half-sent request is still read and answered, the idle connection
+/// is closed rather than waited for, and tagpipe exits long before its shutdown deadline.
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_closes_idle_connections() {
+    let mut t = Tagpipe::start(
+        "graceful-http",
+        // The header read timeout, which would close the idle connection in the end anyway,
+        // is longer than the client waits below.
+        "sources:\n  http:\n    listen: 127.0.0.1:{port}\n    read_timeout: 120s\nsinks:\n  \
+         file/out:\n    path: {dir}/out.ndjson\npipelines:\n  p: {sources: [http], sinks: \
+         [file/out]}\nruntime:\n  shutdown_timeout: 120s\n",
+    );
+    let connect = || {
+        let stream = TcpStream::connect(t.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+    };
+    let request = |n: u32| {
+        let body = format!("{{\"n\":{n}}}");
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        (head.into_bytes(), body.into_bytes())
+    };
+    // A keep-alive connection that has had its answer and now waits for its next request.
+    let mut idle = connect();
+    let (head, body) = request(1);
+    idle.write_all(&[head, body].concat()).unwrap();
+    assert_eq!(read_one_reply(&mut idle).status, 200);
+    // A request whose head and first body byte are in, the rest not yet.
+    let mut in_flight = connect();
+    let (head, body) = request(2);
+    in_flight.write_all(&head).unwrap();
+    in_flight.write_all(&body[..1]).unwrap();
+    t.wait_for_lines("out.ndjson", 1);
+    t.signal("TERM");
+    crate::support::eventually(
+        "the source stops accepting",
+        Duration::from_secs(20),
+        || t.logs().contains("no longer accepting"),
+    );
+    in_flight.write_all(&body[1..]).unwrap();
+    let reply = read_one_reply(&mut in_flight);
+    assert_eq!(reply.status, 200, "{}", t.logs());
+    // Both connections are closed by tagpipe: a read finds their end (not the client's 30 s
+    // read timeout).
+    for stream in [&mut idle, &mut in_flight] {
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(stream, &mut rest).expect("the connection ends");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    }
+    // Long before the 120 s deadline: nothing waited for the idle connection.
+    let status = crate::support::wait_exit(&mut t.child, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}: {}", t.logs());
+    let events: Vec<Value> = t.ndjson("out.ndjson");
+    assert_eq!(events, [json!({"n": 1}), json!({"n": 2})]);
 }

@@ -32,6 +32,7 @@ mod events;
 #[cfg(test)]
 mod fuzz;
 pub mod ga4;
+mod graceful;
 mod header_timer;
 mod ingest;
 mod metrics_listener;

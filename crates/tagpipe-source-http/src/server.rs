@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,13 +10,13 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tagpipe_core::{BoxError, ComponentId, Dispatcher};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
+use crate::graceful::OpenConnections;
 use crate::ingest::Admitted;
 use crate::request_metrics::EndpointLabel;
 use crate::response::{Reply, text};
@@ -153,7 +154,7 @@ pub(crate) async fn serve(
     server: Arc<Server>,
     shutdown: CancellationToken,
 ) -> Result<(), BoxError> {
-    let graceful = GracefulShutdown::new();
+    let open_connections = OpenConnections::default();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // HTTP/1 half-close: a request read whole is processed to its end even when the client's side
     // of the connection has ended (it shut its sending side down, or left while the answer
@@ -220,7 +221,11 @@ pub(crate) async fn serve(
         let connection = connection_builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
+        // Told to finish when the source stops (hyper then answers the request in flight and
+        // closes an idle keep-alive connection).
+        let connection = open_connections.watch(connection, |connection: Pin<&mut _>| {
+            connection.graceful_shutdown();
+        });
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
@@ -230,6 +235,6 @@ pub(crate) async fn serve(
     server.ready.store(false, Ordering::Relaxed);
     drop(listener);
     tracing::info!(source = %server.id, "http source: no longer accepting; finishing open requests");
-    graceful.shutdown().await;
+    open_connections.finish().await;
     Ok(())
 }
