@@ -503,6 +503,8 @@ async fn complete_batch(
     };
     // The sent events are counted once for the batch, before any token completes (a waiting
     // request then finds them counted): two shared counters written per batch, not per event.
+    // Counted, they are completed as sent even if this task is dropped half-way (the shutdown
+    // deadline aborting it at one of the waits below): the destination has them.
     let sent = outcomes
         .iter()
         .filter(|outcome| outcome.outcome == Outcome::Sent)
@@ -511,7 +513,8 @@ async fn complete_batch(
         count(stats, Outcome::Sent, sent);
         instruments.sent.increment(sent as u64);
     }
-    for ((token, event), mut outcome) in tokens.into_iter().zip(outcomes) {
+    let mut entries = SentOnDrop(tokens.into_iter().zip(outcomes));
+    for ((token, event), mut outcome) in entries.0.by_ref() {
         // Completing (and freeing) hundreds of events delays the requests waiting on this
         // worker thread: yield whenever tokio's cooperative budget is spent.
         tokio::task::coop::consume_budget().await;
@@ -529,6 +532,26 @@ async fn complete_batch(
             telemetry::outcome(sink, &outcome);
         }
         token.complete(outcome);
+    }
+}
+
+/// A batch's tokens and outcomes still to complete. Dropped before the end, it completes those
+/// whose event was sent (and counted so) as sent; the others drop, reporting their events as
+/// failed, as a token dropped before delivery does.
+struct SentOnDrop(
+    std::iter::Zip<
+        std::vec::IntoIter<(DeliveryToken, Option<Event>)>,
+        std::vec::IntoIter<DestinationOutcome>,
+    >,
+);
+
+impl Drop for SentOnDrop {
+    fn drop(&mut self) {
+        for ((token, _), outcome) in self.0.by_ref() {
+            if outcome.outcome == Outcome::Sent {
+                token.complete(outcome);
+            }
+        }
     }
 }
 

@@ -192,7 +192,12 @@ impl Dispatcher {
             .unwrap_or_else(PoisonError::into_inner);
         let (made_from, pipelines) = &*configured;
         let copy = pipelines.copy_for_one_thread();
-        *mine = Some((*made_from, copy.clone()));
+        let stale = mine.replace((*made_from, copy.clone()));
+        // The stale copy (perhaps the last sender of a removed sink's queue, and its pool of
+        // service copies) goes once both locks are released.
+        drop(mine);
+        drop(configured);
+        drop(stale);
         copy
     }
 

@@ -9,10 +9,14 @@
 //! stays in its core's cache, and a reader sums the cells. Reading costs the stripes; the
 //! writers, who count at every request, pay nothing for each other.
 //!
-//! [`StripedCounter`] is a Prometheus counter built on it for the HTTP source's per-request
-//! series (`tagpipe_http_requests_total`, `tagpipe_events_received_total`): kept in a registry
-//! of its own, like the [`FixedHistogram`](crate::fixed_histogram::FixedHistogram)s, and
-//! rendered by the binary next to the recorder's metrics ([`counter_snapshots`]).
+//! [`StripedCounter`] is a Prometheus counter built on it for the series every request adds to
+//! (`tagpipe_http_requests_total`; `tagpipe_events_received_total`, which every source counts
+//! through it): kept in a registry of its own, like the
+//! [`FixedHistogram`](crate::fixed_histogram::FixedHistogram)s, and rendered by the binary next
+//! to the recorder's metrics ([`counter_snapshots`]).
+//!
+//! Stripes are handed out in turn and never taken back: where threads come and go (tokio's
+//! blocking pool), two serving threads may in time share a stripe — still exact, only slower.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -55,7 +59,8 @@ impl<T> Striped<T> {
     }
 }
 
-/// The stripe of the calling thread: given in turn to each thread as it first asks.
+/// The stripe of the calling thread: given in turn to each thread as it first asks (never taken
+/// back when a thread ends).
 fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {

@@ -1,6 +1,7 @@
 //! tagpipe's own metrics, Prometheus-style (`tagpipe_…_total`, `…_seconds`), recorded with the
-//! `metrics` facade; the binary installs the Prometheus recorder and sources serve `/metrics`
-//! through [`render`].
+//! `metrics` facade but for the per-request ones below (a fixed histogram and two striped
+//! counters); the binary installs the Prometheus recorder and sources serve `/metrics` through
+//! [`render`].
 //!
 //! | metric | type | labels |
 //! |---|---|---|

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
 use tagpipe_core::component::RunningSource;
+use tagpipe_core::striped::StripedCounter;
 use tagpipe_core::{
     BoxError, BoxFuture, ComponentId, Dispatcher, Event, EventOutcomes, Outcome, SourceComponent,
     SourceConfig, SourceContext, ValidationError,
@@ -48,6 +49,7 @@ impl SourceConfig for NatsSourceConfig {
             let reader = Reader {
                 config: self.clone(),
                 js: jetstream::new(client),
+                received: tagpipe_core::telemetry::received(&cx.id, "nats"),
                 id: cx.id,
                 output: cx.output,
                 dead_letter: cx.dead_letter,
@@ -66,6 +68,8 @@ impl SourceComponent for NatsSourceConfig {
 struct Reader {
     config: NatsSourceConfig,
     js: jetstream::Context,
+    /// `tagpipe_events_received_total` of this source.
+    received: Arc<StripedCounter>,
     id: ComponentId,
     output: Dispatcher,
     dead_letter: Option<Dispatcher>,
@@ -218,7 +222,7 @@ impl Reader {
                 }
             }
         }
-        tagpipe_core::telemetry::received(&self.id, "nats").increment(events.len() as u64);
+        self.received.increment(events.len() as u64);
         self.output.send_all(events).await;
         for (message, ack) in waiting {
             let this = self.clone();

@@ -5,10 +5,11 @@
 //! `hyper::rt::Timer` it is given: with `TokioTimer`, a boxed tokio sleep that is registered in
 //! the runtime's timer wheel and removed from it again per request — 5–8 % of the CPU of a GA4
 //! hit (BENCHMARKS.md). A [`ConnectionTimer`] belongs to one connection and keeps one tokio
-//! sleep for it: each request's deadline is a plain `Instant` checked when hyper polls, and the
-//! shared sleep, armed for the earliest deadline it was asked for, is re-armed only when it
-//! fires before the current one — at most once per timeout period and connection. The timeout
-//! still fires on time: a deadline is never later than the sleep that guards it.
+//! sleep for it: each request's deadline is a plain `Instant`, and the shared sleep, armed for
+//! the earliest deadline it was asked for, is re-armed only when it fires before the current
+//! one — at most once per timeout period and connection; the clock is read only when the sleep
+//! has fired, to tell whose deadline it was. The timeout still fires on time: the sleep that
+//! guards a deadline is never later than it.
 
 use std::future::Future;
 use std::pin::Pin;

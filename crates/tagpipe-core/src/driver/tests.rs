@@ -269,3 +269,45 @@ async fn events_failed_for_a_service_not_ready_are_dead_lettered() {
         .collect();
     assert_eq!(names, [Some("a"), Some("b"), Some("c")]);
 }
+
+/// A batch's completion dropped half-way (the shutdown deadline aborts its task at a wait):
+/// the events the destination accepted, already counted as sent, complete as sent; the others
+/// report that they were dropped before delivery.
+#[tokio::test]
+async fn sent_events_of_a_completion_dropped_half_way_still_complete_as_sent() {
+    let mut acks = Vec::new();
+    let mut tokens: Tokens = Vec::new();
+    for _ in 0..4 {
+        let (item, ack) = queued(Queued::Event(named("purchase")));
+        tokens.push((item.token, None));
+        acks.push(ack);
+    }
+    let outcomes = vec![
+        DestinationOutcome::sent(),
+        DestinationOutcome::sent(),
+        DestinationOutcome::failed("rejected"),
+        DestinationOutcome::sent(),
+    ];
+    let mut entries = SentOnDrop(tokens.into_iter().zip(outcomes));
+    // The first completes as it would in the loop; then the task is dropped.
+    let ((token, _), outcome) = entries.0.next().unwrap();
+    token.complete(outcome);
+    drop(entries);
+    let mut seen = Vec::new();
+    for ack in acks {
+        let outcome = ack.await["console"].clone();
+        seen.push((outcome.outcome, outcome.reason));
+    }
+    assert_eq!(
+        seen,
+        [
+            (Outcome::Sent, None),
+            (Outcome::Sent, None),
+            (
+                Outcome::Failed,
+                Some("event dropped before delivery (shutdown or abort)".to_owned())
+            ),
+            (Outcome::Sent, None),
+        ]
+    );
+}
