@@ -410,17 +410,21 @@ impl Driver {
         } else {
             "shutdown deadline reached before delivery"
         };
-        for item in batch.drain(..) {
+        let failed = DestinationOutcome::failed(reason);
+        let fail = |token: DeliveryToken| {
             SinkStats::add(&stats.failed, 1);
-            item.token.complete(DestinationOutcome::failed(reason));
+            telemetry::outcome(&self.sink, &failed);
+            token.complete(failed.clone());
+        };
+        for item in batch.drain(..) {
+            fail(item.token);
         }
         match queue {
             Some(QueueRx::Memory(mut rx)) => {
                 rx.close();
                 while let Some(item) = rx.recv().await {
                     undelivered += 1;
-                    SinkStats::add(&stats.failed, 1);
-                    item.token.complete(DestinationOutcome::failed(reason));
+                    fail(item.token);
                 }
             }
             Some(QueueRx::Disk(disk)) => {

@@ -162,8 +162,9 @@ impl Service<Event> for FanOut {
                 },
                 Err(TrySendError::Closed(())) => {
                     SinkStats::add(&sink.stats.failed, 1);
-                    DeliveryToken::new(ack.clone(), &sink.id)
-                        .complete(DestinationOutcome::failed("sink has stopped"));
+                    let outcome = DestinationOutcome::failed("sink has stopped");
+                    crate::telemetry::outcome(&sink.id, &outcome);
+                    DeliveryToken::new(ack.clone(), &sink.id).complete(outcome);
                 }
             }
         }

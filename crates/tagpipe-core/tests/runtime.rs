@@ -616,6 +616,109 @@ async fn the_shutdown_deadline_fails_and_counts_what_is_left() {
     }
 }
 
+/// Counts what is added to each counter series, by its name and labels.
+#[derive(Default)]
+struct CountingRecorder(Mutex<Vec<(metrics::Key, Arc<std::sync::atomic::AtomicU64>)>>);
+
+impl CountingRecorder {
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(key, _)| {
+                key.name() == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+            })
+            .map(|(_, count)| count.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl metrics::Recorder for CountingRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let mut counters = self.0.lock().unwrap();
+        let count = if let Some((_, count)) = counters.iter().find(|(k, _)| k == key) {
+            count.clone()
+        } else {
+            let count = Arc::default();
+            counters.push((key.clone(), Arc::clone(&count)));
+            count
+        };
+        metrics::Counter::from_arc(count)
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// Events failed at the shutdown deadline are counted in `tagpipe_events_failed_total` too,
+/// not only in the sink's own figures: with batches of one and one call at a time, the stalled
+/// call holds one event (dropped with its call, reported failed to its waiter), one more waits
+/// in the driver's next batch and the rest in the queue.
+#[tokio::test]
+async fn events_failed_at_the_shutdown_deadline_are_counted_in_the_metrics() {
+    let recorder = CountingRecorder::default();
+    // The test runtime runs every task on this thread, where the recorder is installed. A sink
+    // name of its own: the process-wide list of outcome series must not hold one registered
+    // under another test's (or no) recorder.
+    let _installed = metrics::set_default_local_recorder(&recorder);
+    let mut sink = TestSink::new(Behaviour::Stall);
+    sink.batch = BatchSettings {
+        max_events: 1,
+        timeout: Duration::ZERO,
+    };
+    let h = start(
+        vec![("stuck/counted", sink, BufferConfig::default())],
+        vec![("main", vec![], vec!["stuck/counted"])],
+        Duration::from_millis(200),
+    )
+    .await;
+    for _ in 0..25 {
+        h.dispatcher.send(event("x")).await;
+    }
+    let report = h.finish().await;
+    assert_eq!(report.undelivered["stuck/counted"], 25);
+    let failed = recorder.value(
+        "tagpipe_events_failed_total",
+        &[
+            ("sink", "stuck/counted"),
+            ("reason", "shutdown deadline reached"),
+        ],
+    );
+    assert_eq!(failed, 24);
+}
+
 /// Events a sink fails for good go to its dead-letter sink whole. A preparing sink's queue then
 /// holds the events themselves: its driver prepares them just before the call (on a worker
 /// thread, not in the fan-out on the test's).
