@@ -410,21 +410,14 @@ impl Driver {
         } else {
             "shutdown deadline reached before delivery"
         };
-        let failed = DestinationOutcome::failed(reason);
-        let fail = |token: DeliveryToken| {
-            SinkStats::add(&stats.failed, 1);
-            telemetry::outcome(&self.sink, &failed);
-            token.complete(failed.clone());
-        };
-        for item in batch.drain(..) {
-            fail(item.token);
-        }
+        // Taken but not sent, and still queued: failed and counted as such.
+        let mut left: Vec<DeliveryToken> = batch.drain(..).map(|item| item.token).collect();
         match queue {
             Some(QueueRx::Memory(mut rx)) => {
                 rx.close();
                 while let Some(item) = rx.recv().await {
                     undelivered += 1;
-                    fail(item.token);
+                    left.push(item.token);
                 }
             }
             Some(QueueRx::Disk(disk)) => {
@@ -433,6 +426,7 @@ impl Driver {
             }
             None => {}
         }
+        complete_all(&self.sink, left, &DestinationOutcome::failed(reason), stats);
         // Aborted calls drop their tokens, which records them as failed.
         self.in_flight.shutdown().await;
         DriverReport {

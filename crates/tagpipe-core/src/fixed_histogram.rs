@@ -54,12 +54,8 @@ struct Cells {
 /// A series as it stands, for rendering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
-    /// The metric's name.
-    pub name: &'static str,
-    /// Its description.
-    pub help: &'static str,
-    /// The series' labels, in the order given.
-    pub labels: Vec<(String, String)>,
+    /// The series' name, description and labels.
+    pub id: SeriesId,
     /// Per bound of [`SECONDS_BUCKETS`], the observations at or below it (cumulative).
     pub buckets: [u64; 15],
     /// All observations (the `+Inf` bucket).
@@ -110,9 +106,7 @@ impl FixedHistogram {
             sum_nanos = sum_nanos.wrapping_add(cells.sum_nanos.load(Ordering::Relaxed));
         }
         Snapshot {
-            name: self.id.name,
-            help: self.id.help,
-            labels: self.id.labels.clone(),
+            id: self.id.clone(),
             buckets,
             count: cumulative,
             sum: sum_nanos as f64 / 1e9,
@@ -161,7 +155,7 @@ mod tests {
         assert_eq!(snapshot.count, 4, "+Inf");
         assert_eq!(snapshot.sum.to_string(), "60.0037");
         assert_eq!(
-            snapshot.labels,
+            snapshot.id.labels,
             [
                 ("source".to_owned(), "http".to_owned()),
                 ("endpoint".to_owned(), "ga\"4".to_owned())
@@ -203,7 +197,7 @@ mod tests {
         a.record(Duration::from_millis(1));
         let ours: Vec<Snapshot> = snapshots()
             .into_iter()
-            .filter(|s| s.name == "test_block_seconds")
+            .filter(|s| s.id.name == "test_block_seconds")
             .collect();
         assert_eq!(ours.len(), 2);
         assert_eq!((ours[0].count, ours[1].count), (1, 0));

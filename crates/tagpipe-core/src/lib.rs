@@ -35,7 +35,7 @@ pub mod queue;
 pub mod random;
 pub mod retry;
 pub mod secret;
-mod series;
+pub mod series;
 pub mod striped;
 pub mod telemetry;
 pub mod time;

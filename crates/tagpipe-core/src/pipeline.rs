@@ -143,9 +143,10 @@ pub struct Dispatcher {
 }
 
 struct DispatcherShared {
-    /// The pipelines as configured, with the generation they are of.
-    current: RwLock<(u64, Pipelines)>,
-    /// The generation of `current`: bumped by every reload, read at every request.
+    /// The pipelines as configured.
+    current: RwLock<Pipelines>,
+    /// The generation of `current`: bumped by every reload (under its write lock), read at
+    /// every request.
     generation: AtomicU64,
     /// Each thread's copy of the pipelines and the generation it was made from. A mutex only
     /// its own thread takes at every request (a reload empties them all).
@@ -165,7 +166,7 @@ impl Dispatcher {
     pub fn new(pipelines: Vec<Pipeline>) -> Self {
         Self {
             shared: Arc::new(DispatcherShared {
-                current: RwLock::new((0, Pipelines(pipelines.into()))),
+                current: RwLock::new(Pipelines(pipelines.into())),
                 generation: AtomicU64::new(0),
                 per_thread: ThreadLocal::new(),
             }),
@@ -186,19 +187,26 @@ impl Dispatcher {
         }
         // Stored under the read lock: a reload, which empties every thread's copy after it
         // replaced the pipelines, cannot leave an older copy behind.
-        let configured = shared
-            .current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (made_from, pipelines) = &*configured;
-        let copy = pipelines.copy_for_one_thread();
-        let stale = mine.replace((*made_from, copy.clone()));
+        let configured = self.configured();
+        // Written only under the write lock: the generation of what the read lock shows.
+        let made_from = shared.generation.load(Ordering::Acquire);
+        let copy = configured.copy_for_one_thread();
+        let stale = mine.replace((made_from, copy.clone()));
         // The stale copy (perhaps the last sender of a removed sink's queue, and its pool of
         // service copies) goes once both locks are released.
         drop(mine);
         drop(configured);
         drop(stale);
         copy
+    }
+
+    /// The pipelines as configured, read under the reload lock (for what no request does at
+    /// every turn: no copy is made for the calling thread).
+    fn configured(&self) -> std::sync::RwLockReadGuard<'_, Pipelines> {
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Replaces the pipelines for every later [`Dispatcher::current`] (a reload). Every
@@ -211,9 +219,8 @@ impl Dispatcher {
                 .current
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            let generation = current.0.wrapping_add(1);
-            *current = (generation, Pipelines(pipelines.into()));
-            shared.generation.store(generation, Ordering::Release);
+            *current = Pipelines(pipelines.into());
+            shared.generation.fetch_add(1, Ordering::Release);
         }
         for slot in &shared.per_thread {
             let old = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -234,13 +241,13 @@ impl Dispatcher {
 
     /// Every sink this source's events can reach, without duplicates.
     pub fn sinks(&self) -> Vec<ComponentId> {
-        self.current().sinks()
+        self.configured().sinks()
     }
 
     /// Whether a sink reached by this source wants the source to answer its client only after
     /// delivery (`optimistic: false`).
     pub fn waits_for_delivery(&self) -> bool {
-        self.current().waits_for_delivery()
+        self.configured().waits_for_delivery()
     }
 }
 

@@ -6,14 +6,25 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// What names a series: its metric's name and description, and its labels.
-#[derive(Debug)]
-pub(crate) struct SeriesId {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesId {
     /// The metric's name.
-    pub(crate) name: &'static str,
+    pub name: &'static str,
     /// Its description.
-    pub(crate) help: &'static str,
+    pub help: &'static str,
     /// The series' labels, in the order given.
-    pub(crate) labels: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
+}
+
+impl SeriesId {
+    /// The series `name{labels}`, described by `help`.
+    pub fn new(name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Self {
+        let labels = labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        Self { name, help, labels }
+    }
 }
 
 /// A metric series of a [`SeriesList`].
@@ -40,18 +51,15 @@ impl<T: Series> SeriesList<T> {
         labels: &[(&str, &str)],
         make: impl FnOnce(SeriesId) -> T,
     ) -> Arc<T> {
-        let labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect();
+        let id = SeriesId::new(name, help, labels);
         let mut list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(known) = list
             .iter()
-            .find(|series| series.id().name == name && series.id().labels == labels)
+            .find(|series| series.id().name == name && series.id().labels == id.labels)
         {
             return known.clone();
         }
-        let made = Arc::new(make(SeriesId { name, help, labels }));
+        let made = Arc::new(make(id));
         list.push(made.clone());
         made
     }

@@ -82,12 +82,8 @@ pub struct StripedCounter {
 /// A counter series as it stands, for rendering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterSnapshot {
-    /// The metric's name.
-    pub name: &'static str,
-    /// Its description.
-    pub help: &'static str,
-    /// The series' labels, in the order given.
-    pub labels: Vec<(String, String)>,
+    /// The series' name, description and labels.
+    pub id: SeriesId,
     /// The count.
     pub value: u64,
 }
@@ -118,9 +114,7 @@ impl StripedCounter {
     /// This series as it stands.
     pub fn snapshot(&self) -> CounterSnapshot {
         CounterSnapshot {
-            name: self.id.name,
-            help: self.id.help,
-            labels: self.id.labels.clone(),
+            id: self.id.clone(),
             value: self.get(),
         }
     }
@@ -192,10 +186,10 @@ mod tests {
         a.increment(2);
         let ours: Vec<CounterSnapshot> = counter_snapshots()
             .into_iter()
-            .filter(|s| s.name == "test_series_total")
+            .filter(|s| s.id.name == "test_series_total")
             .collect();
         assert_eq!(ours.len(), 2);
         assert_eq!((ours[0].value, ours[1].value), (2, 0));
-        assert_eq!(ours[0].labels, [("k".to_owned(), "a".to_owned())]);
+        assert_eq!(ours[0].id.labels, [("k".to_owned(), "a".to_owned())]);
     }
 }

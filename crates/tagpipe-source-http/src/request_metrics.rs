@@ -5,10 +5,10 @@
 //!
 //! The duration is a [`FixedHistogram`] (two atomic additions per request, nothing kept per
 //! sample) and the counters are [`StripedCounter`]s: each serving thread adds to cells of its
-//! own, so no cache line moves between the cores at every request. The statuses tagpipe answers with have a slot each per endpoint (reading a set
-//! handle is a plain load: no lock whose count both cores write at every request); any other
-//! status is looked up in a small map per endpoint. Label sets stay bounded (endpoint ×
-//! status).
+//! own, so no cache line moves between the cores at every request. The statuses tagpipe
+//! answers with have a slot each per endpoint (reading a set handle is a plain load: no lock
+//! whose count both cores write at every request); any other status is looked up in a small
+//! map per endpoint. Label sets stay bounded (endpoint × status).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::formatting::{
 };
 use metrics_exporter_prometheus::{LabelSet, Matcher, PrometheusBuilder, PrometheusHandle};
 use tagpipe_core::fixed_histogram::{self, Snapshot};
+use tagpipe_core::series::SeriesId;
 use tagpipe_core::striped::{self, CounterSnapshot};
 
 /// How often the recorder's histogram samples are drained when nobody scrapes `/metrics`.
@@ -51,13 +52,13 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
 fn write_families<T>(
     out: &mut String,
     series: &[T],
-    name_and_help: impl Fn(&T) -> (&'static str, &'static str),
+    id: impl Fn(&T) -> &SeriesId,
     kind: &str,
     write: impl Fn(&mut String, &T),
 ) {
     let mut names: Vec<(&str, &str)> = Vec::new();
     for one in series {
-        let (name, help) = name_and_help(one);
+        let SeriesId { name, help, .. } = *id(one);
         if !names.iter().any(|(known, _)| *known == name) {
             names.push((name, help));
         }
@@ -68,7 +69,7 @@ fn write_families<T>(
         }
         write_help_line(out, name, None, None, help);
         write_type_line(out, name, None, None, kind);
-        for one in series.iter().filter(|s| name_and_help(s).0 == name) {
+        for one in series.iter().filter(|s| id(s).name == name) {
             write(out, one);
         }
     }
@@ -76,64 +77,79 @@ fn write_families<T>(
 
 /// Appends `snapshots` as Prometheus histograms, one `# HELP`/`# TYPE` block per name.
 fn write_fixed_histograms(out: &mut String, snapshots: &[Snapshot]) {
-    let name_and_help = |s: &Snapshot| (s.name, s.help);
-    write_families(out, snapshots, name_and_help, "histogram", |out, series| {
-        let labels = label_set(series.name, &series.labels);
-        let buckets = fixed_histogram::SECONDS_BUCKETS
-            .iter()
-            .map(f64::to_string)
-            .zip(series.buckets)
-            .chain([("+Inf".to_owned(), series.count)]);
-        for (bound, count) in buckets {
-            write_metric_line(
+    write_families(
+        out,
+        snapshots,
+        |s| &s.id,
+        "histogram",
+        |out, series| {
+            let name = series.id.name;
+            let labels = label_set(&series.id);
+            let buckets = fixed_histogram::SECONDS_BUCKETS
+                .iter()
+                .map(f64::to_string)
+                .zip(series.buckets)
+                .chain([("+Inf".to_owned(), series.count)]);
+            for (bound, count) in buckets {
+                write_metric_line(
+                    out,
+                    name,
+                    Some("bucket"),
+                    &labels,
+                    Some(("le", bound)),
+                    count,
+                    None,
+                );
+            }
+            write_metric_line::<&str, f64>(out, name, Some("sum"), &labels, None, series.sum, None);
+            write_metric_line::<&str, u64>(
                 out,
-                series.name,
-                Some("bucket"),
+                name,
+                Some("count"),
                 &labels,
-                Some(("le", bound)),
-                count,
+                None,
+                series.count,
                 None,
             );
-        }
-        write_metric_line::<&str, f64>(
-            out,
-            series.name,
-            Some("sum"),
-            &labels,
-            None,
-            series.sum,
-            None,
-        );
-        write_metric_line::<&str, u64>(
-            out,
-            series.name,
-            Some("count"),
-            &labels,
-            None,
-            series.count,
-            None,
-        );
-    });
+        },
+    );
 }
 
 /// Appends `snapshots` as Prometheus counters, one `# HELP`/`# TYPE` block per name.
 fn write_striped_counters(out: &mut String, snapshots: &[CounterSnapshot]) {
-    let name_and_help = |s: &CounterSnapshot| (s.name, s.help);
-    write_families(out, snapshots, name_and_help, "counter", |out, series| {
-        let labels = label_set(series.name, &series.labels);
-        write_metric_line::<&str, u64>(out, series.name, None, &labels, None, series.value, None);
-    });
+    write_families(
+        out,
+        snapshots,
+        |s| &s.id,
+        "counter",
+        |out, series| {
+            let labels = label_set(&series.id);
+            write_metric_line::<&str, u64>(
+                out,
+                series.id.name,
+                None,
+                &labels,
+                None,
+                series.value,
+                None,
+            );
+        },
+    );
 }
 
 /// A series' labels as the exporter writes them (escaped).
 // No global labels: an empty map of the exporter's own type, which it does not re-export.
 #[allow(clippy::default_trait_access)]
-fn label_set(name: &'static str, labels: &[(String, String)]) -> LabelSet {
-    let labels: Vec<metrics::Label> = labels
+fn label_set(id: &SeriesId) -> LabelSet {
+    let labels: Vec<metrics::Label> = id
+        .labels
         .iter()
         .map(|(key, value)| metrics::Label::new(key.clone(), value.clone()))
         .collect();
-    LabelSet::from_key_and_global(&metrics::Key::from_parts(name, labels), &Default::default())
+    LabelSet::from_key_and_global(
+        &metrics::Key::from_parts(id.name, labels),
+        &Default::default(),
+    )
 }
 
 #[cfg(test)]
@@ -144,12 +160,7 @@ mod tests {
         let mut buckets = [count; 15];
         buckets[..2].fill(count.saturating_sub(1));
         Snapshot {
-            name,
-            help: "A test.",
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            id: SeriesId::new(name, "A test.", labels),
             buckets,
             count,
             sum: 60.0037,
@@ -185,12 +196,7 @@ mod tests {
     #[test]
     fn counters_render_one_block_per_name_after_the_recorder_metrics() {
         let counter = |name, labels: &[(&str, &str)], value| CounterSnapshot {
-            name,
-            help: "Counted.",
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            id: SeriesId::new(name, "Counted.", labels),
             value,
         };
         let mut out = String::from("# TYPE other counter\nother 1\n");
