@@ -101,13 +101,24 @@ struct Field {
     value: FieldValue,
 }
 
-/// A field's value: built, built on first read, or text in the event's [`TextStore`]. As
-/// small as a `Value` (the other variants fit in `Value`'s unused tags).
+/// A field's value: built, built on first read, text in the event's [`TextStore`], or a value
+/// built on first read from text in it. As small as a `Value` (the other variants fit in
+/// `Value`'s unused tags).
 #[derive(Clone)]
 enum FieldValue {
     Ready(Value),
     Deferred(Box<Deferred>),
     Text(TextSpan),
+    Built(BuiltText),
+}
+
+/// A value built on first read from text kept in the event's [`TextStore`] (a [`Deferred`]
+/// without the box and string of its own): the store keeps the value, once built, in the
+/// span's cell.
+#[derive(Clone, Copy)]
+struct BuiltText {
+    span: TextSpan,
+    build: fn(&str) -> Value,
 }
 
 const _: () = assert!(size_of::<FieldValue>() == size_of::<Value>());
@@ -120,6 +131,7 @@ impl FieldValue {
             Self::Ready(value) => value,
             Self::Deferred(deferred) => deferred.get(),
             Self::Text(span) => text.value(*span),
+            Self::Built(built) => text.built(built.span, built.build),
         }
     }
 
@@ -138,11 +150,12 @@ impl FieldValue {
             Self::Ready(_) => {}
             Self::Deferred(deferred) => *self = Self::Ready(deferred.take_value()),
             Self::Text(span) => *self = Self::Ready(text.to_value(*span)),
+            Self::Built(built) => *self = Self::Ready(text.built(built.span, built.build).clone()),
         }
         match self {
             Self::Ready(value) => value,
-            Self::Deferred(_) | Self::Text(_) => {
-                unreachable!("a deferred or text value was just replaced")
+            Self::Deferred(_) | Self::Text(_) | Self::Built(_) => {
+                unreachable!("a deferred, text or built value was just replaced")
             }
         }
     }
@@ -152,6 +165,7 @@ impl FieldValue {
             Self::Ready(value) => value,
             Self::Deferred(deferred) => deferred.into_value(),
             Self::Text(span) => text.to_value(span),
+            Self::Built(built) => text.built(built.span, built.build).clone(),
         }
     }
 }
@@ -522,19 +536,45 @@ const fn name_prefix(name: &str) -> u64 {
 /// program is compiled (a `const`): a builder made from it computes nothing per name.
 pub struct SlotTable<const N: usize> {
     slots: [(&'static str, u64); N],
+    /// Whether the names are in strictly increasing byte order (then the set slots, in slot
+    /// order, are already event data's sorted, unique fields).
+    sorted: bool,
 }
 
 impl<const N: usize> SlotTable<N> {
     /// The table of `names` (see [`SlotBuilder::new`] for what they must be).
     pub const fn new(names: [&'static str; N]) -> Self {
         let mut slots = [("", 0); N];
+        let mut sorted = true;
         let mut i = 0;
         while i < N {
             slots[i] = (names[i], name_prefix(names[i]));
+            if i > 0 && !str_less(names[i - 1], names[i]) {
+                sorted = false;
+            }
             i += 1;
         }
-        Self { slots }
+        Self { slots, sorted }
     }
+
+    /// Whether the names are strictly in byte order: a builder from this table then finishes
+    /// without checking the order of its fields.
+    pub const fn is_sorted(&self) -> bool {
+        self.sorted
+    }
+}
+
+/// `a < b` in byte order, usable in a `const`.
+const fn str_less(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut i = 0;
+    while i < a.len() && i < b.len() {
+        if a[i] != b[i] {
+            return a[i] < b[i];
+        }
+        i += 1;
+    }
+    a.len() < b.len()
 }
 
 /// Builds event data whose names mostly come from a table known in advance (a source's parameter
@@ -548,6 +588,8 @@ pub struct SlotBuilder {
     filled: u64,
     /// The text of slots set with [`Self::set_text`].
     text: TextStore,
+    /// The table's names are sorted ([`SlotTable`]): finishing needs no order check.
+    sorted: bool,
 }
 
 /// What an unset slot holds: an empty text span. A `const`, so that it is copied in from
@@ -580,6 +622,7 @@ impl SlotBuilder {
                 .collect(),
             filled: 0,
             text: TextStore::new(),
+            sorted: table.sorted,
         }
     }
 
@@ -625,6 +668,21 @@ impl SlotBuilder {
         }
     }
 
+    /// Sets slot `slot` to a value that `build` makes, on first read, from the text `write`
+    /// appends to the event's text buffer: a [`Deferred`] value without its box and string (no
+    /// allocation once the buffer has room). `build` reads back what `write` wrote.
+    pub fn set_built_text(
+        &mut self,
+        slot: usize,
+        write: impl FnOnce(&mut String),
+        build: fn(&str) -> Value,
+    ) {
+        match self.text.push_with(write) {
+            Ok(span) => self.set_field(slot, FieldValue::Built(BuiltText { span, build })),
+            Err(text) => self.set_deferred(slot, Deferred::new(text, build)),
+        }
+    }
+
     /// Sets slot `slot` to a value built on first read (see [`Deferred`]).
     pub fn set_deferred(&mut self, slot: usize, value: Deferred) {
         self.set_field(slot, FieldValue::Deferred(Box::new(value)));
@@ -667,6 +725,7 @@ impl SlotBuilder {
             mut fields,
             filled,
             text,
+            sorted,
         } = self;
         let mut slot = 0;
         fields.retain(|_| {
@@ -674,7 +733,12 @@ impl SlotBuilder {
             slot += 1;
             keep
         });
-        let mut data = EventData::from_unsorted_with(fields, text);
+        let mut data = if sorted {
+            // A sorted table's names are unique and in order, and so are the slots kept.
+            EventData { fields, text }
+        } else {
+            EventData::from_unsorted_with(fields, text)
+        };
         for (name, value) in others {
             data.insert(name, value);
         }

@@ -28,72 +28,105 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// `YYYY-MM-DDTHH:MM:SS.fffZ` (`fraction_digits` = 3) or `….ffffffZ` (6) for a time in
 /// microseconds since the epoch. Midnight is hour `00` of its own day.
 pub fn rfc3339(unix_micros: i64, fraction_digits: u32) -> String {
+    rfc3339_text(unix_micros, fraction_digits)
+        .as_str()
+        .to_owned()
+}
+
+/// [`rfc3339`] as text kept inline: no allocation (a sink that writes the time into its own
+/// output copies it from here).
+pub fn rfc3339_text(unix_micros: i64, fraction_digits: u32) -> Rfc3339 {
     let secs = unix_micros.div_euclid(1_000_000);
     let micros = unix_micros.rem_euclid(1_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     let digits = fraction_digits.min(6);
     let fraction = micros / 10_i64.pow(6 - digits);
-    // Written digit by digit into a buffer on the stack, then copied once: this runs once per
-    // delivered event.
-    let mut text = Digits::default();
-    if !(0..=9999).contains(&y) {
-        // Never a real event's time: the general formatter keeps every digit and the sign.
-        text.after_year(m, d, rem, fraction, digits);
-        return format!("{y:04}{}", text.text());
+    // Written digit by digit on the stack: this runs once per delivered event.
+    let mut text = Rfc3339::default();
+    if y < 0 {
+        // Never a real event's time: as `format!("{y:04}")` writes it, sign within the width.
+        text.byte(b'-');
+        text.number(y.unsigned_abs(), 3);
+    } else {
+        // Years past 9999 keep all their digits.
+        text.number(y.unsigned_abs(), 4);
     }
-    text.number(y, 4);
-    text.after_year(m, d, rem, fraction, digits);
-    text.text().to_owned()
+    text.byte(b'-');
+    text.number(u64::from(m), 2);
+    text.byte(b'-');
+    text.number(u64::from(d), 2);
+    text.byte(b'T');
+    text.number(rem.unsigned_abs() / 3600, 2);
+    text.byte(b':');
+    text.number(rem.unsigned_abs() % 3600 / 60, 2);
+    text.byte(b':');
+    text.number(rem.unsigned_abs() % 60, 2);
+    if digits > 0 {
+        text.byte(b'.');
+        text.number(fraction.unsigned_abs(), digits as usize);
+    }
+    text.byte(b'Z');
+    text
 }
 
-/// A short ASCII text built on the stack.
-#[derive(Default)]
-struct Digits {
+/// An RFC 3339 timestamp's text ([`rfc3339_text`]), kept inline.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rfc3339 {
+    /// `-YYYYYY-MM-DDTHH:MM:SS.ffffffZ` at the longest (a year of any `i64` microseconds has
+    /// at most six digits).
     bytes: [u8; 32],
-    len: usize,
+    len: u8,
 }
 
-impl Digits {
-    /// `-MM-DDTHH:MM:SS[.f…]Z`.
-    fn after_year(&mut self, m: u32, d: u32, rem: i64, fraction: i64, digits: u32) {
-        self.byte(b'-');
-        self.number(i64::from(m), 2);
-        self.byte(b'-');
-        self.number(i64::from(d), 2);
-        self.byte(b'T');
-        self.number(rem / 3600, 2);
-        self.byte(b':');
-        self.number(rem % 3600 / 60, 2);
-        self.byte(b':');
-        self.number(rem % 60, 2);
-        if digits > 0 {
-            self.byte(b'.');
-            self.number(fraction, digits);
-        }
-        self.byte(b'Z');
+impl Rfc3339 {
+    /// The text's bytes (ASCII), without the check [`Self::as_str`] makes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 
     fn byte(&mut self, b: u8) {
-        // 27 bytes at most: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-        debug_assert!(self.len < self.bytes.len(), "an RFC 3339 time fits");
-        if let Some(slot) = self.bytes.get_mut(self.len) {
+        debug_assert!(
+            usize::from(self.len) < self.bytes.len(),
+            "an RFC 3339 time fits"
+        );
+        if let Some(slot) = self.bytes.get_mut(usize::from(self.len)) {
             *slot = b;
             self.len += 1;
         }
     }
 
-    /// The `width` lowest decimal digits of a non-negative `n`, zero-padded.
-    fn number(&mut self, n: i64, width: u32) {
-        for place in (0..width).rev() {
-            let digit = (n / 10_i64.pow(place)) % 10;
-            self.byte(b'0' + digit as u8);
+    /// The decimal digits of `n`, zero-padded to at least `width`.
+    fn number(&mut self, n: u64, width: usize) {
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        let mut rest = n;
+        while count < width || rest > 0 {
+            digits[count] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            count += 1;
+        }
+        for &digit in digits[..count].iter().rev() {
+            self.byte(digit);
         }
     }
+}
 
-    fn text(&self) -> &str {
-        // Only ASCII digits and separators are ever written.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+impl std::fmt::Debug for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -119,9 +152,37 @@ mod tests {
             "10000-01-01T00:00:00.000Z",
             "years past 9999 keep all their digits"
         );
+        assert_eq!(
+            rfc3339(i64::MIN, 6),
+            format!("{}", rfc3339_text(i64::MIN, 6)),
+            "the earliest time fits"
+        );
         for days in [-800_000, -1, 0, 1, 11_016, 20_235, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
+        }
+    }
+
+    /// The digits as the general formatter writes them, for years of any sign and length.
+    #[test]
+    fn every_year_is_written_as_the_formatter_writes_it() {
+        for days in [
+            -106_751_991,
+            -800_000,
+            -719_529,
+            -719_528,
+            -700_000,
+            -1,
+            0,
+            2_932_896,
+            2_932_897,
+            106_751_990,
+        ] {
+            let micros = days * 86_400_000_000 + 45_296_789_012;
+            let (y, m, d) = civil_from_days(days);
+            let expected = format!("{y:04}-{m:02}-{d:02}T12:34:56.789012Z");
+            assert_eq!(rfc3339(micros, 6), expected, "{days}");
+            assert_eq!(rfc3339_text(micros, 6).as_str(), expected, "{days}");
         }
     }
 }

@@ -53,6 +53,15 @@ pub fn push_lower_hex(bytes: &[u8], out: &mut String) {
     }
 }
 
+/// `bytes` as lowercase hex into the start of `out`, two digits per byte (as many bytes as `out`
+/// has room for): for hex text kept in a fixed buffer rather than a `String`.
+pub fn lower_hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+}
+
 /// A value to remove rather than hash.
 fn is_placeholder(s: &str) -> bool {
     let t = s.trim();
@@ -179,5 +188,20 @@ mod tests {
         let mut out = String::new();
         normalise("  ÉLODIE@Exemple.FR ", Preset::Email, false, &mut out);
         assert_eq!(out, "élodie@exemple.fr");
+    }
+
+    #[test]
+    fn hex_into_a_buffer_is_the_hex_pushed_onto_a_string() {
+        let bytes = [0x00, 0x0f, 0x10, 0x9a, 0xff];
+        let mut pushed = String::new();
+        push_lower_hex(&bytes, &mut pushed);
+        let mut buffer = [0u8; 10];
+        lower_hex_into(&bytes, &mut buffer);
+        assert_eq!(std::str::from_utf8(&buffer).unwrap(), pushed);
+        assert_eq!(pushed, "000f109aff");
+        // Room for fewer digits than bytes: as many whole bytes as fit.
+        let mut short = [b'.'; 5];
+        lower_hex_into(&bytes, &mut short);
+        assert_eq!(&short, b"000f.");
     }
 }

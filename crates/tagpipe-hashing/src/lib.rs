@@ -29,6 +29,6 @@ mod layer;
 mod service;
 
 pub use config::{FieldRule, HashingConfig, Preset};
-pub use hash::{hash_value, is_sha256_hex, normalise, push_lower_hex, sha256_hex};
+pub use hash::{hash_value, is_sha256_hex, lower_hex_into, normalise, push_lower_hex, sha256_hex};
 pub use layer::HashingLayer;
 pub use service::Hashing;

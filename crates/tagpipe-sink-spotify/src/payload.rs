@@ -13,18 +13,24 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use tagpipe_core::event_data::ValueRef;
 use tagpipe_core::{EventData, RequestContext};
-use tagpipe_hashing::{Preset, is_sha256_hex, normalise, push_lower_hex, sha256_hex};
+use tagpipe_hashing::{Preset, is_sha256_hex, lower_hex_into, normalise, sha256_hex};
 
 use crate::config::SpotifySinkConfig;
-use crate::time::{self, EventTime};
+use crate::time::{self, EventTime, TimeText};
 
 /// Google's Measurement Protocol debug renderer: its hits are never sent.
 const DEBUG_RENDERER: &str = "https://gtm-msr.appspot.com/";
 
 /// What to do with one event.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built and read at once on the stack: its objects' members kept inline spare two \
+              allocations per event, a box would add one"
+)]
 pub enum Built<'a> {
     /// Send this CAPI event.
     Send(CapiEvent<'a>),
@@ -46,14 +52,14 @@ pub struct CapiEvent<'a> {
     pub event_details: Object<'a>,
     /// The deduplication id: configured, from the event, or derived.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<Cow<'a, str>>,
+    pub event_id: Option<EventId<'a>>,
     /// The event's name.
     pub event_name: Cow<'a, str>,
     /// The page the event happened on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_source_url: Option<Cow<'a, str>>,
-    /// RFC 3339 time.
-    pub event_time: String,
+    /// RFC 3339 time (or the event's own text, passed through).
+    pub event_time: TimeText,
     /// Present (and `true`) only when targeting is opted out.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub opt_out_targeting: bool,
@@ -71,8 +77,14 @@ impl CapiEvent<'_> {
 
 /// A JSON object of a CAPI event (`event_details`, `user_data`): a few members kept in key
 /// order, as a JSON map orders them, without a map's allocations.
+///
+/// Up to [`INLINE_MEMBERS`] members are kept inline (a GA4 purchase has two in each object):
+/// building an event's two objects allocates nothing.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Object<'a>(Vec<(Cow<'a, str>, Member<'a>)>);
+pub struct Object<'a>(SmallVec<[(Cow<'a, str>, Member<'a>); INLINE_MEMBERS]>);
+
+/// The members an [`Object`] holds without allocating.
+const INLINE_MEMBERS: usize = 4;
 
 /// A member's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,11 +198,11 @@ pub fn build<'a>(
                 .filter(|s| !s.is_empty())
         });
     let event_id = match event_id {
-        Some(id) => Some(id),
-        None if config.derive_event_id => Some(Cow::Owned(derived_event_id(
+        Some(id) => Some(EventId::Given(id)),
+        None if config.derive_event_id => Some(EventId::Derived(derived_event_id(
             &known,
             &event_name,
-            &event_time,
+            event_time.as_bytes(),
         ))),
         None => None,
     };
@@ -480,7 +492,7 @@ fn hashed(s: &str, preset: Preset) -> String {
 
 /// A stable id for an event without one: the same event (client, name, time, page, ids) always
 /// gets the same id, so a retried or replayed event deduplicates at Spotify.
-fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &str) -> String {
+fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &[u8]) -> DerivedId {
     let mut hasher = Sha256::new();
     let mut part = |bytes: &[u8]| {
         hasher.update(bytes);
@@ -488,7 +500,7 @@ fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &str) -> St
     };
     part(optional_text(known.client_id).as_bytes());
     part(event_name.as_bytes());
-    part(event_time.as_bytes());
+    part(event_time);
     for value in [
         known.page_location,
         known.unique_event_id,
@@ -498,9 +510,60 @@ fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &str) -> St
         part(optional_text(value).as_bytes());
     }
     let digest = hasher.finalize();
-    let mut id = String::with_capacity(32);
-    push_lower_hex(&digest[..16], &mut id);
-    id
+    let mut id = [0u8; 32];
+    lower_hex_into(&digest[..16], &mut id);
+    DerivedId(id)
+}
+
+/// A CAPI event's `event_id`: given (by the configuration or the event), or derived — 32
+/// lowercase hex digits kept inline, so deriving one allocates nothing. Reads as `&str`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EventId<'a> {
+    /// The configured id or the event's own.
+    Given(Cow<'a, str>),
+    /// Derived from the event ([`derived_event_id`]).
+    Derived(DerivedId),
+}
+
+/// A derived event id: the first 16 bytes of a SHA-256 as lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DerivedId([u8; 32]);
+
+impl DerivedId {
+    /// The hex digits' bytes (ASCII, nothing to escape in JSON).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for EventId<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            EventId::Given(id) => id,
+            // Hex digits only: always text.
+            EventId::Derived(id) => std::str::from_utf8(id.as_bytes()).unwrap_or_default(),
+        }
+    }
+}
+
+impl PartialEq<&str> for EventId<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for EventId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl Serialize for EventId<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
 }
 
 mod json;

@@ -1,8 +1,10 @@
 //! `event_time`: reading the event's time the way the Stape tag does, and writing correct
 //! RFC 3339 (the tag renders exact midnight as hour 24 of the previous day; tagpipe does not).
 
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use tagpipe_core::event_data::ValueRef;
+use tagpipe_core::time::{Rfc3339, rfc3339_text};
 
 /// What an event-time value means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +42,65 @@ fn from_number(n: f64) -> EventTime {
 
 impl EventTime {
     /// The value to send: RFC 3339 UTC with milliseconds, or the passed-through text.
-    pub fn render(&self) -> String {
+    pub fn render(self) -> TimeText {
         match self {
-            EventTime::Millis(ms) => rfc3339_millis(*ms),
-            EventTime::Text(t) => t.clone(),
+            EventTime::Millis(ms) => TimeText::Instant(rfc3339_millis(ms)),
+            EventTime::Text(t) => TimeText::Text(t),
         }
+    }
+}
+
+/// An event time as sent: an instant's RFC 3339 text, kept inline (no allocation per event), or
+/// the event's own text, passed through. Reads as `&str`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TimeText {
+    /// `2025-05-27T20:16:56.000Z`.
+    Instant(Rfc3339),
+    /// Text that is not a number, as the event gave it.
+    Text(String),
+}
+
+impl TimeText {
+    /// The text's bytes: an instant's without a UTF-8 check (it is ASCII by construction).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            TimeText::Instant(text) => text.as_bytes(),
+            TimeText::Text(text) => text.as_bytes(),
+        }
+    }
+
+    /// Whether there is no text (passed-through text can be empty after trimming nothing).
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+}
+
+impl std::ops::Deref for TimeText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            TimeText::Instant(text) => text.as_str(),
+            TimeText::Text(text) => text,
+        }
+    }
+}
+
+impl PartialEq<&str> for TimeText {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for TimeText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl Serialize for TimeText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
     }
 }
 
@@ -54,17 +110,17 @@ impl EventTime {
 /// request arrived; at tens of thousands of hits a second, dozens arrive in each millisecond):
 /// each thread keeps the last text it made and copies it for the same millisecond, rather than
 /// doing the calendar arithmetic again (~600 instructions per event).
-pub fn rfc3339_millis(ms: i64) -> String {
+pub fn rfc3339_millis(ms: i64) -> Rfc3339 {
     thread_local! {
-        static LAST: std::cell::RefCell<(i64, String)> =
-            const { std::cell::RefCell::new((0, String::new())) };
+        static LAST: std::cell::Cell<Option<(i64, Rfc3339)>> = const { std::cell::Cell::new(None) };
     }
-    LAST.with_borrow_mut(|(last_ms, text)| {
-        if *last_ms != ms || text.is_empty() {
-            *text = tagpipe_core::time::rfc3339(ms.saturating_mul(1000), 3);
-            *last_ms = ms;
+    LAST.with(|last| match last.get() {
+        Some((last_ms, text)) if last_ms == ms => text,
+        _ => {
+            let text = rfc3339_text(ms.saturating_mul(1000), 3);
+            last.set(Some((ms, text)));
+            text
         }
-        text.clone()
     })
 }
 
@@ -112,24 +168,27 @@ mod tests {
     #[test]
     fn midnight_and_month_starts_are_correct() {
         assert_eq!(
-            rfc3339_millis(1_748_304_000_000),
+            rfc3339_millis(1_748_304_000_000).as_str(),
             "2025-05-27T00:00:00.000Z"
         );
         assert_eq!(
-            rfc3339_millis(1_746_057_600_000),
+            rfc3339_millis(1_746_057_600_000).as_str(),
             "2025-05-01T00:00:00.000Z"
         );
-        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            rfc3339_millis(0),
+            rfc3339_millis(951_782_400_000).as_str(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(rfc3339_millis(0).as_str(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(0).as_str(),
             "1970-01-01T00:00:00.000Z",
             "again, from the cache"
         );
-        assert_eq!(rfc3339_millis(1), "1970-01-01T00:00:00.001Z");
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(1).as_str(), "1970-01-01T00:00:00.001Z");
+        assert_eq!(rfc3339_millis(0).as_str(), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            rfc3339_millis(1_704_067_199_999),
+            rfc3339_millis(1_704_067_199_999).as_str(),
             "2023-12-31T23:59:59.999Z"
         );
     }

@@ -130,6 +130,21 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
         .collect()
 }
 
+/// What an event's `ip_override` text becomes: `Some(address)` when it names an address in a
+/// form to normalise (with a port, in brackets, with spaces around it), `None` when it stays as
+/// it is — already a bare address, or nothing [`normalise_ip`] reads as one.
+///
+/// Text without `:`, without `[` and without spaces at its ends is left without parsing it: it
+/// can only be a bare IPv4 address or no address at all (a port needs `:`, brackets `[`, IPv6
+/// `:`). That is every GA4 hit's override, the client's IPv4 address the source wrote itself.
+pub fn ip_override_to_normalise(text: &str) -> Option<IpAddr> {
+    let plain = !text.bytes().any(|b| b == b':' || b == b'[') && text.trim().len() == text.len();
+    if plain || text.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    normalise_ip(text)
+}
+
 /// Parses an address that may carry a port or brackets: `1.2.3.4`, `1.2.3.4:5678`, `::1`,
 /// `[::1]:80`, `[2001:db8::1]`.
 pub fn normalise_ip(text: &str) -> Option<IpAddr> {
@@ -206,5 +221,48 @@ mod tests {
         assert_eq!(normalise_ip("[2001:db8::1]"), Some(ip("2001:db8::1")));
         assert_eq!(normalise_ip("2001:db8::1"), Some(ip("2001:db8::1")));
         assert_eq!(normalise_ip("not an ip"), None);
+    }
+
+    /// The fast path decides as the parse does: every text gets what parsing it first (and
+    /// normalising what does not parse) gives.
+    #[test]
+    fn ip_override_normalisation_matches_parsing_every_text() {
+        let reference = |text: &str| match text.parse::<IpAddr>() {
+            Ok(_) => None,
+            Err(_) => normalise_ip(text),
+        };
+        for text in [
+            "203.0.113.7",
+            "1.2.3.4:5678",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "1.2.3.4\u{a0}",
+            "\u{2003}1.2.3.4",
+            "[1.2.3.4]",
+            "[1.2.3.4]:80",
+            "[::1]:80",
+            "[2001:db8::1]",
+            "::1",
+            "2001:db8::2",
+            "::ffff:192.0.2.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "",
+            " ",
+            "garbage",
+            "host:80",
+            "1.2.3.4:99999",
+            "[",
+            "]",
+        ] {
+            assert_eq!(ip_override_to_normalise(text), reference(text), "{text:?}");
+        }
+        assert_eq!(
+            ip_override_to_normalise("1.2.3.4:5678"),
+            Some(ip("1.2.3.4"))
+        );
+        assert_eq!(ip_override_to_normalise("[1.2.3.4]"), Some(ip("1.2.3.4")));
+        assert_eq!(ip_override_to_normalise(" 1.2.3.4"), Some(ip("1.2.3.4")));
     }
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use http::StatusCode;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use smallvec::SmallVec;
 use tagpipe_core::EventData;
 
 use crate::error::HttpError;
@@ -54,7 +55,7 @@ impl Framing {
 #[derive(Debug)]
 pub(crate) enum Batch<'a> {
     /// Events already read (a single object, GA4 hits, `/data` events).
-    Decoded(Vec<EventData>),
+    Decoded(Decoded),
     /// The texts of JSON objects that the checking pass ([`Check`]) read as decoding reads
     /// them: each decodes.
     Checked(Vec<&'a str>),
@@ -78,9 +79,13 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// Events already read: one (a single hit or object, nearly every request) is kept inline, so a
+/// request's batch allocates nothing of its own.
+pub type Decoded = SmallVec<[EventData; 1]>;
+
 /// The iterator of [`Batch::events`].
 pub(crate) enum Events<'a> {
-    Decoded(std::vec::IntoIter<EventData>),
+    Decoded(smallvec::IntoIter<[EventData; 1]>),
     Checked(std::vec::IntoIter<&'a str>),
 }
 
@@ -138,7 +143,7 @@ pub(crate) fn parse(
     }
     match framing {
         Framing::Json if start.starts_with('{') => serde_json::from_str::<EventData>(text)
-            .map(|event| Batch::Decoded(vec![event]))
+            .map(|event| Batch::Decoded(SmallVec::from_buf([event])))
             .map_err(|e| malformed(&e)),
         Framing::Json => match array_items(text, max_events) {
             Some(array) => {

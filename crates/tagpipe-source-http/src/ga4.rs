@@ -23,18 +23,25 @@
 //! `user_agent` comes from the `User-Agent` header. A number parameter whose value is not a
 //! number keeps its text rather than being dropped.
 //!
-//! `client_hints` is [deferred](tagpipe_core::event_data::Deferred): the hit keeps the hints'
-//! text, and the object (two dozen small allocations, with `full_version_list`) is built the
-//! first time a processor or sink reads it — never, in a pipeline that only sends to Spotify.
+//! `client_hints` and `x-ga-system_properties` are built on first read: the hit keeps their
+//! parameters as text in the event's buffer
+//! ([`SlotBuilder::set_built_text`](tagpipe_core::event_data::SlotBuilder::set_built_text)), and
+//! the object (two dozen small allocations for the client hints, with `full_version_list`) is
+//! built the first time a processor or sink reads it — never, in a pipeline that only sends to
+//! Spotify. While the hit is read, that text is collected in a buffer each thread reuses: a hit
+//! allocates nothing for either.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::thread::LocalKey;
 
 use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
-use tagpipe_core::event_data::{Deferred, Key, SlotBuilder, SlotTable, ValueRef};
+use tagpipe_core::event_data::{Key, SlotBuilder, SlotTable, ValueRef};
 
+use crate::events::Decoded;
 use crate::urlencoded;
 
 /// Parses a `/g/collect` request (query string, body) into one event per hit. The query is
@@ -45,7 +52,7 @@ pub fn parse_hits(
     client_addr: IpAddr,
     user_agent: Option<&str>,
     max_events: usize,
-) -> Result<Vec<EventData>, String> {
+) -> Result<Decoded, String> {
     let lines: Vec<&[u8]> = body
         .split(|&b| b == b'\n')
         .map(<[u8]>::trim_ascii)
@@ -59,7 +66,7 @@ pub fn parse_hits(
         urlencoded::for_each_str(query, |name, value| hit.apply(&name, value))
             .map_err(query_error)?;
         let event = hit.finish(user_agent).map_err(|e| format!("hit 0: {e}"))?;
-        return Ok(vec![event]);
+        return Ok(Decoded::from_buf([event]));
     }
     let shared = urlencoded::parse_str(query).map_err(query_error)?;
     if lines.len() > max_events {
@@ -87,7 +94,7 @@ pub fn parse_hits(
                 .map_err(|e| format!("hit {i}: {e}"))?,
         );
     }
-    Ok(events)
+    Ok(Decoded::from_vec(events))
 }
 
 /// The event-data names the parameter table (and the builder's own fields) map to, in event-data
@@ -105,7 +112,12 @@ macro_rules! known_names {
             const NAMES: [&'static str; [$($name),*].len()] = [$($name),*];
 
             /// The slots' names and their prefixes, worked out at compile time.
-            const TABLE: SlotTable<{ Self::NAMES.len() }> = SlotTable::new(Self::NAMES);
+            const TABLE: SlotTable<{ Self::NAMES.len() }> = {
+                let table = SlotTable::new(Self::NAMES);
+                // In order, so a hit's fields need no order check when finishing.
+                assert!(table.is_sorted(), "the GA4 names are listed in byte order");
+                table
+            };
 
             /// The slot of an event-data name: a match (length compares, a name compare only
             /// for names of the same length) rather than a binary search of name compares.
@@ -165,7 +177,8 @@ struct HitBuilder {
     /// The client hints' decoded values in parameter order, in [`ClientHints`]' text form:
     /// the object is built on first read.
     client_hints: ClientHints,
-    system_properties: Map<String, Value>,
+    /// The `_x` parameters in [`SystemProperties`]' text form: the object is built on first read.
+    system_properties: SystemProperties,
     user_data: Map<String, Value>,
     address: Map<String, Value>,
     items: Vec<(usize, Value)>,
@@ -182,8 +195,8 @@ impl HitBuilder {
             known: SlotBuilder::from_table(&Known::TABLE),
             others: Vec::new(),
             user_properties: Map::new(),
-            client_hints: ClientHints::default(),
-            system_properties: Map::new(),
+            client_hints: ClientHints(Pooled::take(&CLIENT_HINTS_TEXT)),
+            system_properties: SystemProperties(Pooled::take(&SYSTEM_PROPERTIES_TEXT)),
             user_data: Map::new(),
             address: Map::new(),
             items: Vec::new(),
@@ -212,16 +225,27 @@ impl HitBuilder {
             address,
             mut items,
         } = self;
-        if !client_hints.0.is_empty() {
-            known.set_deferred(Known::ClientHints as usize, client_hints.deferred());
-        }
-        for (slot, map) in [
-            (Known::UserProperties, user_properties),
-            (Known::SystemProperties, system_properties),
+        for (slot, text, build) in [
+            (
+                Known::ClientHints,
+                &client_hints.0,
+                ClientHints::build as fn(&str) -> Value,
+            ),
+            (
+                Known::SystemProperties,
+                &system_properties.0,
+                SystemProperties::build,
+            ),
         ] {
-            if !map.is_empty() {
-                known.set(slot as usize, Value::Object(map));
+            if !text.is_empty() {
+                known.set_built_text(slot as usize, |t| t.push_str(text), build);
             }
+        }
+        if !user_properties.is_empty() {
+            known.set(
+                Known::UserProperties as usize,
+                Value::Object(user_properties),
+            );
         }
         if !address.is_empty() {
             user_data.insert("address".into(), Value::Object(address));
@@ -333,10 +357,7 @@ impl HitBuilder {
                     self.unmapped(name, value);
                 }
             }
-            [b'_', ..] => {
-                self.system_properties
-                    .insert(name[1..].to_owned(), Value::from(value));
-            }
+            [b'_', ..] => self.system_properties.push(&name[1..], value),
             _ => self.unmapped(name, value),
         }
     }
@@ -391,11 +412,62 @@ fn push_address(text: &mut String, addr: IpAddr) {
     }
 }
 
+thread_local! {
+    /// The client hints' text of the hit this thread reads ([`Pooled`]).
+    static CLIENT_HINTS_TEXT: Cell<String> = const { Cell::new(String::new()) };
+    /// The system properties' text of the hit this thread reads ([`Pooled`]).
+    static SYSTEM_PROPERTIES_TEXT: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// A text buffer taken from a thread's pool for the hit being read and given back, emptied,
+/// when dropped: hit after hit, the same buffer (no allocation once it has held the longest).
+struct Pooled {
+    text: String,
+    pool: &'static LocalKey<Cell<String>>,
+}
+
+impl Pooled {
+    /// The most bytes a buffer keeps when given back.
+    const KEPT: usize = 4 * 1024;
+
+    /// The pool's buffer (an empty new one if another reader holds it).
+    fn take(pool: &'static LocalKey<Cell<String>>) -> Self {
+        Self {
+            text: pool.take(),
+            pool,
+        }
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = String;
+
+    fn deref(&self) -> &String {
+        &self.text
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut text = std::mem::take(&mut self.text);
+        if text.capacity() <= Self::KEPT {
+            text.clear();
+            // Called while the thread's pools are being torn down, the buffer is just freed.
+            let _ = self.pool.try_with(|pool| pool.set(text));
+        }
+    }
+}
+
 /// A hit's client hints as text: per hint parameter, in order, its index in
 /// [`ClientHints::PARAMETERS`] (one digit), the decoded value's length in bytes, `:`, and the
-/// value. One allocation per hit; [`ClientHints::build`] reads it back into the object.
-#[derive(Default)]
-struct ClientHints(String);
+/// value. [`ClientHints::build`] reads it back into the object.
+struct ClientHints(Pooled);
 
 impl ClientHints {
     /// The hint parameters and their `client_hints` names.
@@ -417,8 +489,9 @@ impl ClientHints {
 
     fn push(&mut self, hint: usize, value: &str) {
         if self.0.capacity() == 0 {
-            // gtag sends all eight, ~100 bytes: one allocation, not a growing string.
-            self.0 = String::with_capacity(160);
+            // gtag sends all eight, ~100 bytes: one allocation (the thread's first hint), not a
+            // growing string.
+            self.0.reserve(160);
         }
         // Digits by hand: `write!` costs ~500 instructions per hint, a sixteenth of a hit. The
         // index is one digit (eight hints).
@@ -427,10 +500,6 @@ impl ClientHints {
         push_decimal(&mut self.0, value.len());
         self.0.push(':');
         self.0.push_str(value);
-    }
-
-    fn deferred(self) -> Deferred {
-        Deferred::new(self.0, Self::build)
     }
 
     /// The `client_hints` object from the text form (later hints of a name win).
@@ -459,6 +528,43 @@ impl ClientHints {
         let len: usize = len.parse().ok()?;
         (index < Self::PARAMETERS.len() && len <= after.len() && after.is_char_boundary(len))
             .then_some((index, len, after))
+    }
+}
+
+/// A hit's system properties (`_x` parameters other than `_uip`, `_et`, `_p`) as text: per
+/// parameter, in order, the name's length in bytes, `:`, the name, the value's length, `:`,
+/// and the value. [`SystemProperties::build`] reads it back into the object.
+struct SystemProperties(Pooled);
+
+impl SystemProperties {
+    fn push(&mut self, name: &str, value: &str) {
+        for part in [name, value] {
+            push_decimal(&mut self.0, part.len());
+            self.0.push(':');
+            self.0.push_str(part);
+        }
+    }
+
+    /// The `x-ga-system_properties` object from the text form (a later parameter of a name
+    /// wins), each value a string.
+    fn build(text: &str) -> Value {
+        let mut properties = Map::new();
+        let mut rest = text;
+        while let Some((name, after)) = Self::next_part(rest)
+            && let Some((value, after)) = Self::next_part(after)
+        {
+            properties.insert(name.to_owned(), Value::from(value));
+            rest = after;
+        }
+        Value::Object(properties)
+    }
+
+    /// One length-prefixed part and the text after it; `None` at the end (or on text this
+    /// module did not write).
+    fn next_part(text: &str) -> Option<(&str, &str)> {
+        let (len, after) = text.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        (len <= after.len() && after.is_char_boundary(len)).then(|| after.split_at(len))
     }
 }
 

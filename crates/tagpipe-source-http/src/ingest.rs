@@ -11,7 +11,7 @@ use tagpipe_core::{
     DestinationOutcome, Event, EventData, EventOutcomes, Pipelines, RequestContext,
 };
 
-use crate::client_ip::{client_addr, normalise_ip};
+use crate::client_ip::{client_addr, ip_override_to_normalise};
 use crate::config::HttpSourceConfig;
 use crate::error::HttpError;
 use crate::events::Batch;
@@ -245,7 +245,7 @@ fn parse<'a>(
             } else {
                 Answer::Json(receipts.into_iter().next().unwrap_or(Value::Null))
             };
-            (Batch::Decoded(data), answer)
+            (Batch::Decoded(data.into()), answer)
         }
     };
     server
@@ -324,10 +324,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `ip_override` values such as `1.2.3.4:5678` or `[::1]:80` become the bare address.
 fn normalise_ip_override(event: &mut EventData) {
     // Read as text first: an address kept as text (a GA4 hit's) is not copied to be checked.
-    let bare = match event.get_str("ip_override") {
-        Some(ip) if ip.parse::<IpAddr>().is_err() => normalise_ip(ip),
-        _ => None,
-    };
+    let bare = event
+        .get_str("ip_override")
+        .and_then(ip_override_to_normalise);
     if let Some(bare) = bare {
         // `set`, not `insert`: the old text is dropped without being copied out first.
         event.set("ip_override", Value::String(bare.to_string()));

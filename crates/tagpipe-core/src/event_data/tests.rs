@@ -1,6 +1,6 @@
 use serde_json::{Map, Value, json};
 
-use super::{Deferred, EventData, FieldRef, Key, SlotBuilder};
+use super::{Deferred, EventData, FieldRef, Key, SlotBuilder, SlotTable, ValueRef};
 
 fn map_of(value: Value) -> Map<String, Value> {
     match value {
@@ -366,6 +366,94 @@ fn a_deferred_field_unread_is_built_by_whatever_takes_or_changes_it() {
     assert_eq!(builds(), 8);
 }
 
+/// Event data whose `hints` field is built from text in the event's buffer, beside text fields
+/// set before and after it.
+fn with_built_text() -> EventData {
+    let mut slots = SlotBuilder::new(&["a", "hints", "t", "z"]);
+    slots.set(0, json!(1));
+    slots.set_text(2, "before");
+    slots.set_built_text(1, |text| text.push_str("raw"), count_builds);
+    slots.set(3, json!(2));
+    slots.finish([])
+}
+
+#[test]
+fn a_field_built_from_text_is_built_once_on_first_read_and_reads_as_its_value() {
+    let data = with_built_text();
+    let eager = EventData::from_iter([
+        ("a", json!(1)),
+        ("hints", json!({"built": "raw"})),
+        ("t", json!("before")),
+        ("z", json!(2)),
+    ]);
+    let before = builds();
+    // Names, text and other values: nothing built.
+    let names: Vec<&str> = data.fields().map(FieldRef::name).collect();
+    assert_eq!(names, ["a", "hints", "t", "z"]);
+    assert_eq!(data.get_str("t"), Some("before"));
+    assert_eq!(data.get("z"), Some(&json!(2)));
+    assert_eq!(builds(), before);
+    // The first read builds it (never as the JSON string of its text); later reads reuse it.
+    assert_eq!(data.get("hints"), Some(&json!({"built": "raw"})));
+    assert_eq!(
+        data.get_ref("hints"),
+        Some(ValueRef::Value(&json!({"built": "raw"})))
+    );
+    assert_eq!(data.get_str("hints"), None);
+    assert_eq!(data["hints"], json!({"built": "raw"}));
+    assert_eq!(data.get("t"), Some(&json!("before")));
+    assert_eq!(builds(), before + 1);
+    // Every other reader sees the built value.
+    assert_eq!(data, eager);
+    assert_eq!(
+        serde_json::to_string(&data).unwrap(),
+        serde_json::to_string(&eager).unwrap()
+    );
+    assert_eq!(format!("{data:?}"), format!("{eager:?}"));
+    assert_eq!(builds(), before + 1);
+    // A copy keeps the text and builds again on its first read (as a copy of text does).
+    let copy = data.clone();
+    assert_eq!(copy.get("hints"), Some(&json!({"built": "raw"})));
+    assert_eq!(builds(), before + 2);
+}
+
+#[test]
+fn a_field_built_from_text_unread_is_built_by_whatever_takes_or_changes_it() {
+    let expected = json!({"built": "raw"});
+    let before = builds();
+    assert_eq!(with_built_text().remove("hints"), Some(expected.clone()));
+    assert_eq!(
+        with_built_text().insert("hints", json!(0)),
+        Some(expected.clone())
+    );
+    let mut data = with_built_text();
+    data.get_mut("hints").unwrap()["more"] = json!(true);
+    assert_eq!(data["hints"], json!({"built": "raw", "more": true}));
+    let mut data = with_built_text();
+    data.retain(|name, _| name != "a");
+    assert_eq!(
+        data.into_value(),
+        json!({"hints": expected, "t": "before", "z": 2})
+    );
+    let owned: Vec<(Key, Value)> = with_built_text().into_iter().collect();
+    assert_eq!(owned[1], (Key::Borrowed("hints"), expected.clone()));
+    let iterated: Vec<Value> = with_built_text().values().cloned().collect();
+    assert_eq!(
+        iterated,
+        [json!(1), expected.clone(), json!("before"), json!(2)]
+    );
+    assert_eq!(builds(), before + 6);
+    // Text set after the value was read: the value is built again, the same.
+    let mut slots = SlotBuilder::new(&["hints", "later"]);
+    slots.set_built_text(0, |text| text.push_str("raw"), count_builds);
+    assert_eq!(slots.get(0), Some(&expected));
+    slots.set_text(1, "more text");
+    assert_eq!(slots.get(0), Some(&expected));
+    let data = slots.finish([]);
+    assert_eq!(data.get_str("later"), Some("more text"));
+    assert_eq!(data.get("hints"), Some(&expected));
+}
+
 /// A name from a small alphabet, six to ten bytes: many shared prefixes and repeats.
 fn generated_name(random: &mut crate::random::Repeatable) -> String {
     let len = 6 + random.below(5);
@@ -655,4 +743,29 @@ fn paths_read_text_without_building_it() {
             "{p}"
         );
     }
+}
+
+#[test]
+fn slot_tables_know_whether_their_names_are_strictly_in_order() {
+    assert!(SlotTable::new(["a", "b", "c"]).sorted);
+    assert!(SlotTable::new(["ab", "abc", "b"]).sorted);
+    // Names alike in their first eight bytes (a prefix compare alone would not order them).
+    assert!(SlotTable::new(["x-ga-mp2-seg", "x-ga-mp2-user_properties", "x-ga-npa"]).sorted);
+    assert!(SlotTable::<0>::new([]).sorted);
+    assert!(!SlotTable::new(["b", "a"]).sorted);
+    assert!(!SlotTable::new(["abc", "ab"]).sorted);
+    // A repeated name is not in strict order: its slots are merged when finishing.
+    assert!(!SlotTable::new(["a", "a", "b"]).sorted);
+}
+
+#[test]
+fn a_table_with_a_repeated_name_keeps_one_field_with_the_later_slots_value() {
+    static TABLE: SlotTable<3> = SlotTable::new(["a", "m", "m"]);
+    let mut slots = SlotBuilder::from_table(&TABLE);
+    slots.set(2, json!("later slot"));
+    slots.set(1, json!("earlier slot"));
+    slots.set(0, json!(0));
+    let data = slots.finish([]);
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["a", "m"]);
+    assert_eq!(data.get("m"), Some(&json!("later slot")));
 }

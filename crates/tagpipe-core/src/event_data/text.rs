@@ -88,6 +88,21 @@ impl TextStore {
 
     /// `span` as a JSON string, built on first read.
     pub(super) fn value(&self, span: TextSpan) -> &Value {
+        self.cell(span).map_or(&Value::Null, |cell| {
+            cell.get_or_init(|| Value::String(self.str(span).to_owned()))
+        })
+    }
+
+    /// The value `build` makes from the text of `span`, built on first read and kept in the
+    /// span's cell (a span read this way is never read as a JSON string).
+    pub(super) fn built(&self, span: TextSpan, build: fn(&str) -> Value) -> &Value {
+        self.cell(span).map_or(&Value::Null, |cell| {
+            cell.get_or_init(|| build(self.str(span)))
+        })
+    }
+
+    /// The cell of `span`, the cells made on first use.
+    fn cell(&self, span: TextSpan) -> Option<&OnceLock<Value>> {
         let cells = self
             .cells
             .get_or_init(|| (0..self.count).map(|_| OnceLock::new()).collect());
@@ -95,9 +110,7 @@ impl TextStore {
         // are handed out only by it: every span has a cell.
         let cell = cells.get(span.index as usize);
         debug_assert!(cell.is_some(), "a span without a cell");
-        cell.map_or(&Value::Null, |cell| {
-            cell.get_or_init(|| Value::String(self.str(span).to_owned()))
-        })
+        cell
     }
 
     /// Replaces the text of `span` with `value` when it has the same length (no other span's

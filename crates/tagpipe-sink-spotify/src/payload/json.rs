@@ -8,7 +8,8 @@
 
 use std::ops::Range;
 
-use super::{CapiEvent, Member, Object};
+use super::{CapiEvent, EventId, Member, Object};
+use crate::time::TimeText;
 
 impl CapiEvent<'_> {
     /// Appends the event's JSON to `out`. Returns where in `out` the event name's text is, when
@@ -22,9 +23,19 @@ impl CapiEvent<'_> {
         }
         object.own_key("event_details");
         self.event_details.write_json(object.out);
-        if let Some(id) = &self.event_id {
-            object.own_key("event_id");
-            write_str(object.out, id);
+        match &self.event_id {
+            Some(EventId::Given(id)) => {
+                object.own_key("event_id");
+                write_str(object.out, id);
+            }
+            Some(EventId::Derived(id)) => {
+                // Hex digits: nothing to escape, no check needed.
+                object.own_key("event_id");
+                object.out.push(b'"');
+                object.out.extend_from_slice(id.as_bytes());
+                object.out.push(b'"');
+            }
+            None => {}
         }
         object.own_key("event_name");
         let name_start = object.out.len() + 1;
@@ -35,7 +46,17 @@ impl CapiEvent<'_> {
             write_str(object.out, url);
         }
         object.own_key("event_time");
-        write_str(object.out, &self.event_time);
+        match &self.event_time {
+            // Digits and separators: nothing to escape, no check needed.
+            TimeText::Instant(text) => {
+                object.out.push(b'"');
+                object.out.extend_from_slice(text.as_bytes());
+                object.out.push(b'"');
+            }
+            TimeText::Text(text) => {
+                write_str(object.out, text);
+            }
+        }
         if self.opt_out_targeting {
             object.own_key("opt_out_targeting");
             object.out.extend_from_slice(b"true");
@@ -48,7 +69,7 @@ impl CapiEvent<'_> {
 }
 
 impl Object<'_> {
-    fn write_json(&self, out: &mut Vec<u8>) {
+    pub(super) fn write_json(&self, out: &mut Vec<u8>) {
         let mut object = ObjectWriter::open(out);
         for (key, member) in &self.0 {
             object.key(key);

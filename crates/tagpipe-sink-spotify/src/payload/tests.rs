@@ -1,9 +1,11 @@
 //! The payload rules that the end-to-end vectors exercise, at unit level, plus the corrections.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 use tagpipe_core::{EventData, RequestContext};
 
-use super::{Built, build};
+use super::{Built, Member, Object, build};
 use crate::config::SpotifySinkConfig;
 
 fn config(extra: Value) -> SpotifySinkConfig {
@@ -365,4 +367,33 @@ fn a_parsed_ga4_hit_gives_the_payload_of_its_json() {
         assert_eq!(from_text["event_details"]["amount"], json!(59.9));
         assert_eq!(from_text["user_data"]["ip_address"], "198.51.100.4");
     }
+}
+
+/// Past the members kept inline, an object spills to the heap and still keeps its members in
+/// key order, replaces a key it has and removes one.
+#[test]
+fn an_object_with_more_members_than_it_keeps_inline_stays_in_key_order() {
+    let mut object = Object::default();
+    let keys = ["g", "c", "a", "f", "b", "e", "d"];
+    for (i, key) in keys.into_iter().enumerate() {
+        object.insert(key, Member::Value(Cow::Owned(json!(i))));
+    }
+    object.insert("c", Member::Text(Cow::Borrowed("replaced")));
+    assert_eq!(
+        object.remove("e"),
+        Some(Member::Value(Cow::Owned(json!(5))))
+    );
+    assert!(!object.contains_key("e"));
+    assert!(object.contains_key("g"));
+    let value = serde_json::to_value(&object).unwrap();
+    assert_eq!(
+        value,
+        json!({"a": 2, "b": 4, "c": "replaced", "d": 6, "f": 3, "g": 0})
+    );
+    let mut written = Vec::new();
+    object.write_json(&mut written);
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        r#"{"a":2,"b":4,"c":"replaced","d":6,"f":3,"g":0}"#
+    );
 }

@@ -1,8 +1,12 @@
 //! Realistic gtag.js hits and the exact event data each must become.
 
+use std::cell::Cell;
+
 use serde_json::{Value, json};
 
-use super::{parse_hits, push_decimal};
+use super::{
+    CLIENT_HINTS_TEXT, Pooled, SYSTEM_PROPERTIES_TEXT, SystemProperties, parse_hits, push_decimal,
+};
 use tagpipe_core::EventData;
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/128.0 Safari/537.36";
@@ -345,7 +349,7 @@ fn client_hints_text_reads_back_every_value() {
     ];
     let mut random = tagpipe_core::random::Repeatable::new(0x5EED_0004);
     for _ in 0..500 {
-        let mut hints = ClientHints::default();
+        let mut hints = ClientHints(Pooled::take(&CLIENT_HINTS_TEXT));
         let mut expected = serde_json::Map::new();
         for _ in 0..random.below(12) {
             let index = random.below(ClientHints::PARAMETERS.len());
@@ -359,23 +363,23 @@ fn client_hints_text_reads_back_every_value() {
             };
             expected.insert(name.to_owned(), built);
         }
-        let text = hints.0.clone();
+        let text = hints.0.to_string();
         assert_eq!(
-            hints.deferred().into_value(),
+            ClientHints::build(&hints.0),
             Value::Object(expected),
             "{text:?}"
         );
     }
     // Fixed cases, spelled out.
-    let mut hints = ClientHints::default();
+    let mut hints = ClientHints(Pooled::take(&CLIENT_HINTS_TEXT));
     hints.push(0, "x86");
     hints.push(3, "?1");
     hints.push(2, "A;1|B%20C;2");
     hints.push(7, "0");
     hints.push(0, "arm");
-    assert_eq!(hints.0, "03:x8632:?1211:A;1|B%20C;271:003:arm");
+    assert_eq!(*hints.0, "03:x8632:?1211:A;1|B%20C;271:003:arm");
     assert_eq!(
-        hints.deferred().into_value(),
+        ClientHints::build(&hints.0),
         json!({
             "architecture": "arm",
             "full_version_list": [
@@ -460,4 +464,80 @@ fn string_parameters_are_kept_as_text() {
     assert_eq!(event.get("value"), Some(&json!(59.9)));
     assert_eq!(event.get("ga_session_number"), Some(&json!(3)));
     assert_eq!(event.get("transaction_id"), Some(&json!("T-1")));
+}
+
+/// System properties read back as they were pushed: any name and value (a later one of a name
+/// wins), each a string; text this module did not write ends the read where it stops.
+#[test]
+fn system_properties_round_trip_through_their_text_form() {
+    let parts = [
+        "",
+        "s",
+        "ss",
+        "2",
+        "1:2",
+        ":",
+        "9:",
+        "Ünïcode ✓",
+        "12",
+        "a:b:c",
+    ];
+    let mut random = tagpipe_core::random::Repeatable::new(0x5EED_0005);
+    for _ in 0..500 {
+        let mut properties = SystemProperties(Pooled::take(&SYSTEM_PROPERTIES_TEXT));
+        let mut expected = serde_json::Map::new();
+        for _ in 0..random.below(6) {
+            let name = parts[random.below(parts.len())];
+            let value = parts[random.below(parts.len())];
+            properties.push(name, value);
+            expected.insert(name.to_owned(), Value::from(value));
+        }
+        assert_eq!(
+            SystemProperties::build(&properties.0),
+            Value::Object(expected),
+            "{:?}",
+            *properties.0
+        );
+    }
+    let mut properties = SystemProperties(Pooled::take(&SYSTEM_PROPERTIES_TEXT));
+    properties.push("s", "2");
+    properties.push("ss", "1");
+    properties.push("s", "3");
+    assert_eq!(*properties.0, "1:s1:22:ss1:11:s1:3");
+    assert_eq!(
+        SystemProperties::build(&properties.0),
+        json!({"s": "3", "ss": "1"})
+    );
+    for broken in ["9", "1:s", "1:s9:x", "x:s", "2:é"] {
+        assert_eq!(SystemProperties::build(broken), json!({}), "{broken:?}");
+    }
+    assert_eq!(SystemProperties::build("1:s1:2junk"), json!({"s": "2"}));
+}
+
+/// A thread's pooled buffer comes back empty with its room; a second reader at the same time
+/// gets a buffer of its own; one grown past what is kept is freed.
+#[test]
+fn pooled_text_is_reused_by_the_next_hit_on_the_thread() {
+    thread_local! {
+        static POOL: Cell<String> = const { Cell::new(String::new()) };
+    }
+    let mut first = Pooled::take(&POOL);
+    first.push_str("hint text");
+    let room = first.capacity();
+    let second = Pooled::take(&POOL);
+    assert_eq!(second.capacity(), 0, "the pool's buffer is in use");
+    drop(second);
+    drop(first);
+    let again = Pooled::take(&POOL);
+    assert!(again.is_empty());
+    assert_eq!(again.capacity(), room);
+    drop(again);
+    let mut large = Pooled::take(&POOL);
+    large.reserve(Pooled::KEPT + 1);
+    drop(large);
+    assert_eq!(
+        Pooled::take(&POOL).capacity(),
+        0,
+        "a large buffer is not kept"
+    );
 }
