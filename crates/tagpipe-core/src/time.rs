@@ -183,6 +183,10 @@ mod tests {
             let expected = format!("{y:04}-{m:02}-{d:02}T12:34:56.789012Z");
             assert_eq!(rfc3339(micros, 6), expected, "{days}");
             assert_eq!(rfc3339_text(micros, 6).as_str(), expected, "{days}");
+            let seconds = format!("{y:04}-{m:02}-{d:02}T12:34:56Z");
+            assert_eq!(rfc3339_text(micros, 0).as_str(), seconds, "{days}");
+            let millis = format!("{y:04}-{m:02}-{d:02}T12:34:56.789Z");
+            assert_eq!(rfc3339_text(micros, 3).as_str(), millis, "{days}");
         }
     }
 }

@@ -517,7 +517,7 @@ fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &[u8]) -> D
 
 /// A CAPI event's `event_id`: given (by the configuration or the event), or derived — 32
 /// lowercase hex digits kept inline, so deriving one allocates nothing. Reads as `&str`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum EventId<'a> {
     /// The configured id or the event's own.
     Given(Cow<'a, str>),
@@ -545,6 +545,13 @@ impl std::ops::Deref for EventId<'_> {
             // Hex digits only: always text.
             EventId::Derived(id) => std::str::from_utf8(id.as_bytes()).unwrap_or_default(),
         }
+    }
+}
+
+impl PartialEq for EventId<'_> {
+    /// The same text, whichever way it came.
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
     }
 }
 

@@ -41,7 +41,9 @@ use serde_json::{Map, Number, Value};
 use tagpipe_core::EventData;
 use tagpipe_core::event_data::{Key, SlotBuilder, SlotTable, ValueRef};
 
-use crate::events::Decoded;
+use crate::client_ip::ip_override_to_normalise;
+/// The events of a request's hits: one (nearly every request) kept inline.
+pub use crate::events::Decoded;
 use crate::urlencoded;
 
 /// Parses a `/g/collect` request (query string, body) into one event per hit. The query is
@@ -75,7 +77,7 @@ pub fn parse_hits(
             lines.len()
         ));
     }
-    let mut events = Vec::with_capacity(lines.len());
+    let mut events = Decoded::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let own =
             urlencoded::parse(line).map_err(|e| format!("hit {i} (body line {}): {e}", i + 1))?;
@@ -94,7 +96,7 @@ pub fn parse_hits(
                 .map_err(|e| format!("hit {i}: {e}"))?,
         );
     }
-    Ok(Decoded::from_vec(events))
+    Ok(events)
 }
 
 /// The event-data names the parameter table (and the builder's own fields) map to, in event-data
@@ -182,6 +184,9 @@ struct HitBuilder {
     user_data: Map<String, Value>,
     address: Map<String, Value>,
     items: Vec<(usize, Value)>,
+    /// `ip_override` came from a parameter (`_uip`, `ep.ip_override`), not from the client's
+    /// address: it may need normalising (`1.2.3.4:5678` → `1.2.3.4`) when the hit is finished.
+    ip_from_parameter: bool,
 }
 
 /// The longest text of an IPv4 address (nearly every client's; an IPv6 one grows the hit's
@@ -200,6 +205,7 @@ impl HitBuilder {
             user_data: Map::new(),
             address: Map::new(),
             items: Vec::new(),
+            ip_from_parameter: false,
         };
         // Decoded values are never longer than their parameters: room for all of them, the
         // address and the user agent in one allocation.
@@ -224,6 +230,7 @@ impl HitBuilder {
             mut user_data,
             address,
             mut items,
+            ip_from_parameter,
         } = self;
         for (slot, text, build) in [
             (
@@ -262,6 +269,15 @@ impl HitBuilder {
             // Last: the header wins over any parameter of that name.
             known.set_text(Known::UserAgent as usize, ua);
         }
+        if ip_from_parameter
+            && let Some(bare) = known
+                .get_ref(Known::IpOverride as usize)
+                .and_then(ValueRef::as_str)
+                .and_then(ip_override_to_normalise)
+        {
+            // The client's own address never needs this: only a parameter's is checked.
+            known.set_text_with(Known::IpOverride as usize, |text| push_address(text, bare));
+        }
         let text = |slot: Known| known.get_ref(slot as usize).and_then(ValueRef::as_str);
         if text(Known::EventName).is_none_or(str::is_empty) {
             return Err("missing the event name (`en`)".into());
@@ -282,7 +298,10 @@ impl HitBuilder {
     /// costs no allocation.
     fn set_named(&mut self, name: &str, value: Value) {
         match Known::of(name) {
-            Some(slot) => self.known.set(slot, value),
+            Some(slot) => {
+                self.ip_from_parameter |= slot == Known::IpOverride as usize;
+                self.known.set(slot, value);
+            }
             None => self.others.push((Key::Owned(name.to_owned()), value)),
         }
     }
@@ -291,7 +310,10 @@ impl HitBuilder {
     /// name with a slot costs no allocation, nor does its value.
     fn set_named_text(&mut self, name: Cow<'_, str>, value: &str) {
         match Known::of(&name) {
-            Some(slot) => self.known.set_text(slot, value),
+            Some(slot) => {
+                self.ip_from_parameter |= slot == Known::IpOverride as usize;
+                self.known.set_text(slot, value);
+            }
             None => self
                 .others
                 .push((Key::Owned(name.into_owned()), Value::from(value))),
@@ -322,7 +344,10 @@ impl HitBuilder {
             b"npa" => Known::Npa,
             b"dma" => Known::Dma,
             b"tfd" => Known::Tfd,
-            b"_uip" => Known::IpOverride,
+            b"_uip" => {
+                self.ip_from_parameter = true;
+                Known::IpOverride
+            }
             b"sct" => return self.set(Known::GaSessionNumber, number(value)),
             b"_et" => return self.set(Known::EngagementTimeMsec, number(value)),
             b"em" => return self.user_provided_data(value),
@@ -430,10 +455,11 @@ impl Pooled {
     /// The most bytes a buffer keeps when given back.
     const KEPT: usize = 4 * 1024;
 
-    /// The pool's buffer (an empty new one if another reader holds it).
+    /// The pool's buffer (an empty new one if another reader holds it, or while the thread's
+    /// pools are being torn down).
     fn take(pool: &'static LocalKey<Cell<String>>) -> Self {
         Self {
-            text: pool.take(),
+            text: pool.try_with(Cell::take).unwrap_or_default(),
             pool,
         }
     }

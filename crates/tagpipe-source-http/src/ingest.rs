@@ -110,7 +110,13 @@ pub(crate) fn ingest(server: &Server, request: Admitted) -> impl Future<Output =
                         Err(error) => refused(server, error),
                         Ok(parsed) => {
                             let count = parsed.data.len();
-                            let debug = deliver(server, parsed.data, &parsed.context).await;
+                            let debug = deliver(
+                                server,
+                                parsed.data,
+                                parsed.ip_override_normalised,
+                                &parsed.context,
+                            )
+                            .await;
                             answer(debug, parsed.answer, count, &parsed.context)
                         }
                     },
@@ -172,6 +178,8 @@ fn check_before_body(
 /// A request's events, their shared context, and the answer to give.
 struct Parsed<'a> {
     data: Batch<'a>,
+    /// The reader already normalised each event's `ip_override` (GA4 hits).
+    ip_override_normalised: bool,
     context: Arc<RequestContext>,
     answer: Answer,
 }
@@ -253,6 +261,7 @@ fn parse<'a>(
         .received(format.endpoint().into(), data.len() as u64);
     Ok(Parsed {
         data,
+        ip_override_normalised: matches!(format, Format::Ga4),
         context,
         answer,
     })
@@ -339,13 +348,16 @@ fn normalise_ip_override(event: &mut EventData) {
 async fn deliver(
     server: &Server,
     batch: Batch<'_>,
+    ip_override_normalised: bool,
     context: &Arc<RequestContext>,
 ) -> Option<Value> {
     let debug = context.debug;
     // One snapshot for the whole request, even if a reload swaps the pipelines meanwhile.
     let output = server.output.current();
     let events = batch.events().map(|mut data| {
-        normalise_ip_override(&mut data);
+        if !ip_override_normalised {
+            normalise_ip_override(&mut data);
+        }
         Event::new(data, context.clone())
     });
     if !debug && !output.waits_for_delivery() {

@@ -443,6 +443,17 @@ fn a_field_built_from_text_unread_is_built_by_whatever_takes_or_changes_it() {
         [json!(1), expected.clone(), json!("before"), json!(2)]
     );
     assert_eq!(builds(), before + 6);
+    // Taken or changed after a read: the value read is copied, not built again.
+    let mut data = with_built_text();
+    assert_eq!(data.get("hints"), Some(&expected));
+    let built = builds();
+    data.get_mut("hints").unwrap()["more"] = json!(true);
+    assert_eq!(builds(), built);
+    let data = with_built_text();
+    assert_eq!(data.get("hints"), Some(&expected));
+    let built = builds();
+    assert_eq!(data.into_value()["hints"], expected);
+    assert_eq!(builds(), built);
     // Text set after the value was read: the value is built again, the same.
     let mut slots = SlotBuilder::new(&["hints", "later"]);
     slots.set_built_text(0, |text| text.push_str("raw"), count_builds);

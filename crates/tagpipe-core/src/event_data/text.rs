@@ -101,6 +101,17 @@ impl TextStore {
         })
     }
 
+    /// The value `build` makes from the text of `span`, owned: the one already built (copied),
+    /// else built now without keeping it (for a reader that takes the value or changes it).
+    pub(super) fn built_owned(&self, span: TextSpan, build: fn(&str) -> Value) -> Value {
+        let built = self
+            .cells
+            .get()
+            .and_then(|cells| cells.get(span.index as usize))
+            .and_then(OnceLock::get);
+        built.cloned().unwrap_or_else(|| build(self.str(span)))
+    }
+
     /// The cell of `span`, the cells made on first use.
     fn cell(&self, span: TextSpan) -> Option<&OnceLock<Value>> {
         let cells = self

@@ -234,6 +234,37 @@ fn the_user_agent_header_wins_and_an_ip_override_parameter_wins() {
     );
 }
 
+/// An address given by a parameter is normalised as every source's `ip_override` is (a port
+/// or brackets dropped; anything else kept as it is), by the reader itself: the hit's own
+/// address is never checked.
+#[test]
+fn an_ip_override_parameter_with_a_port_or_brackets_becomes_the_bare_address() {
+    for (parameter, expected) in [
+        ("_uip=198.51.100.7%3A5678", json!("198.51.100.7")),
+        (
+            "ep.ip_override=%5B2001%3Adb8%3A%3A1%5D%3A80",
+            json!("2001:db8::1"),
+        ),
+        ("ep.ip_override=%5B198.51.100.8%5D", json!("198.51.100.8")),
+        ("_uip=%20198.51.100.9", json!("198.51.100.9")),
+        ("_uip=198.51.100.10", json!("198.51.100.10")),
+        ("_uip=2001%3Adb8%3A%3A2", json!("2001:db8::2")),
+        ("_uip=not-an-address", json!("not-an-address")),
+        ("epn.ip_override=5", json!(5)),
+        ("ep.other=1", json!("203.0.113.7")),
+    ] {
+        let events = parse(&format!("v=2&tid=G-1&en=page_view&{parameter}"), "");
+        assert_eq!(events[0]["ip_override"], expected, "{parameter}");
+    }
+    // A body hit's own parameter, and the query's for the hit without one.
+    let events = parse(
+        "v=2&tid=G-1&en=page_view&_uip=198.51.100.1%3A1",
+        "en=scroll\nen=click&_uip=198.51.100.2%3A2",
+    );
+    assert_eq!(events[0]["ip_override"], "198.51.100.1");
+    assert_eq!(events[1]["ip_override"], "198.51.100.2");
+}
+
 #[test]
 fn a_parameter_repeated_in_one_hit_keeps_its_last_value() {
     let events = parse(
@@ -539,5 +570,44 @@ fn pooled_text_is_reused_by_the_next_hit_on_the_thread() {
         Pooled::take(&POOL).capacity(),
         0,
         "a large buffer is not kept"
+    );
+}
+
+/// A hit's client hints and system properties go with that hit alone: the next hit read on the
+/// thread (its buffers reused) has none of its own unless it sends them.
+#[test]
+fn the_next_hit_has_no_client_hints_or_system_properties_of_the_one_before() {
+    let events = parse(
+        "v=2&tid=G-1",
+        "en=first&uaa=x86&uamb=%3F1&_s=3&_ss=1\nen=second\nen=third&uap=Linux&_fv=1",
+    );
+    assert_eq!(
+        events[0]["client_hints"],
+        json!({"architecture": "x86", "mobile": true})
+    );
+    assert_eq!(
+        events[0]["x-ga-system_properties"],
+        json!({"s": "3", "ss": "1"})
+    );
+    assert_eq!(events[1].get("client_hints"), None);
+    assert_eq!(events[1].get("x-ga-system_properties"), None);
+    assert_eq!(events[2]["client_hints"], json!({"platform": "Linux"}));
+    assert_eq!(events[2]["x-ga-system_properties"], json!({"fv": "1"}));
+    let again = parse("v=2&tid=G-1&en=alone", "");
+    assert_eq!(again[0].get("client_hints"), None);
+    assert_eq!(again[0].get("x-ga-system_properties"), None);
+}
+
+/// Any `_x` name, however odd, becomes a system property as a map insert would make it: the
+/// name after `_` (empty, escaped, digits, non-ASCII), a later value of a name winning.
+#[test]
+fn odd_system_property_names_are_kept_as_they_were_sent() {
+    let events = parse(
+        "v=2&tid=G-1&en=page_view&_=v&_a%3Ab=1&_1=2&_%C3%BC=x&_s=1&_s=2&_%31%3A=3",
+        "",
+    );
+    assert_eq!(
+        events[0]["x-ga-system_properties"],
+        json!({"": "v", "a:b": "1", "1": "2", "\u{fc}": "x", "s": "2", "1:": "3"})
     );
 }
