@@ -81,10 +81,10 @@ impl CapiEvent<'_> {
 /// Up to [`INLINE_MEMBERS`] members are kept inline (a GA4 purchase has two in each object):
 /// building an event's two objects allocates nothing.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Object<'a>(SmallVec<[(Cow<'a, str>, Member<'a>); INLINE_MEMBERS]>);
+pub struct Object<'a>(SmallVec<[(&'a str, Member<'a>); INLINE_MEMBERS]>);
 
 /// The members an [`Object`] holds without allocating.
-const INLINE_MEMBERS: usize = 4;
+const INLINE_MEMBERS: usize = 2;
 
 /// A member's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,22 +99,14 @@ pub enum Member<'a> {
 
 impl<'a> Object<'a> {
     /// Sets `key`, replacing what it had.
-    pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: Member<'a>) {
-        let key = key.into();
+    pub fn insert(&mut self, key: &'a str, value: Member<'a>) {
         // Members mostly come in key order (`amount`, then `currency`; `hashed_emails`, then
         // `ip_address`): a key after the last one is pushed without a search.
-        if self
-            .0
-            .last()
-            .is_none_or(|(last, _)| last.as_ref() < key.as_ref())
-        {
+        if self.0.last().is_none_or(|(last, _)| *last < key) {
             self.0.push((key, value));
             return;
         }
-        match self
-            .0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
-        {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(at) => self.0[at].1 = value,
             Err(at) => self.0.insert(at, (key, value)),
         }
@@ -131,7 +123,7 @@ impl<'a> Object<'a> {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok()
+        self.0.binary_search_by(|(k, _)| (*k).cmp(key)).ok()
     }
 }
 
@@ -139,7 +131,7 @@ impl Serialize for Object<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (key, value) in &self.0 {
-            map.serialize_entry(key.as_ref(), value)?;
+            map.serialize_entry(key, value)?;
         }
         map.end()
     }
