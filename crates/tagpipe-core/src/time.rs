@@ -35,7 +35,7 @@ pub fn rfc3339(unix_micros: i64, fraction_digits: u32) -> String {
 
 /// [`rfc3339`] as text kept inline: no allocation (a sink that writes the time into its own
 /// output copies it from here).
-pub fn rfc3339_text(unix_micros: i64, fraction_digits: u32) -> Rfc3339 {
+pub fn rfc3339_text(unix_micros: i64, fraction_digits: u32) -> AsciiText {
     let secs = unix_micros.div_euclid(1_000_000);
     let micros = unix_micros.rem_euclid(1_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
@@ -43,7 +43,7 @@ pub fn rfc3339_text(unix_micros: i64, fraction_digits: u32) -> Rfc3339 {
     let digits = fraction_digits.min(6);
     let fraction = micros / 10_i64.pow(6 - digits);
     // Written digit by digit on the stack: this runs once per delivered event.
-    let mut text = Rfc3339::default();
+    let mut text = AsciiText::default();
     if y < 0 {
         // Never a real event's time: as `format!("{y:04}")` writes it, sign within the width.
         text.byte(b'-');
@@ -70,16 +70,27 @@ pub fn rfc3339_text(unix_micros: i64, fraction_digits: u32) -> Rfc3339 {
     text
 }
 
-/// An RFC 3339 timestamp's text ([`rfc3339_text`]), kept inline.
+/// Short ASCII text kept inline (no allocation): an RFC 3339 timestamp's ([`rfc3339_text`]), or
+/// other short text a sink makes (a hex id).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rfc3339 {
-    /// `-YYYYYY-MM-DDTHH:MM:SS.ffffffZ` at the longest (a year of any `i64` microseconds has
-    /// at most six digits).
+pub struct AsciiText {
+    /// `-YYYYYY-MM-DDTHH:MM:SS.ffffffZ` at the longest time (a year of any `i64` microseconds
+    /// has at most six digits).
     bytes: [u8; 32],
     len: u8,
 }
 
-impl Rfc3339 {
+impl AsciiText {
+    /// `text`, which must be ASCII: at most 32 bytes are kept.
+    pub fn new(text: &[u8]) -> Self {
+        debug_assert!(text.is_ascii() && text.len() <= 32, "short ASCII text");
+        let mut kept = Self::default();
+        let len = text.len().min(kept.bytes.len());
+        kept.bytes[..len].copy_from_slice(&text[..len]);
+        kept.len = u8::try_from(len).unwrap_or(u8::MAX);
+        kept
+    }
+
     /// The text's bytes (ASCII), without the check [`Self::as_str`] makes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
@@ -87,7 +98,7 @@ impl Rfc3339 {
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        // Only ASCII digits and separators are ever written.
+        // Only ASCII is ever written (checked in debug builds).
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 
@@ -118,13 +129,13 @@ impl Rfc3339 {
     }
 }
 
-impl std::fmt::Debug for Rfc3339 {
+impl std::fmt::Debug for AsciiText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
-impl std::fmt::Display for Rfc3339 {
+impl std::fmt::Display for AsciiText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -188,5 +199,16 @@ mod tests {
             let millis = format!("{y:04}-{m:02}-{d:02}T12:34:56.789Z");
             assert_eq!(rfc3339_text(micros, 3).as_str(), millis, "{days}");
         }
+    }
+
+    #[test]
+    fn ascii_text_keeps_short_text_inline() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(AsciiText::new(id.as_bytes()).as_str(), id);
+        assert_eq!(AsciiText::new(b"").as_str(), "");
+        assert_eq!(
+            AsciiText::new(b"2025-05-27T20:16:56.000Z"),
+            rfc3339_text(1_748_377_016_000_000, 3)
+        );
     }
 }

@@ -15,11 +15,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use tagpipe_core::event_data::ValueRef;
+use tagpipe_core::time::AsciiText;
 use tagpipe_core::{EventData, RequestContext};
 use tagpipe_hashing::{Preset, is_sha256_hex, lower_hex_into, normalise, sha256_hex};
 
 use crate::config::SpotifySinkConfig;
-use crate::time::{self, EventTime, TimeText};
+use crate::time::{self, EventTime};
 
 /// Google's Measurement Protocol debug renderer: its hits are never sent.
 const DEBUG_RENDERER: &str = "https://gtm-msr.appspot.com/";
@@ -52,14 +53,14 @@ pub struct CapiEvent<'a> {
     pub event_details: Object<'a>,
     /// The deduplication id: configured, from the event, or derived.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<EventId<'a>>,
+    pub event_id: Option<CapiText<'a>>,
     /// The event's name.
     pub event_name: Cow<'a, str>,
     /// The page the event happened on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_source_url: Option<Cow<'a, str>>,
     /// RFC 3339 time (or the event's own text, passed through).
-    pub event_time: TimeText,
+    pub event_time: CapiText<'a>,
     /// Present (and `true`) only when targeting is opted out.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub opt_out_targeting: bool,
@@ -190,8 +191,8 @@ pub fn build<'a>(
                 .filter(|s| !s.is_empty())
         });
     let event_id = match event_id {
-        Some(id) => Some(EventId::Given(id)),
-        None if config.derive_event_id => Some(EventId::Derived(derived_event_id(
+        Some(id) => Some(CapiText::Given(id)),
+        None if config.derive_event_id => Some(CapiText::Made(derived_event_id(
             &known,
             &event_name,
             event_time.as_bytes(),
@@ -484,7 +485,7 @@ fn hashed(s: &str, preset: Preset) -> String {
 
 /// A stable id for an event without one: the same event (client, name, time, page, ids) always
 /// gets the same id, so a retried or replayed event deduplicates at Spotify.
-fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &[u8]) -> DerivedId {
+fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &[u8]) -> AsciiText {
     let mut hasher = Sha256::new();
     let mut part = |bytes: &[u8]| {
         hasher.update(bytes);
@@ -504,62 +505,67 @@ fn derived_event_id(known: &Known<'_>, event_name: &str, event_time: &[u8]) -> D
     let digest = hasher.finalize();
     let mut id = [0u8; 32];
     lower_hex_into(&digest[..16], &mut id);
-    DerivedId(id)
+    AsciiText::new(&id)
 }
 
-/// A CAPI event's `event_id`: given (by the configuration or the event), or derived — 32
-/// lowercase hex digits kept inline, so deriving one allocates nothing. Reads as `&str`.
+/// Text of a CAPI field: ASCII this sink made, kept inline — an RFC 3339 time, a derived
+/// event id: no allocation, and nothing to check or escape when written —, or text the event or
+/// the configuration gave. Reads as `&str`.
 #[derive(Clone)]
-pub enum EventId<'a> {
-    /// The configured id or the event's own.
+pub enum CapiText<'a> {
+    /// Made here.
+    Made(AsciiText),
+    /// As given.
     Given(Cow<'a, str>),
-    /// Derived from the event ([`derived_event_id`]).
-    Derived(DerivedId),
 }
 
-/// A derived event id: the first 16 bytes of a SHA-256 as lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct DerivedId([u8; 32]);
-
-impl DerivedId {
-    /// The hex digits' bytes (ASCII, nothing to escape in JSON).
+impl CapiText<'_> {
+    /// The text's bytes (made text without a UTF-8 check).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match self {
+            CapiText::Made(text) => text.as_bytes(),
+            CapiText::Given(text) => text.as_bytes(),
+        }
+    }
+
+    /// Whether there is no text.
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
     }
 }
 
-impl std::ops::Deref for EventId<'_> {
+impl std::ops::Deref for CapiText<'_> {
     type Target = str;
 
     fn deref(&self) -> &str {
         match self {
-            EventId::Given(id) => id,
-            // Hex digits only: always text.
-            EventId::Derived(id) => std::str::from_utf8(id.as_bytes()).unwrap_or_default(),
+            // ASCII only: always text.
+            CapiText::Made(text) => std::str::from_utf8(text.as_bytes()).unwrap_or_default(),
+            CapiText::Given(text) => text,
         }
     }
 }
 
-impl PartialEq for EventId<'_> {
+impl PartialEq for CapiText<'_> {
     /// The same text, whichever way it came.
     fn eq(&self, other: &Self) -> bool {
         **self == **other
     }
 }
 
-impl PartialEq<&str> for EventId<'_> {
+impl PartialEq<&str> for CapiText<'_> {
     fn eq(&self, other: &&str) -> bool {
         **self == **other
     }
 }
 
-impl std::fmt::Debug for EventId<'_> {
+impl std::fmt::Debug for CapiText<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(&**self, f)
     }
 }
 
-impl Serialize for EventId<'_> {
+impl Serialize for CapiText<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self)
     }

@@ -1,10 +1,13 @@
 //! `event_time`: reading the event's time the way the Stape tag does, and writing correct
 //! RFC 3339 (the tag renders exact midnight as hour 24 of the previous day; tagpipe does not).
 
-use serde::{Serialize, Serializer};
+use std::borrow::Cow;
+
 use serde_json::Value;
 use tagpipe_core::event_data::ValueRef;
-use tagpipe_core::time::{Rfc3339, rfc3339_text};
+use tagpipe_core::time::{AsciiText, rfc3339_text};
+
+use crate::payload::CapiText;
 
 /// What an event-time value means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,72 +45,11 @@ fn from_number(n: f64) -> EventTime {
 
 impl EventTime {
     /// The value to send: RFC 3339 UTC with milliseconds, or the passed-through text.
-    pub fn render(self) -> TimeText {
+    pub fn render(self) -> CapiText<'static> {
         match self {
-            EventTime::Millis(ms) => TimeText::Instant(rfc3339_millis(ms)),
-            EventTime::Text(t) => TimeText::Text(t),
+            EventTime::Millis(ms) => CapiText::Made(rfc3339_millis(ms)),
+            EventTime::Text(t) => CapiText::Given(Cow::Owned(t)),
         }
-    }
-}
-
-/// An event time as sent: an instant's RFC 3339 text, kept inline (no allocation per event), or
-/// the event's own text, passed through. Reads as `&str`.
-#[derive(Clone)]
-pub enum TimeText {
-    /// `2025-05-27T20:16:56.000Z`.
-    Instant(Rfc3339),
-    /// Text that is not a number, as the event gave it.
-    Text(String),
-}
-
-impl TimeText {
-    /// The text's bytes: an instant's without a UTF-8 check (it is ASCII by construction).
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            TimeText::Instant(text) => text.as_bytes(),
-            TimeText::Text(text) => text.as_bytes(),
-        }
-    }
-
-    /// Whether there is no text (passed-through text can be empty after trimming nothing).
-    pub fn is_empty(&self) -> bool {
-        self.as_bytes().is_empty()
-    }
-}
-
-impl std::ops::Deref for TimeText {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        match self {
-            TimeText::Instant(text) => text.as_str(),
-            TimeText::Text(text) => text,
-        }
-    }
-}
-
-impl PartialEq for TimeText {
-    /// The same text, whichever way it came.
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl PartialEq<&str> for TimeText {
-    fn eq(&self, other: &&str) -> bool {
-        **self == **other
-    }
-}
-
-impl std::fmt::Debug for TimeText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl Serialize for TimeText {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self)
     }
 }
 
@@ -117,9 +59,9 @@ impl Serialize for TimeText {
 /// request arrived; at tens of thousands of hits a second, dozens arrive in each millisecond):
 /// each thread keeps the last text it made and copies it for the same millisecond, rather than
 /// doing the calendar arithmetic again (~600 instructions per event).
-pub fn rfc3339_millis(ms: i64) -> Rfc3339 {
+pub fn rfc3339_millis(ms: i64) -> AsciiText {
     thread_local! {
-        static LAST: std::cell::Cell<Option<(i64, Rfc3339)>> = const { std::cell::Cell::new(None) };
+        static LAST: std::cell::Cell<Option<(i64, AsciiText)>> = const { std::cell::Cell::new(None) };
     }
     LAST.with(|last| match last.get() {
         Some((last_ms, text)) if last_ms == ms => text,

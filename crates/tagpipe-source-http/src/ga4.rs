@@ -184,9 +184,6 @@ struct HitBuilder {
     user_data: Map<String, Value>,
     address: Map<String, Value>,
     items: Vec<(usize, Value)>,
-    /// `ip_override` came from a parameter (`_uip`, `ep.ip_override`), not from the client's
-    /// address: it may need normalising (`1.2.3.4:5678` → `1.2.3.4`) when the hit is finished.
-    ip_from_parameter: bool,
 }
 
 /// The longest text of an IPv4 address (nearly every client's; an IPv6 one grows the hit's
@@ -205,7 +202,6 @@ impl HitBuilder {
             user_data: Map::new(),
             address: Map::new(),
             items: Vec::new(),
-            ip_from_parameter: false,
         };
         // Decoded values are never longer than their parameters: room for all of them, the
         // address and the user agent in one allocation.
@@ -230,7 +226,6 @@ impl HitBuilder {
             mut user_data,
             address,
             mut items,
-            ip_from_parameter,
         } = self;
         for (slot, text, build) in [
             (
@@ -269,13 +264,13 @@ impl HitBuilder {
             // Last: the header wins over any parameter of that name.
             known.set_text(Known::UserAgent as usize, ua);
         }
-        if ip_from_parameter
-            && let Some(bare) = known
-                .get_ref(Known::IpOverride as usize)
-                .and_then(ValueRef::as_str)
-                .and_then(ip_override_to_normalise)
+        // As every source's `ip_override` is normalised (`1.2.3.4:5678` → `1.2.3.4`); the
+        // slot is read by position and the client's own address, plain text, is not parsed.
+        if let Some(bare) = known
+            .get_ref(Known::IpOverride as usize)
+            .and_then(ValueRef::as_str)
+            .and_then(ip_override_to_normalise)
         {
-            // The client's own address never needs this: only a parameter's is checked.
             known.set_text_with(Known::IpOverride as usize, |text| push_address(text, bare));
         }
         let text = |slot: Known| known.get_ref(slot as usize).and_then(ValueRef::as_str);
@@ -298,10 +293,7 @@ impl HitBuilder {
     /// costs no allocation.
     fn set_named(&mut self, name: &str, value: Value) {
         match Known::of(name) {
-            Some(slot) => {
-                self.ip_from_parameter |= slot == Known::IpOverride as usize;
-                self.known.set(slot, value);
-            }
+            Some(slot) => self.known.set(slot, value),
             None => self.others.push((Key::Owned(name.to_owned()), value)),
         }
     }
@@ -310,10 +302,7 @@ impl HitBuilder {
     /// name with a slot costs no allocation, nor does its value.
     fn set_named_text(&mut self, name: Cow<'_, str>, value: &str) {
         match Known::of(&name) {
-            Some(slot) => {
-                self.ip_from_parameter |= slot == Known::IpOverride as usize;
-                self.known.set_text(slot, value);
-            }
+            Some(slot) => self.known.set_text(slot, value),
             None => self
                 .others
                 .push((Key::Owned(name.into_owned()), Value::from(value))),
@@ -344,10 +333,7 @@ impl HitBuilder {
             b"npa" => Known::Npa,
             b"dma" => Known::Dma,
             b"tfd" => Known::Tfd,
-            b"_uip" => {
-                self.ip_from_parameter = true;
-                Known::IpOverride
-            }
+            b"_uip" => Known::IpOverride,
             b"sct" => return self.set(Known::GaSessionNumber, number(value)),
             b"_et" => return self.set(Known::EngagementTimeMsec, number(value)),
             b"em" => return self.user_provided_data(value),
@@ -523,17 +509,14 @@ impl ClientHints {
         // index is one digit (eight hints).
         const { assert!(Self::PARAMETERS.len() <= 8) };
         self.0.push(char::from(b"01234567"[hint & 7]));
-        push_decimal(&mut self.0, value.len());
-        self.0.push(':');
-        self.0.push_str(value);
+        push_part(&mut self.0, value);
     }
 
     /// The `client_hints` object from the text form (later hints of a name win).
     fn build(text: &str) -> Value {
         let mut hints = Map::new();
         let mut rest = text;
-        while let Some((index, len, after)) = Self::next_entry(rest) {
-            let (value, after) = after.split_at(len);
+        while let Some((index, value, after)) = Self::next_entry(rest) {
             rest = after;
             let (parameter, name) = Self::PARAMETERS[index];
             let value = match parameter {
@@ -546,14 +529,15 @@ impl ClientHints {
         Value::Object(hints)
     }
 
-    /// One entry's hint index and value length, and the text from its value on; `None` at the
-    /// end (or on text this module did not write).
-    fn next_entry(text: &str) -> Option<(usize, usize, &str)> {
+    /// One entry's hint index and value, and the text after it; `None` at the end (or on
+    /// text this module did not write).
+    fn next_entry(text: &str) -> Option<(usize, &str, &str)> {
         let index = usize::from(text.as_bytes().first()?.wrapping_sub(b'0'));
-        let (len, after) = text.get(1..)?.split_once(':')?;
-        let len: usize = len.parse().ok()?;
-        (index < Self::PARAMETERS.len() && len <= after.len() && after.is_char_boundary(len))
-            .then_some((index, len, after))
+        if index >= Self::PARAMETERS.len() {
+            return None;
+        }
+        let (value, after) = next_part(text.get(1..)?)?;
+        Some((index, value, after))
     }
 }
 
@@ -564,11 +548,8 @@ struct SystemProperties(Pooled);
 
 impl SystemProperties {
     fn push(&mut self, name: &str, value: &str) {
-        for part in [name, value] {
-            push_decimal(&mut self.0, part.len());
-            self.0.push(':');
-            self.0.push_str(part);
-        }
+        push_part(&mut self.0, name);
+        push_part(&mut self.0, value);
     }
 
     /// The `x-ga-system_properties` object from the text form (a later parameter of a name
@@ -576,22 +557,30 @@ impl SystemProperties {
     fn build(text: &str) -> Value {
         let mut properties = Map::new();
         let mut rest = text;
-        while let Some((name, after)) = Self::next_part(rest)
-            && let Some((value, after)) = Self::next_part(after)
+        while let Some((name, after)) = next_part(rest)
+            && let Some((value, after)) = next_part(after)
         {
             properties.insert(name.to_owned(), Value::from(value));
             rest = after;
         }
         Value::Object(properties)
     }
+}
 
-    /// One length-prefixed part and the text after it; `None` at the end (or on text this
-    /// module did not write).
-    fn next_part(text: &str) -> Option<(&str, &str)> {
-        let (len, after) = text.split_once(':')?;
-        let len: usize = len.parse().ok()?;
-        (len <= after.len() && after.is_char_boundary(len)).then(|| after.split_at(len))
-    }
+/// Appends `part` length-prefixed (`<bytes>:<part>`), as the client hints' and the system
+/// properties' text forms keep their values: any text, read back by [`next_part`].
+fn push_part(text: &mut String, part: &str) {
+    push_decimal(text, part.len());
+    text.push(':');
+    text.push_str(part);
+}
+
+/// One part [`push_part`] wrote and the text after it; `None` at the end (or on text it did
+/// not write).
+fn next_part(text: &str) -> Option<(&str, &str)> {
+    let (len, after) = text.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    (len <= after.len() && after.is_char_boundary(len)).then(|| after.split_at(len))
 }
 
 /// `Chromium;128.0.6613.120|Google%20Chrome;128.0.6613.120` → `[{brand, version}, …]`

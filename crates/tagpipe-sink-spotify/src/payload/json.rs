@@ -8,8 +8,7 @@
 
 use std::ops::Range;
 
-use super::{CapiEvent, EventId, Member, Object};
-use crate::time::TimeText;
+use super::{CapiEvent, CapiText, Member, Object};
 
 impl CapiEvent<'_> {
     /// Appends the event's JSON to `out`. Returns where in `out` the event name's text is, when
@@ -23,19 +22,9 @@ impl CapiEvent<'_> {
         }
         object.own_key("event_details");
         self.event_details.write_json(object.out);
-        match &self.event_id {
-            Some(EventId::Given(id)) => {
-                object.own_key("event_id");
-                write_str(object.out, id);
-            }
-            Some(EventId::Derived(id)) => {
-                // Hex digits: nothing to escape, no check needed.
-                object.own_key("event_id");
-                object.out.push(b'"');
-                object.out.extend_from_slice(id.as_bytes());
-                object.out.push(b'"');
-            }
-            None => {}
+        if let Some(id) = &self.event_id {
+            object.own_key("event_id");
+            write_text(object.out, id);
         }
         object.own_key("event_name");
         let name_start = object.out.len() + 1;
@@ -46,17 +35,7 @@ impl CapiEvent<'_> {
             write_str(object.out, url);
         }
         object.own_key("event_time");
-        match &self.event_time {
-            // Digits and separators: nothing to escape, no check needed.
-            TimeText::Instant(text) => {
-                object.out.push(b'"');
-                object.out.extend_from_slice(text.as_bytes());
-                object.out.push(b'"');
-            }
-            TimeText::Text(text) => {
-                write_str(object.out, text);
-            }
-        }
+        write_text(object.out, &self.event_time);
         if self.opt_out_targeting {
             object.own_key("opt_out_targeting");
             object.out.extend_from_slice(b"true");
@@ -139,6 +118,21 @@ impl<'o> ObjectWriter<'o> {
 
     fn close(self) {
         self.out.push(b'}');
+    }
+}
+
+/// A CAPI field's text as a JSON string: made text (ASCII digits, letters and separators)
+/// copied between quotes without a check, given text as [`write_str`] writes it.
+fn write_text(out: &mut Vec<u8>, text: &CapiText<'_>) {
+    match text {
+        CapiText::Made(made) => {
+            out.push(b'"');
+            out.extend_from_slice(made.as_bytes());
+            out.push(b'"');
+        }
+        CapiText::Given(given) => {
+            write_str(out, given);
+        }
     }
 }
 
