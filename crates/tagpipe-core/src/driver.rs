@@ -259,8 +259,9 @@ impl Driver {
                     return Exit::Closed;
                 }
             }
-            // Linger for more, up to the batch timeout. A memory queue wakes the loop once 64
-            // events, or the rest of the batch, wait in it (`recv_batch`), not at every event;
+            // Linger for more, up to the batch timeout. A memory queue wakes the loop once the
+            // rest of the batch (at most a quarter of the queue) waits in it (`recv_batch`), not
+            // at every event;
             // the timer and the abort and handover waits are set up once per batch, not again
             // at each wake-up (a timer entry and two waiter registrations each time).
             if batch.len() < max_events && !timeout.is_zero() {

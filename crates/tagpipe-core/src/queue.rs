@@ -253,14 +253,10 @@ pub(crate) enum QueueTx {
     Disk(Arc<DiskQueue>),
 }
 
-/// How many events may wait in a memory queue before its lingering driver is woken to take
-/// them into its batch: one wake-up per this many events instead of one per event.
-const BATCH_WAKE_EVENTS: usize = 64;
-
 /// Wakes a memory queue's driver once as many events wait as the batch it lingers over still
-/// has room for — or [`BATCH_WAKE_EVENTS`], or a quarter of a small queue — rather than at
-/// every event (each wake-up is a task switch, and often a parked worker thread woken to run
-/// it).
+/// has room for — or a quarter of the queue, if less — rather than at every event: each wake-up
+/// is a task switch, and often a parked worker thread woken (by a system call) to run it, which
+/// then shares the serving with the other worker (BENCHMARKS.md, "The wake-up session").
 #[derive(Debug, Default)]
 struct BatchWaker {
     /// Events the driver waits for; 0 while it waits for none (a send then wakes no one).
@@ -356,13 +352,9 @@ impl MemoryRx {
 
     /// See [`QueueRx::recv_batch`].
     async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
-        // Few events wait in the queue for the driver (at most `BATCH_WAKE_EVENTS`, or a
-        // quarter of a small queue): senders keep nearly all its room, as when the driver took
-        // each event as it came.
-        let wanted = limit
-            .min(BATCH_WAKE_EVENTS)
-            .min(self.rx.max_capacity() / 4)
-            .max(1);
+        // The rest of the batch, but never more than a quarter of the queue: senders keep at
+        // least three quarters of its room while the driver lingers.
+        let wanted = limit.min(self.rx.max_capacity() / 4).max(1);
         let ready = |rx: &mpsc::Receiver<QueuedEvent>| rx.len() >= wanted || rx.is_closed();
         while !ready(&self.rx) {
             self.waker.wanted.store(wanted, Ordering::SeqCst);
@@ -453,9 +445,9 @@ impl QueueRx {
         }
     }
 
-    /// Waits until `limit` events wait — or [`BATCH_WAKE_EVENTS`], or a quarter of a small
-    /// queue, if less — or the queue closes, then takes up to `limit`; 0 once closed and empty.
-    /// For a driver lingering over a batch: a wake-up per batch or per 64 events rather than one
+    /// Waits until `limit` events wait — or a quarter of the queue, if less — or the queue
+    /// closes, then takes up to `limit`; 0 once closed and empty. For a driver lingering over a
+    /// batch: one wake-up for the rest of the batch (or per quarter of the queue) rather than one
     /// per event. A disk queue takes what there is, as [`recv_many`](Self::recv_many).
     pub async fn recv_batch(&mut self, out: &mut Vec<QueuedEvent>, limit: usize) -> usize {
         match self {
@@ -606,8 +598,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_wait_for_a_big_batch_ends_every_64_events() {
-        a_wait_ends_at_send(1000, 500, BATCH_WAKE_EVENTS).await;
+    async fn a_batch_wait_ends_once_the_rest_of_the_batch_waits() {
+        a_wait_ends_at_send(1000, 200, 200).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_wait_for_a_batch_bigger_than_a_quarter_of_the_queue_ends_at_the_quarter() {
+        a_wait_ends_at_send(1000, 500, 250).await;
     }
 
     #[tokio::test]
