@@ -261,9 +261,9 @@ impl Driver {
             }
             // Linger for more, up to the batch timeout. A memory queue wakes the loop once the
             // rest of the batch (at most a quarter of the queue) waits in it (`recv_batch`), not
-            // at every event;
-            // the timer and the abort and handover waits are set up once per batch, not again
-            // at each wake-up (a timer entry and two waiter registrations each time).
+            // at every event; the timer and the abort and handover waits are set up once per
+            // batch, not again at each wake-up (a timer entry and two waiter registrations each
+            // time).
             if batch.len() < max_events && !timeout.is_zero() {
                 let linger = tokio::time::sleep_until(Instant::now() + timeout);
                 let aborted = self.abort.cancelled();

@@ -255,8 +255,9 @@ pub(crate) enum QueueTx {
 
 /// Wakes a memory queue's driver once as many events wait as the batch it lingers over still
 /// has room for — or a quarter of the queue, if less — rather than at every event: each wake-up
-/// is a task switch, and often a parked worker thread woken (by a system call) to run it, which
-/// then shares the serving with the other worker (BENCHMARKS.md, "The wake-up session").
+/// is a poll of the driver on a thread that serves requests (sometimes a parked worker woken to
+/// run it), and fewer of them serve more requests per second (BENCHMARKS.md, "The wake-up
+/// session").
 #[derive(Debug, Default)]
 struct BatchWaker {
     /// Events the driver waits for; 0 while it waits for none (a send then wakes no one).
