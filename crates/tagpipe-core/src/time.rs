@@ -99,7 +99,7 @@ impl AsciiText {
     /// The text.
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever written (checked in debug builds).
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     fn byte(&mut self, b: u8) {

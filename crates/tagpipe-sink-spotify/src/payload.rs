@@ -539,8 +539,7 @@ impl std::ops::Deref for CapiText<'_> {
 
     fn deref(&self) -> &str {
         match self {
-            // ASCII only: always text.
-            CapiText::Made(text) => std::str::from_utf8(text.as_bytes()).unwrap_or_default(),
+            CapiText::Made(text) => text.as_str(),
             CapiText::Given(text) => text,
         }
     }

@@ -328,42 +328,61 @@ fn a_deferred_field_is_built_once_on_first_read() {
     let copy = data.clone();
     assert_eq!(copy.get("hints"), Some(&json!({"built": "raw"})));
     assert_eq!(builds(), 1);
-    // Every other reader sees the built value.
-    assert_eq!(data, eager);
-    assert_eq!(
-        serde_json::to_string(&data).unwrap(),
-        serde_json::to_string(&eager).unwrap()
-    );
-    assert_eq!(format!("{data:?}"), format!("{eager:?}"));
+    assert_reads_as_built(&data, &eager);
     assert_eq!(data.clone().into_value(), eager.clone().into_value());
     assert_eq!(builds(), 1);
+}
+
+/// Every reader other than a look-up — comparison, serialisation, `Debug` — sees `data` as
+/// `eager` (the same fields with the value built), and none of them builds it again.
+fn assert_reads_as_built(data: &EventData, eager: &EventData) {
+    let before = builds();
+    assert_eq!(data, eager);
+    assert_eq!(
+        serde_json::to_string(data).unwrap(),
+        serde_json::to_string(eager).unwrap()
+    );
+    assert_eq!(format!("{data:?}"), format!("{eager:?}"));
+    assert_eq!(builds(), before);
+}
+
+/// Each way of taking or changing the `hints` field of event data `make` returns, unread —
+/// `remove`, `insert`, `get_mut`, `retain` then `into_value`, `into_iter`, `values` — gets the
+/// built value, one build each. `without_a` is the data's JSON without field `a`, `values` all
+/// its values in order.
+fn assert_takers_build(make: fn() -> EventData, without_a: &Value, values: &[Value]) {
+    let expected = json!({"built": "raw"});
+    let before = builds();
+    assert_eq!(make().remove("hints"), Some(expected.clone()));
+    assert_eq!(make().insert("hints", json!(0)), Some(expected.clone()));
+    let mut data = make();
+    data.get_mut("hints").unwrap()["more"] = json!(true);
+    assert_eq!(data["hints"], json!({"built": "raw", "more": true}));
+    let mut data = make();
+    data.retain(|name, _| name != "a");
+    assert_eq!(&data.into_value(), without_a);
+    let owned: Vec<(Key, Value)> = make().into_iter().collect();
+    assert_eq!(owned[1], (Key::Borrowed("hints"), expected));
+    let iterated: Vec<Value> = make().values().cloned().collect();
+    assert_eq!(iterated, values);
+    assert_eq!(builds(), before + 6);
 }
 
 #[test]
 fn a_deferred_field_unread_is_built_by_whatever_takes_or_changes_it() {
     let expected = json!({"built": "raw"});
-    assert_eq!(with_deferred().remove("hints"), Some(expected.clone()));
-    assert_eq!(
-        with_deferred().insert("hints", json!(0)),
-        Some(expected.clone())
+    assert_takers_build(
+        with_deferred,
+        &json!({"hints": expected, "z": 2}),
+        &[json!(1), expected.clone(), json!(2)],
     );
-    let mut data = with_deferred();
-    data.get_mut("hints").unwrap()["more"] = json!(true);
-    assert_eq!(data["hints"], json!({"built": "raw", "more": true}));
-    let mut data = with_deferred();
-    data.retain(|name, _| name != "a");
-    assert_eq!(data.into_value(), json!({"hints": expected, "z": 2}));
-    let owned: Vec<(Key, Value)> = with_deferred().into_iter().collect();
-    assert_eq!(owned[1], (Key::Borrowed("hints"), expected.clone()));
-    let iterated: Vec<Value> = with_deferred().values().cloned().collect();
-    assert_eq!(iterated, [json!(1), expected.clone(), json!(2)]);
-    assert_eq!(builds(), 6);
     // An unread copy builds on its own.
+    let before = builds();
     let data = with_deferred();
     let copy = data.clone();
     assert_eq!(copy.get("hints"), Some(&expected));
     assert_eq!(data.get("hints"), Some(&expected));
-    assert_eq!(builds(), 8);
+    assert_eq!(builds(), before + 2);
 }
 
 /// Event data whose `hints` field is built from text in the event's buffer, beside text fields
@@ -403,13 +422,7 @@ fn a_field_built_from_text_is_built_once_on_first_read_and_reads_as_its_value() 
     assert_eq!(data["hints"], json!({"built": "raw"}));
     assert_eq!(data.get("t"), Some(&json!("before")));
     assert_eq!(builds(), before + 1);
-    // Every other reader sees the built value.
-    assert_eq!(data, eager);
-    assert_eq!(
-        serde_json::to_string(&data).unwrap(),
-        serde_json::to_string(&eager).unwrap()
-    );
-    assert_eq!(format!("{data:?}"), format!("{eager:?}"));
+    assert_reads_as_built(&data, &eager);
     assert_eq!(builds(), before + 1);
     // A copy keeps the text and builds again on its first read (as a copy of text does).
     let copy = data.clone();
@@ -420,29 +433,11 @@ fn a_field_built_from_text_is_built_once_on_first_read_and_reads_as_its_value() 
 #[test]
 fn a_field_built_from_text_unread_is_built_by_whatever_takes_or_changes_it() {
     let expected = json!({"built": "raw"});
-    let before = builds();
-    assert_eq!(with_built_text().remove("hints"), Some(expected.clone()));
-    assert_eq!(
-        with_built_text().insert("hints", json!(0)),
-        Some(expected.clone())
+    assert_takers_build(
+        with_built_text,
+        &json!({"hints": expected, "t": "before", "z": 2}),
+        &[json!(1), expected.clone(), json!("before"), json!(2)],
     );
-    let mut data = with_built_text();
-    data.get_mut("hints").unwrap()["more"] = json!(true);
-    assert_eq!(data["hints"], json!({"built": "raw", "more": true}));
-    let mut data = with_built_text();
-    data.retain(|name, _| name != "a");
-    assert_eq!(
-        data.into_value(),
-        json!({"hints": expected, "t": "before", "z": 2})
-    );
-    let owned: Vec<(Key, Value)> = with_built_text().into_iter().collect();
-    assert_eq!(owned[1], (Key::Borrowed("hints"), expected.clone()));
-    let iterated: Vec<Value> = with_built_text().values().cloned().collect();
-    assert_eq!(
-        iterated,
-        [json!(1), expected.clone(), json!("before"), json!(2)]
-    );
-    assert_eq!(builds(), before + 6);
     // Taken or changed after a read: the value read is copied, not built again.
     let mut data = with_built_text();
     assert_eq!(data.get("hints"), Some(&expected));
