@@ -43,9 +43,10 @@ pub mod topology;
 
 pub use ack::{AckReceiver, DestinationOutcome, EventOutcomes, Outcome};
 pub use component::{
-    BoxError, BoxFuture, Prepare, Prepared, PreparedService, PreparedSink, ProcessorComponent,
-    ProcessorConfig, ProcessorContext, SinkCalls, SinkComponent, SinkConfig, SinkContext,
-    SinkParts, SinkService, SourceComponent, SourceConfig, SourceContext, ValidationError,
+    BoxError, BoxFuture, Encoded, Prepare, Prepared, PreparedService, PreparedSink,
+    ProcessorComponent, ProcessorConfig, ProcessorContext, SinkCalls, SinkComponent, SinkConfig,
+    SinkContext, SinkParts, SinkService, SourceComponent, SourceConfig, SourceContext,
+    ValidationError,
 };
 pub use event::{Event, EventData, RequestContext, ResponseActions, SetCookie};
 pub use id::ComponentId;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tagpipe_core::logs::{DeliveryLog, LogKind};
-use tagpipe_core::{DestinationOutcome, Event, Outcome, Prepare, Prepared};
+use tagpipe_core::{DestinationOutcome, Encoded, Event, Outcome, Prepare, Prepared};
 use thread_local::ThreadLocal;
 
 use crate::config::SpotifySinkConfig;
@@ -34,9 +34,10 @@ pub(crate) struct Shared {
     pub chunks: ThreadLocal<RefCell<BytesMut>>,
 }
 
-/// One event as the sink's queue holds it.
+/// One event as the sink's queue holds it when it is not an [`Encoded`] event to send (nearly
+/// all are: see [`Shared::prepare`]).
 enum Ready {
-    /// To send.
+    /// To send, its name copied (it needed escaping in the JSON).
     Send(Item),
     /// Not sent (skipped or failed when prepared): its outcome.
     Done(DestinationOutcome),
@@ -47,7 +48,7 @@ pub(crate) struct SpotifyPrepare(pub Arc<Shared>);
 
 impl Prepare for SpotifyPrepare {
     fn prepare(&self, event: &Event) -> Prepared {
-        Prepared::new(self.0.prepare(event))
+        self.0.prepare(event)
     }
 
     /// Another Spotify sink makes the same CAPI events when every setting that goes into them is
@@ -61,6 +62,9 @@ impl Prepare for SpotifyPrepare {
     /// A CAPI event to send is shared (its JSON is not copied); an outcome found when preparing
     /// is not (its log record names the sink that prepared it).
     fn copy(&self, prepared: &mut Prepared) -> Option<Prepared> {
+        if let Some(encoded) = prepared.as_encoded() {
+            return Some(Prepared::encoded(encoded.clone()));
+        }
         match prepared.downcast_ref::<Ready>()? {
             Ready::Send(item) => Some(Prepared::new(Ready::Send(item.clone()))),
             Ready::Done(_) => None,
@@ -115,6 +119,25 @@ enum ItemName {
 }
 
 impl Item {
+    /// The item to send of an encoded event, whose label is where its name is.
+    fn from_encoded(index: usize, encoded: Encoded) -> Self {
+        let Encoded {
+            bytes,
+            label,
+            trace_id,
+            debug,
+        } = encoded;
+        let name = usize::try_from(label.start).unwrap_or(usize::MAX)
+            ..usize::try_from(label.end).unwrap_or(usize::MAX);
+        Self {
+            index,
+            json: bytes,
+            name: ItemName::InJson(name),
+            trace_id: trace_id.map(String::from),
+            debug,
+        }
+    }
+
     /// The event's name.
     fn name(&self) -> &str {
         match &self.name {
@@ -158,8 +181,10 @@ impl Shared {
             .unwrap_or_else(|| i64::try_from(event.context.received_ms()).unwrap_or(i64::MAX))
     }
 
-    /// The CAPI JSON of one event, or its outcome when it is not sent (with its log message).
-    fn prepare(&self, event: &Event) -> Ready {
+    /// The CAPI JSON of one event — an [`Encoded`] event, its label where its name is (a
+    /// [`Ready::Send`] when the name needed escaping, so is not in the JSON as it is) — or its
+    /// outcome when it is not sent (with its log message).
+    fn prepare(&self, event: &Event) -> Prepared {
         let debug = event.context.debug;
         match build(
             &event.data,
@@ -170,10 +195,7 @@ impl Shared {
             Built::Send(payload) => {
                 let (json, name) = SCRATCH.with_borrow_mut(|scratch| {
                     scratch.clear();
-                    let name = match payload.write_json(scratch) {
-                        Some(range) => ItemName::InJson(range),
-                        None => ItemName::Copied(payload.event_name.into_owned()),
-                    };
+                    let name = payload.write_json(scratch);
                     let json = self.in_chunk(scratch);
                     if scratch.capacity() > JSON_CHUNK {
                         // An unusually large event: its buffer is not kept.
@@ -181,21 +203,33 @@ impl Shared {
                     }
                     (json, name)
                 });
-                Ready::Send(Item {
-                    index: 0,
-                    json,
-                    name,
-                    trace_id: event.context.trace_id.clone(),
-                    debug,
-                })
+                let trace_id = event.context.trace_id.clone();
+                let label = name.and_then(|range| {
+                    Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?)
+                });
+                match label {
+                    Some(label) => Prepared::encoded(Encoded {
+                        bytes: json,
+                        label,
+                        trace_id: trace_id.map(String::into_boxed_str),
+                        debug,
+                    }),
+                    None => Prepared::new(Ready::Send(Item {
+                        index: 0,
+                        json,
+                        name: ItemName::Copied(payload.event_name.into_owned()),
+                        trace_id,
+                        debug,
+                    })),
+                }
             }
             Built::Skip(reason) => {
                 self.message(event, &reason, debug);
-                Ready::Done(DestinationOutcome::skipped(reason))
+                Prepared::new(Ready::Done(DestinationOutcome::skipped(reason)))
             }
             Built::Fail(reason) => {
                 self.message(event, &reason, debug);
-                Ready::Done(DestinationOutcome::failed(reason))
+                Prepared::new(Ready::Done(DestinationOutcome::failed(reason)))
             }
         }
     }
@@ -205,6 +239,13 @@ impl Shared {
         let mut outcomes: Vec<Option<DestinationOutcome>> = vec![None; batch.len()];
         let mut items = Vec::with_capacity(batch.len());
         for (index, prepared) in batch.into_iter().enumerate() {
+            let prepared = match prepared.into_encoded() {
+                Ok(encoded) => {
+                    items.push(Item::from_encoded(index, encoded));
+                    continue;
+                }
+                Err(other) => other,
+            };
             match prepared.downcast::<Ready>() {
                 Ok(Ready::Send(mut item)) => {
                     item.index = index;

@@ -35,12 +35,20 @@ fn event(data: Value) -> Event {
     )
 }
 
-/// The CAPI JSON of a prepared item to send.
-fn json_of(prepared: &tagpipe_core::Prepared) -> Option<Vec<u8>> {
+/// The CAPI JSON of a prepared item to send, as the sink keeps it (in either form).
+fn json_bytes(prepared: &tagpipe_core::Prepared) -> Option<&bytes::Bytes> {
+    if let Some(encoded) = prepared.as_encoded() {
+        return Some(&encoded.bytes);
+    }
     match prepared.downcast_ref::<Ready>()? {
-        Ready::Send(item) => Some(item.json.to_vec()),
+        Ready::Send(item) => Some(&item.json),
         Ready::Done(_) => None,
     }
+}
+
+/// The CAPI JSON of a prepared item to send.
+fn json_of(prepared: &tagpipe_core::Prepared) -> Option<Vec<u8>> {
+    json_bytes(prepared).map(|json| json.to_vec())
 }
 
 #[tokio::test]
@@ -90,10 +98,7 @@ async fn an_event_to_send_is_copied_and_an_outcome_is_not() {
     let json = json_of(&copy).expect("the copy is an event to send");
     assert_eq!(Some(json.clone()), json_of(&sent));
     // One JSON, shared: not copied per sink.
-    let bytes = |prepared: &tagpipe_core::Prepared| match prepared.downcast_ref::<Ready>() {
-        Some(Ready::Send(item)) => Some(item.json.as_ptr()),
-        _ => None,
-    };
+    let bytes = |prepared: &tagpipe_core::Prepared| json_bytes(prepared).map(|json| json.as_ptr());
     assert_eq!(
         bytes(&sent).expect("the original is sent"),
         bytes(&copy).expect("the copy is sent")
@@ -127,10 +132,7 @@ async fn an_event_to_send_is_copied_and_an_outcome_is_not() {
 
 /// Where a prepared item's JSON starts, when it is to be sent.
 fn json_at(prepared: &tagpipe_core::Prepared) -> Option<usize> {
-    match prepared.downcast_ref::<Ready>()? {
-        Ready::Send(item) => Some(item.json.as_ptr() as usize),
-        Ready::Done(_) => None,
-    }
+    json_bytes(prepared).map(|json| json.as_ptr() as usize)
 }
 
 fn purchase(client: usize) -> Event {
@@ -186,4 +188,52 @@ async fn an_event_larger_than_a_chunk_is_sent_whole() {
     let next = sink.prepare(&purchase(2));
     let next: Value = serde_json::from_slice(&json_of(&next).expect("sent")).unwrap();
     assert_eq!(next["event_name"], "purchase");
+}
+
+/// An event to send is an [`tagpipe_core::Encoded`] event, its label where its name is in the
+/// JSON, with its trace id and debug flag — unless the name needed escaping (then it is not in
+/// the JSON as it is): that event is boxed with its name copied. The driver's items read the
+/// same name either way.
+#[tokio::test]
+async fn an_event_to_send_is_encoded_in_place_unless_its_name_is_escaped() {
+    let sink = preparer(json!({})).await;
+    let mut context = RequestContext::detached();
+    context.trace_id = Some("trace-1".to_owned());
+    context.debug = true;
+    let context = Arc::new(context);
+    let with_name = |name: &str| {
+        Event::new(
+            EventData::try_from(json!({
+                "event_name": name,
+                "client_id": "1.2",
+                "ip_override": "203.0.113.7",
+            }))
+            .unwrap(),
+            context.clone(),
+        )
+    };
+
+    let plain = sink.prepare(&with_name("purchase"));
+    let encoded = plain.as_encoded().expect("a plain name: encoded in place");
+    let label = encoded.label.start as usize..encoded.label.end as usize;
+    assert_eq!(&encoded.bytes[label], b"purchase");
+    assert_eq!(encoded.trace_id.as_deref(), Some("trace-1"));
+    assert!(encoded.debug);
+    let item = super::Item::from_encoded(3, plain.into_encoded().unwrap());
+    assert_eq!((item.index, item.name()), (3, "purchase"));
+
+    let escaped = sink.prepare(&with_name("pur\"chase"));
+    assert!(
+        escaped.as_encoded().is_none(),
+        "an escaped name is not in the JSON as it is"
+    );
+    match escaped.downcast_ref::<Ready>() {
+        Some(Ready::Send(item)) => {
+            assert_eq!(item.name(), "pur\"chase");
+            assert_eq!(item.trace_id.as_deref(), Some("trace-1"));
+            let capi: Value = serde_json::from_slice(&item.json).unwrap();
+            assert_eq!(capi["event_name"], "pur\"chase");
+        }
+        _ => panic!("an escaped name: a boxed item to send"),
+    }
 }
