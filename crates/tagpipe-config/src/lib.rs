@@ -1,6 +1,6 @@
 //! # tagpipe-config
 //!
-//! Reads a pipeline file into a [`TopologyConfig`](tagpipe_core::topology::TopologyConfig):
+//! Reads a pipeline file into a [`TopologyConfig`]:
 //!
 //! ```yaml
 //! sources:    { <id>: {…}, … }      # id = type or type/name, e.g. http, file/replay

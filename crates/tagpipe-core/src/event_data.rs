@@ -74,7 +74,8 @@ pub struct EventData {
 const ROOM_TO_GROW: usize = 2;
 
 impl Clone for EventData {
-    /// A copy with [`ROOM_TO_GROW`] (a derived clone would be exactly full).
+    /// A copy with room for two more fields (`ROOM_TO_GROW`; a derived clone would be exactly
+    /// full).
     fn clone(&self) -> Self {
         let mut fields = Vec::with_capacity(self.fields.len() + ROOM_TO_GROW);
         fields.extend(self.fields.iter().cloned());
@@ -535,8 +536,8 @@ const fn name_prefix(name: &str) -> u64 {
     prefix
 }
 
-/// The names of a [`SlotBuilder`]'s slots with their [`name_prefix`]es, worked out when the
-/// program is compiled (a `const`): a builder made from it computes nothing per name.
+/// The names of a [`SlotBuilder`]'s slots with their name prefixes (`name_prefix`), worked out
+/// when the program is compiled (a `const`): a builder made from it computes nothing per name.
 pub struct SlotTable<const N: usize> {
     slots: [(&'static str, u64); N],
     /// Whether the names are in strictly increasing byte order (then the set slots, in slot

@@ -79,7 +79,7 @@ impl CapiEvent<'_> {
 /// A JSON object of a CAPI event (`event_details`, `user_data`): a few members kept in key
 /// order, as a JSON map orders them, without a map's allocations.
 ///
-/// Up to [`INLINE_MEMBERS`] members are kept inline (a GA4 purchase has two in each object):
+/// Up to two members (`INLINE_MEMBERS`) are kept inline (a GA4 purchase has two in each object):
 /// building an event's two objects allocates nothing.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Object<'a>(SmallVec<[(&'a str, Member<'a>); INLINE_MEMBERS]>);

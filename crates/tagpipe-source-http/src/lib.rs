@@ -7,7 +7,7 @@
 //!   cookies, `trace-id` their trace id. Optional bearer-key authentication. Answer:
 //!   `200 {"accepted": N}`.
 //! - `GET|POST /g/collect` — GA4 gtag.js hits, mapped as the sGTM GA4 client does (see
-//!   [`ga4`](crate::ga4) for the parameter table). Answer: `204`, with CORS for the site's origin.
+//!   [`ga4`] for the parameter table). Answer: `204`, with CORS for the site's origin.
 //! - `GET|POST /data` — the Stape Data-Client protocol. Answer: `{"timestamp",
 //!   "unique_event_id"}` (an array for an array), or a 1×1 GIF for `GET`.
 //! - `GET /healthz` (alive) and `GET /readyz` (serving; 503 while shutting down).
