@@ -137,7 +137,8 @@ pub struct Prepared(Form);
 /// How a [`Prepared`] holds its content.
 enum Form {
     /// The common form, held in place: no allocation of its own per event (queued, it sits in
-    /// the queue's slot), so nothing the driver's thread frees but its share of the bytes.
+    /// the queue's slot), so the driver's thread frees nothing of it but its share of the bytes
+    /// (and its trace id, when its request had one).
     Encoded(Encoded),
     /// Any other form a sink makes, boxed.
     Other(Box<dyn Any + Send>),

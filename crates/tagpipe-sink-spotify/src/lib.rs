@@ -14,7 +14,7 @@
 //! one after another into shared 64 KiB chunks of that sink (one allocation per a few hundred
 //! GA4 hits); a chunk is freed when the last of its events has been delivered. Each queued event
 //! is a [`tagpipe_core::Encoded`] event — its slice of a chunk, where its name is in it, its
-//! trace id — held in the queue's slot with no allocation of its own (an event whose name needed
+//! trace id — held in the queue's slot with no box of its own (an event whose name needed
 //! escaping, so is not in its JSON as it is, is boxed with a copy of its name). With a disk
 //! buffer or a dead-letter sink the queue holds the events, and each is built just before it is
 //! sent.
