@@ -157,7 +157,8 @@ pub struct Encoded {
     /// The encoded event: typically a slice of a buffer its sink writes several events into.
     pub bytes: bytes::Bytes,
     /// A stretch of `bytes` the sink reads back (the Spotify sink: where the event's name is, for
-    /// its logs); empty when it reads none.
+    /// its logs); empty when it reads none. `u32` offsets, like the boxed trace id below, keep
+    /// the queue's slot smaller.
     pub label: std::ops::Range<u32>,
     /// The trace id of the event's request, for the sink's logs (boxed text rather than a
     /// `String`: the queue's slot it sits in stays smaller).
