@@ -13,8 +13,10 @@
 # `ceiling=<harness binary>`, or a tagpipe binary; the scenario (`ga4`, `ga4-short`,
 # `ga4-refused`, `batches`, `fanout`) names the request sent and, for tagpipe, the pipeline it
 # serves — both as the harness makes them (`tagpipe-loadtest request`). DUR sets the seconds
-# per run (default 6), CONNS wrk's connections (default 32, as the harness). Uses the harness
-# of the release build as last built. Example:
+# per run (default 6), CONNS wrk's connections (default 32, as the harness). IDLE_RECEIVER=1
+# starts a second counting receiver at idle priority (`chrt -i 0`: it runs only on a CPU with
+# nothing else to run) for the variants whose label begins with `i` (BENCHMARKS.md, "The
+# sink-path session"). Uses the harness of the release build as last built. Example:
 #
 #   ./scripts/loadtest-side.sh 6 "c:ceiling:ga4" "cp:ceiling=/tmp/lt-pgo:ga4" "t:/tmp/tp:ga4"
 set -euo pipefail
@@ -33,12 +35,21 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 pids+=($!)
 sleep 0.5
 receiver=$(cat "$side/receiver.url")
+receiver_idle=$receiver
+if [ "${IDLE_RECEIVER:-0}" = 1 ]; then
+  chrt -i 0 "$harness" receiver >"$side/receiver-idle.url" &
+  pids+=($!)
+  sleep 0.5
+  receiver_idle=$(cat "$side/receiver-idle.url")
+fi
 declare -A urls server rates cpus
 labels=()
 for variant in "$@"; do
   IFS=: read -r label binary scenario <<<"$variant"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  target=$("$harness" request "$scenario" --port "$port" --receiver "$receiver" --out "$side/$label")
+  endpoint=$receiver
+  [[ $label == i* ]] && endpoint=$receiver_idle
+  target=$("$harness" request "$scenario" --port "$port" --receiver "$endpoint" --out "$side/$label")
   urls[$label]="http://127.0.0.1:$port$target"
   case $binary in
     ceiling) "$harness" ceiling --listen "127.0.0.1:$port" & ;;
