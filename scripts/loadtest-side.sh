@@ -14,8 +14,8 @@
 # `ga4-refused`, `batches`, `fanout`) names the request sent and, for tagpipe, the pipeline it
 # serves — both as the harness makes them (`tagpipe-loadtest request`). DUR sets the seconds
 # per run (default 6), CONNS wrk's connections (default 32, as the harness). IDLE_RECEIVER=1
-# starts a second counting receiver at idle priority (`chrt -i 0`: it runs only on a CPU with
-# nothing else to run) for the variants whose label begins with `i` (BENCHMARKS.md, "The
+# starts a second counting receiver at idle priority (`chrt -i 0`, SCHED_IDLE: the lowest
+# priority) for the variants whose label begins with `i` (BENCHMARKS.md, "The
 # sink-path session"). Uses the harness of the release build as last built. Example:
 #
 #   ./scripts/loadtest-side.sh 6 "c:ceiling:ga4" "cp:ceiling=/tmp/lt-pgo:ga4" "t:/tmp/tp:ga4"
