@@ -13,10 +13,11 @@
 # `ceiling=<harness binary>`, or a tagpipe binary; the scenario (`ga4`, `ga4-short`,
 # `ga4-refused`, `batches`, `fanout`) names the request sent and, for tagpipe, the pipeline it
 # serves — both as the harness makes them (`tagpipe-loadtest request`). DUR sets the seconds
-# per run (default 6), CONNS wrk's connections (default 32, as the harness). IDLE_RECEIVER=1
-# starts a second counting receiver at idle priority (`chrt -i 0`, SCHED_IDLE: the lowest
-# priority) for the variants whose label begins with `i` (BENCHMARKS.md, "The
-# sink-path session"). Uses the harness of the release build as last built. Example:
+# per run (default 6), CONNS wrk's connections (default 32, as the harness). SECOND_RECEIVER,
+# a command that serves a counting receiver and prints its endpoint as `tagpipe-loadtest
+# receiver` does, serves the variants whose label begins with `i` (BENCHMARKS.md, "The
+# sink-path session": e.g. `chrt -i 0 <harness> receiver`, the receiver at the lowest priority).
+# Uses the harness of the release build as last built. Example:
 #
 #   ./scripts/loadtest-side.sh 6 "c:ceiling:ga4" "cp:ceiling=/tmp/lt-pgo:ga4" "t:/tmp/tp:ga4"
 set -euo pipefail
@@ -35,12 +36,14 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 pids+=($!)
 sleep 0.5
 receiver=$(cat "$side/receiver.url")
-receiver_idle=$receiver
-if [ "${IDLE_RECEIVER:-0}" = 1 ]; then
-  chrt -i 0 "$harness" receiver >"$side/receiver-idle.url" &
+second=$receiver
+if [ -n "${SECOND_RECEIVER:-}" ]; then
+  # Word-split on purpose: the variable is a command line.
+  # shellcheck disable=SC2086
+  $SECOND_RECEIVER >"$side/receiver-second.url" &
   pids+=($!)
   sleep 0.5
-  receiver_idle=$(cat "$side/receiver-idle.url")
+  second=$(cat "$side/receiver-second.url")
 fi
 declare -A urls server rates cpus
 labels=()
@@ -48,7 +51,7 @@ for variant in "$@"; do
   IFS=: read -r label binary scenario <<<"$variant"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   endpoint=$receiver
-  [[ $label == i* ]] && endpoint=$receiver_idle
+  [[ $label == i* ]] && endpoint=$second
   target=$("$harness" request "$scenario" --port "$port" --receiver "$endpoint" --out "$side/$label")
   urls[$label]="http://127.0.0.1:$port$target"
   case $binary in
