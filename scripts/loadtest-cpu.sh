@@ -2,7 +2,10 @@
 # Where a scenario's CPU goes, per request: the server's and wrk's user and system time and the
 # server's minor page faults, read from /proc over 4 s of a full-rate load-test run, divided by
 # the run's average requests/s × those 4 s (BENCHMARKS.md, "The scheduling session"). Uses the
-# release build as last built (build it first).
+# release build as last built (build it first). Also the harness's own CPU per request: its
+# counting receiver's work, which shares the machine too (BENCHMARKS.md, "The sink-path
+# session"; next to nothing for the ceiling). HARNESS=<binary> runs another build of the harness
+# (e.g. one with `scripts/diagnostics/receiver-scan.patch`, with RECEIVER_SCAN=1).
 #
 #   ./scripts/loadtest-cpu.sh SCENARIO [TAGPIPE_BINARY]
 #                     # ceiling | ga4 | batches | fanout | ga4-short | ga4-refused
@@ -23,7 +26,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tagpipe-target}"
 release="$CARGO_TARGET_DIR/release"
 scenario=$1
 report=$(mktemp)
-"$release/tagpipe-loadtest" run --tagpipe "${2:-$release/tagpipe}" --work-dir "$CARGO_TARGET_DIR/loadtest" \
+"${HARNESS:-$release/tagpipe-loadtest}" run --tagpipe "${2:-$release/tagpipe}" --work-dir "$CARGO_TARGET_DIR/loadtest" \
   --runs 1 --duration "$([ -n "${SCHED:-}" ] && echo 10 || echo 8)" --scenario "$scenario" >"$report" 2>&1 &
 harness=$!
 trap 'kill "$harness" 2>/dev/null || true; rm -f "$report" "$report".t[01] "$report".t[01].time "$report".sched "$report".tids' EXIT
@@ -56,9 +59,9 @@ threads() {
   date +%s.%N >&2
 }
 [ -n "${THREADS:-}" ] && threads >"$report.t0" 2>"$report.t0.time"
-s0=$(sample "$server"); w0=$(sample "$wrk"); t0=$(date +%s.%N)
+s0=$(sample "$server"); w0=$(sample "$wrk"); h0=$(sample "$harness"); t0=$(date +%s.%N)
 sleep 4
-s1=$(sample "$server"); w1=$(sample "$wrk"); t1=$(date +%s.%N)
+s1=$(sample "$server"); w1=$(sample "$wrk"); h1=$(sample "$harness"); t1=$(date +%s.%N)
 [ -n "${THREADS:-}" ] && threads >"$report.t1" 2>"$report.t1.time"
 if [ -n "${SCHED:-}" ]; then
   # Each thread of the server and of wrk, named by its side, for the analysis below.
@@ -71,15 +74,16 @@ if ! wait "$harness"; then
   exit 1
 fi
 rps=$(grep -E '^\| (hyper|GA4|/v1)' "$report" | head -1 | cut -d'|' -f3 | tr -d ' ')
-python3 - "$scenario" "$rps" "$t0" "$t1" "$s0" "$s1" "$w0" "$w1" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$scenario" "$rps" "$t0" "$t1" "$s0" "$s1" "$w0" "$w1" "$h0" "$h1" "$(getconf CLK_TCK)" <<'PY'
 import sys
 scenario, rps, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-s0, s1, w0, w1 = (list(map(int, a.split())) for a in sys.argv[5:9])
-per_tick = 1e6 / int(sys.argv[9])
+s0, s1, w0, w1, h0, h1 = (list(map(int, a.split())) for a in sys.argv[5:11])
+per_tick = 1e6 / int(sys.argv[11])
 n = max(rps * (t1 - t0), 1.0)
 us = lambda a, b, i: (b[i] - a[i]) * per_tick / n
 print(f"{scenario}: {rps:.0f} req/s | server user {us(s0, s1, 1):.2f} µs, system {us(s0, s1, 2):.2f} µs, "
-      f"{(s1[0] - s0[0]) / n:.3f} minor faults | wrk user {us(w0, w1, 1):.2f} µs, system {us(w0, w1, 2):.2f} µs (per request)")
+      f"{(s1[0] - s0[0]) / n:.3f} minor faults | wrk user {us(w0, w1, 1):.2f} µs, system {us(w0, w1, 2):.2f} µs | "
+      f"harness (receiver) {us(h0, h1, 1) + us(h0, h1, 2):.3f} µs (per request)")
 PY
 if [ -n "${THREADS:-}" ]; then
   # Threads present at both samples; a core's share over the time between the two samples.
